@@ -1,0 +1,52 @@
+import { randomUUID } from 'node:crypto';
+import { NestFactory } from '@nestjs/core';
+import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify';
+import { Logger as PinoLogger } from 'nestjs-pino';
+import type { IncomingMessage } from 'node:http';
+import { AppModule } from './app.module';
+import { registerJsonBodyParser } from './common/json-body-parser';
+import { ShutdownService } from './common/shutdown.service';
+import type { EnvironmentVariables } from './config/environment';
+import type { Runtime } from './runtime';
+
+const REQUEST_ID = /^[\x21-\x7e]{1,128}$/;
+
+/** The caller's X-Request-Id when it is a sane token, else a new UUID. */
+function requestId(raw: IncomingMessage): string {
+  const given = raw.headers['x-request-id'];
+  const id = typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
+  // pino-http reads the id from the raw request, so every log line of this request carries it.
+  (raw as IncomingMessage & { id?: string }).id = id;
+  return id;
+}
+
+/** Builds the Nest application on Fastify with Bulwark's HTTP settings; does not listen. */
+export async function createApp(runtime: Runtime, env: EnvironmentVariables): Promise<NestFastifyApplication> {
+  const adapter = new FastifyAdapter({
+    bodyLimit: env.MAX_BODY_BYTES,
+    genReqId: requestId,
+    // Slow-loris guard: a client must deliver its whole request within these bounds.
+    requestTimeout: 30_000,
+    keepAliveTimeout: 65_000,
+    routerOptions: { maxParamLength: 512 },
+    return503OnClosing: false,
+  });
+  const app = await NestFactory.create<NestFastifyApplication>(AppModule.forRoot(runtime, env.LOG_LEVEL), adapter, {
+    bufferLogs: true,
+    abortOnError: false,
+    // Bulwark's own strict JSON parser replaces Nest's (see registerJsonBodyParser).
+    bodyParser: false,
+  });
+  app.useLogger(app.get(PinoLogger));
+  const fastify = app.getHttpAdapter().getInstance();
+  registerJsonBodyParser(fastify, env.MAX_BODY_BYTES);
+  const shutdown = app.get(ShutdownService);
+  fastify.addHook('onRequest', (request, reply, done) => {
+    void reply.header('x-request-id', String(request.id));
+    shutdown.requestStarted();
+    reply.raw.once('close', () => shutdown.requestEnded());
+    done();
+  });
+  fastify.server.headersTimeout = 10_000;
+  return app;
+}

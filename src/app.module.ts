@@ -1,0 +1,43 @@
+import { DynamicModule, Module } from '@nestjs/common';
+import { APP_FILTER, APP_GUARD } from '@nestjs/core';
+import { ConfigModule } from '@nestjs/config';
+import { LoggerModule } from 'nestjs-pino';
+import { ChatModule } from './chat/chat.module';
+import { CommonModule } from './common/common.module';
+import { OpenAIExceptionFilter } from './common/openai-exception.filter';
+import { RequestContextGuard } from './common/request-context.guard';
+import { ShutdownGuard } from './common/shutdown.guard';
+import { allConfigSections } from './config/sections';
+import { loggerOptions } from './logging';
+import { HealthModule } from './health/health.module';
+import { RedisModule } from './redis/redis.module';
+import { RUNTIME, Runtime } from './runtime';
+import { LogLevel } from './config/environment';
+
+@Module({})
+export class AppModule {
+  /** The whole application, given what the process prepared (Redis, upstreams). */
+  static forRoot(runtime: Runtime, logLevel: LogLevel): DynamicModule {
+    return {
+      module: AppModule,
+      imports: [
+        ConfigModule.forRoot({ isGlobal: true, ignoreEnvFile: true, load: allConfigSections, cache: true }),
+        LoggerModule.forRoot(loggerOptions(logLevel)),
+        { module: RuntimeHolder, global: true, providers: [{ provide: RUNTIME, useValue: runtime }], exports: [RUNTIME] },
+        CommonModule,
+        RedisModule,
+        HealthModule,
+        ChatModule,
+      ],
+      providers: [
+        // Global guards run in this order; `useExisting` lets tests replace any of them.
+        { provide: APP_GUARD, useExisting: ShutdownGuard },
+        { provide: APP_GUARD, useExisting: RequestContextGuard },
+        { provide: APP_FILTER, useClass: OpenAIExceptionFilter },
+      ],
+    };
+  }
+}
+
+@Module({})
+class RuntimeHolder {}

@@ -1,0 +1,36 @@
+import { Body, Controller, Get, HttpCode, Post, Req, Res } from '@nestjs/common';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { Kind } from '../common/route-kind.decorator';
+import { ChatCompletionRequestDto, CompletionRequestDto, EmbeddingRequestDto } from './dto/openai-requests.dto';
+import { InferenceService } from './inference.service';
+import { ModelsService } from './models.service';
+import { OpenAIBodyPipe } from './openai-body.pipe';
+
+/** The OpenAI routes. Thin: validation by pipes, admission by guards, the work in InferenceService. */
+@Controller('v1')
+export class ChatController {
+  constructor(
+    private readonly inference: InferenceService,
+    private readonly models: ModelsService,
+  ) {}
+
+  @Post('chat/completions') @Kind('inference') @HttpCode(200)
+  chatCompletions(@Body(new OpenAIBodyPipe(ChatCompletionRequestDto)) body: Record<string, unknown>, @Req() request: FastifyRequest, @Res() reply: FastifyReply) {
+    return this.inference.serve('/chat/completions', body, request, reply);
+  }
+
+  @Post('completions') @Kind('inference') @HttpCode(200)
+  completions(@Body(new OpenAIBodyPipe(CompletionRequestDto)) body: Record<string, unknown>, @Req() request: FastifyRequest, @Res() reply: FastifyReply) {
+    return this.inference.serve('/completions', body, request, reply);
+  }
+
+  @Post('embeddings') @Kind('inference') @HttpCode(200)
+  embeddings(@Body(new OpenAIBodyPipe(EmbeddingRequestDto)) body: Record<string, unknown>, @Req() request: FastifyRequest, @Res() reply: FastifyReply) {
+    return this.inference.serve('/embeddings', body, request, reply);
+  }
+
+  @Get('models') @Kind('client')
+  listModels() {
+    return this.models.list();
+  }
+}

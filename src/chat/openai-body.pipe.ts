@@ -1,0 +1,35 @@
+import { Injectable, PipeTransform } from '@nestjs/common';
+import { plainToInstance } from 'class-transformer';
+import { validateSync, ValidationError } from 'class-validator';
+import { InvalidRequestError } from '../common/errors';
+
+type Constructor = new () => object;
+
+function firstProblem(errors: ValidationError[], prefix = ''): { param: string; message: string } | undefined {
+  for (const error of errors) {
+    const param = prefix ? `${prefix}.${error.property}` : error.property;
+    const constraint = Object.values(error.constraints ?? {})[0];
+    if (constraint) return { param, message: constraint.replace(error.property, param) };
+    const nested = firstProblem(error.children ?? [], param);
+    if (nested) return nested;
+  }
+  return undefined;
+}
+
+/**
+ * Validates an OpenAI request body against its DTO and returns the body itself, untouched, so that
+ * fields the gateway does not know still reach the upstream.
+ */
+@Injectable()
+export class OpenAIBodyPipe implements PipeTransform<unknown, Record<string, unknown>> {
+  constructor(private readonly dto: Constructor) {}
+
+  transform(body: unknown): Record<string, unknown> {
+    if (body === undefined || body === null || typeof body !== 'object' || Array.isArray(body)) {
+      throw new InvalidRequestError('invalid_body', 'The body must be a JSON object');
+    }
+    const problem = firstProblem(validateSync(plainToInstance(this.dto, body), { forbidUnknownValues: false }));
+    if (problem) throw new InvalidRequestError('invalid_body', problem.message, problem.param);
+    return body as Record<string, unknown>;
+  }
+}

@@ -1,0 +1,131 @@
+import { HttpException } from '@nestjs/common';
+import { BulwarkError, ErrorCode, UpstreamClientError } from './errors';
+
+export interface OpenAIErrorBody {
+  error: {
+    message: string;
+    type: string;
+    param: string | null;
+    code: string | null;
+    suggestions: string[];
+  };
+}
+
+export interface ErrorResponse {
+  status: number;
+  headers: Record<string, string>;
+  body: OpenAIErrorBody;
+}
+
+interface CodeMapping {
+  status: number;
+  type: string;
+  shouldRetry: boolean;
+  suggestions: string[];
+}
+
+const RETRY_LATER = 'Retry after the Retry-After delay';
+
+/** API.md §4: one row per error code. */
+const MAPPINGS: Record<ErrorCode, CodeMapping> = {
+  invalid_json: { status: 400, type: 'invalid_request_error', shouldRetry: false, suggestions: ['Send a valid JSON body with Content-Type: application/json'] },
+  invalid_body: { status: 400, type: 'invalid_request_error', shouldRetry: false, suggestions: ['Check the field named in `param` against the OpenAI API reference'] },
+  invalid_header: { status: 400, type: 'invalid_request_error', shouldRetry: false, suggestions: ['X-Priority takes high, normal or low; X-Request-Timeout-Ms a positive integer; X-Request-Id at most 128 characters'] },
+  unsupported_media_type: { status: 415, type: 'invalid_request_error', shouldRetry: false, suggestions: ['Send the body as JSON with Content-Type: application/json'] },
+  invalid_api_key: { status: 401, type: 'authentication_error', shouldRetry: false, suggestions: ['Send your key as `Authorization: Bearer KEY` or `X-API-Key: KEY`'] },
+  admin_only: { status: 403, type: 'permission_error', shouldRetry: false, suggestions: ['Use the admin key for /admin routes'] },
+  model_not_found: { status: 404, type: 'not_found_error', shouldRetry: false, suggestions: ['List the available models with GET /v1/models'] },
+  job_not_found: { status: 404, type: 'not_found_error', shouldRetry: false, suggestions: ['Check the job id; results expire after their TTL'] },
+  route_not_found: { status: 404, type: 'not_found_error', shouldRetry: false, suggestions: ['Check the path: Bulwark serves the OpenAI routes under /v1'] },
+  body_too_large: { status: 413, type: 'invalid_request_error', shouldRetry: false, suggestions: ['Send a smaller body, or ask the operator to raise MAX_BODY_BYTES'] },
+  rate_limited: { status: 429, type: 'rate_limit_error', shouldRetry: true, suggestions: [RETRY_LATER, 'Spread requests over the minute'] },
+  queue_full: { status: 503, type: 'overloaded_error', shouldRetry: true, suggestions: [RETRY_LATER, 'Send low-urgency work with X-Priority: low or through POST /v1/jobs'] },
+  load_shed: { status: 503, type: 'overloaded_error', shouldRetry: true, suggestions: [RETRY_LATER, 'Higher-priority requests are still admitted; the gateway is under load'] },
+  deadline_unreachable: { status: 503, type: 'overloaded_error', shouldRetry: true, suggestions: [RETRY_LATER, 'Raise X-Request-Timeout-Ms or submit the request as a job (POST /v1/jobs)'] },
+  shutting_down: { status: 503, type: 'overloaded_error', shouldRetry: true, suggestions: ['Retry: another instance will take the request'] },
+  circuit_open: { status: 503, type: 'upstream_unavailable', shouldRetry: true, suggestions: [RETRY_LATER, 'The upstream is failing; Bulwark probes it again when the cooldown ends'] },
+  upstream_error: { status: 502, type: 'upstream_error', shouldRetry: true, suggestions: ['Retry later; the upstream failed after Bulwark\'s own retries'] },
+  upstream_bad_response: { status: 502, type: 'upstream_error', shouldRetry: true, suggestions: ['Retry later; the upstream sent an answer Bulwark could not parse'] },
+  queue_timeout: { status: 504, type: 'timeout_error', shouldRetry: true, suggestions: ['Raise X-Request-Timeout-Ms, retry later, or submit the request as a job (POST /v1/jobs)'] },
+  request_timeout: { status: 504, type: 'timeout_error', shouldRetry: true, suggestions: ['Ask for fewer tokens, raise X-Request-Timeout-Ms, or use stream: true'] },
+  job_not_cancellable: { status: 409, type: 'invalid_request_error', shouldRetry: false, suggestions: ['Only queued or active jobs can be cancelled'] },
+  internal_error: { status: 500, type: 'server_error', shouldRetry: true, suggestions: ['Retry later; if it persists, report the X-Request-Id to the operator'] },
+};
+
+/** Fastify's own errors that reach the filter before any Bulwark code ran. */
+const FASTIFY_CODES: Record<string, { code: ErrorCode; message: string }> = {
+  FST_ERR_CTP_BODY_TOO_LARGE: { code: 'body_too_large', message: 'Request body is larger than the limit' },
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: { code: 'unsupported_media_type', message: 'Unsupported Content-Type; send application/json' },
+  FST_ERR_CTP_EMPTY_JSON_BODY: { code: 'invalid_json', message: 'The body is empty; send a JSON object' },
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: { code: 'invalid_body', message: 'Content-Length does not match the body' },
+  FST_ERR_CTP_INVALID_JSON_BODY: { code: 'invalid_json', message: 'The body is not valid JSON' },
+};
+
+function retryAfterHeaders(status: number, retryAfterMs: number | undefined): Record<string, string> {
+  if (status !== 429 && status !== 503) return {};
+  const seconds = Math.max(1, Math.ceil((retryAfterMs ?? 1000) / 1000));
+  return { 'retry-after': String(seconds) };
+}
+
+function fromCode(code: ErrorCode, message: string, param: string | null, retryAfterMs?: number): ErrorResponse {
+  const mapping = MAPPINGS[code];
+  return {
+    status: mapping.status,
+    headers: { 'x-should-retry': String(mapping.shouldRetry), ...retryAfterHeaders(mapping.status, retryAfterMs) },
+    body: { error: { message, type: mapping.type, param, code, suggestions: mapping.suggestions } },
+  };
+}
+
+/**
+ * Maps anything thrown anywhere to the contract's error (API.md §4). Unknown errors become a 500
+ * whose message reveals nothing internal.
+ */
+export function toErrorResponse(error: unknown): ErrorResponse {
+  if (error instanceof UpstreamClientError) {
+    const { message, type, param, code } = error.upstreamBody;
+    return {
+      status: error.status,
+      headers: { 'x-should-retry': 'false' },
+      body: {
+        error: {
+          message,
+          type: type ?? 'invalid_request_error',
+          param: param ?? null,
+          code: code ?? null,
+          suggestions: ['The upstream refused the request; correct it as its message says'],
+        },
+      },
+    };
+  }
+  if (error instanceof BulwarkError) {
+    return fromCode(error.code, error.message, error.param ?? null, error.retryAfterMs);
+  }
+  const fastifyCode = (error as { code?: unknown })?.code;
+  if (typeof fastifyCode === 'string' && FASTIFY_CODES[fastifyCode]) {
+    const known = FASTIFY_CODES[fastifyCode];
+    return fromCode(known.code, known.message, null);
+  }
+  if (error instanceof SyntaxError && (error as { statusCode?: number }).statusCode === 400) {
+    return fromCode('invalid_json', 'The body is not valid JSON', null);
+  }
+  if (error instanceof HttpException) {
+    const status = error.getStatus();
+    if (status === 404) return fromCode('route_not_found', 'No such route', null);
+    if (status === 413) return fromCode('body_too_large', 'Request body is larger than the limit', null);
+    if (status === 415) return fromCode('unsupported_media_type', 'Unsupported Content-Type; send application/json', null);
+    if (status >= 400 && status < 500) return fromCode('invalid_body', safeHttpMessage(error), null);
+  }
+  const statusCode = (error as { statusCode?: unknown })?.statusCode;
+  if (typeof statusCode === 'number' && statusCode >= 400 && statusCode < 500) {
+    if (statusCode === 413) return fromCode('body_too_large', 'Request body is larger than the limit', null);
+    if (statusCode === 415) return fromCode('unsupported_media_type', 'Unsupported Content-Type; send application/json', null);
+    return fromCode('invalid_body', 'The request could not be read', null);
+  }
+  return fromCode('internal_error', 'Internal error', null);
+}
+
+function safeHttpMessage(error: HttpException): string {
+  const response = error.getResponse();
+  const message = typeof response === 'object' && response && 'message' in response ? (response as { message: unknown }).message : error.message;
+  return Array.isArray(message) ? message.join('; ') : String(message);
+}

@@ -1,0 +1,184 @@
+/**
+ * Bulwark's typed domain errors. Services throw these; the one exception filter
+ * (`common/openai-exception.filter.ts`) turns each into the contract's status, headers and body.
+ * Nothing here knows about HTTP beyond the stable error code.
+ */
+export type ErrorCode =
+  | 'invalid_json'
+  | 'invalid_body'
+  | 'invalid_header'
+  | 'unsupported_media_type'
+  | 'invalid_api_key'
+  | 'admin_only'
+  | 'model_not_found'
+  | 'job_not_found'
+  | 'route_not_found'
+  | 'body_too_large'
+  | 'rate_limited'
+  | 'queue_full'
+  | 'load_shed'
+  | 'deadline_unreachable'
+  | 'shutting_down'
+  | 'circuit_open'
+  | 'upstream_error'
+  | 'upstream_bad_response'
+  | 'queue_timeout'
+  | 'request_timeout'
+  | 'job_not_cancellable'
+  | 'internal_error';
+
+export interface BulwarkErrorOptions {
+  /** When the caller may try again; becomes `Retry-After` (whole seconds, rounded up). */
+  retryAfterMs?: number;
+  /** The offending request field or header, as OpenAI's `param`. */
+  param?: string;
+  cause?: unknown;
+}
+
+export class BulwarkError extends Error {
+  readonly retryAfterMs?: number;
+  readonly param?: string;
+
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    options: BulwarkErrorOptions = {},
+  ) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = new.target.name;
+    this.retryAfterMs = options.retryAfterMs;
+    this.param = options.param;
+  }
+}
+
+export class InvalidRequestError extends BulwarkError {
+  constructor(code: 'invalid_json' | 'invalid_body' | 'invalid_header' | 'unsupported_media_type', message: string, param?: string) {
+    super(code, message, { param });
+  }
+}
+
+export class BodyTooLargeError extends BulwarkError {
+  constructor(limitBytes: number) {
+    super('body_too_large', `Request body is larger than the limit of ${limitBytes} bytes`);
+  }
+}
+
+export class AuthenticationError extends BulwarkError {
+  constructor(message = 'Missing or unknown API key') {
+    super('invalid_api_key', message);
+  }
+}
+
+export class AdminOnlyError extends BulwarkError {
+  constructor(message = 'This route needs the admin key') {
+    super('admin_only', message);
+  }
+}
+
+export class NotFoundError extends BulwarkError {
+  constructor(code: 'model_not_found' | 'job_not_found' | 'route_not_found', message: string, param?: string) {
+    super(code, message, { param });
+  }
+}
+
+export class RateLimitedError extends BulwarkError {
+  constructor(limitPerMinute: number, retryAfterMs: number) {
+    super('rate_limited', `Rate limit of ${limitPerMinute} requests per minute reached for this key`, { retryAfterMs });
+  }
+}
+
+export class QueueFullError extends BulwarkError {
+  constructor(waiting: number, max: number, retryAfterMs: number) {
+    super('queue_full', `Queue is full (${waiting}/${max} waiting); retry after ${Math.ceil(retryAfterMs / 1000)} s`, { retryAfterMs });
+  }
+}
+
+export class LoadShedError extends BulwarkError {
+  constructor(reason: string, retryAfterMs: number) {
+    super('load_shed', `Request shed to protect the upstream (${reason}); retry after ${Math.ceil(retryAfterMs / 1000)} s`, { retryAfterMs });
+  }
+}
+
+export class DeadlineUnreachableError extends BulwarkError {
+  constructor(estimatedWaitMs: number, remainingMs: number, retryAfterMs: number) {
+    super(
+      'deadline_unreachable',
+      `Estimated queue wait of ${Math.round(estimatedWaitMs)} ms exceeds the request's remaining deadline of ${Math.round(remainingMs)} ms`,
+      { retryAfterMs },
+    );
+  }
+}
+
+export class ShuttingDownError extends BulwarkError {
+  constructor() {
+    super('shutting_down', 'This instance is shutting down and takes no new work', { retryAfterMs: 1000 });
+  }
+}
+
+export class CircuitOpenError extends BulwarkError {
+  constructor(model: string, retryAfterMs: number) {
+    super('circuit_open', `Every upstream that serves model ${model} is failing (circuit open) and no fallback can serve`, { retryAfterMs });
+  }
+}
+
+/** The upstream failed in a way that counts against it: connection error, 5xx, 429, timeout. */
+export class UpstreamError extends BulwarkError {
+  constructor(
+    message: string,
+    readonly upstreamStatus?: number,
+    options: BulwarkErrorOptions = {},
+  ) {
+    super('upstream_error', message, options);
+  }
+}
+
+export class UpstreamBadResponseError extends BulwarkError {
+  constructor(message: string, options: BulwarkErrorOptions = {}) {
+    super('upstream_bad_response', message, options);
+  }
+}
+
+/**
+ * The upstream refused the request for a reason of the client's own (a 4xx other than 429): passed
+ * through with its status and message, never counted against the upstream.
+ */
+export class UpstreamClientError extends BulwarkError {
+  constructor(
+    readonly status: number,
+    readonly upstreamBody: { message: string; type?: string; param?: string | null; code?: string | null },
+  ) {
+    super('upstream_error', upstreamBody.message);
+  }
+}
+
+export class QueueTimeoutError extends BulwarkError {
+  constructor(waitedMs: number) {
+    super('queue_timeout', `The request's deadline passed after ${Math.round(waitedMs)} ms in the queue; it was never sent upstream`);
+  }
+}
+
+export class RequestTimeoutError extends BulwarkError {
+  constructor(timeoutMs: number, what = 'the upstream worked') {
+    super('request_timeout', `The request's deadline of ${timeoutMs} ms passed while ${what}`);
+  }
+}
+
+export class JobNotCancellableError extends BulwarkError {
+  constructor(status: string) {
+    super('job_not_cancellable', `The job is ${status} and can no longer be cancelled`);
+  }
+}
+
+/** The upstream did not answer in time (time to first byte, stream silence, or the deadline). Counts against it. */
+export class UpstreamTimeoutError extends BulwarkError {
+  constructor(message: string) {
+    super('request_timeout', message);
+  }
+}
+
+/** The caller went away or cancelled the job: nothing is sent back and nothing counts against the upstream. */
+export class CancelledError extends BulwarkError {
+  constructor(readonly by: 'client' | 'job_cancel' | 'shutdown') {
+    super('internal_error', `Cancelled by ${by}`);
+  }
+}

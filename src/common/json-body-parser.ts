@@ -1,0 +1,62 @@
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { InvalidRequestError } from './errors';
+
+const MAX_DEPTH = 64;
+const decoder = new TextDecoder('utf-8', { fatal: true });
+
+/** Deepest nesting of objects/arrays in a JSON text, stopping early past `limit`. */
+export function jsonDepthExceeds(text: string, limit: number): boolean {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 92 /* \ */) i++;
+      else if (c === 34 /* " */) inString = false;
+    } else if (c === 34) inString = true;
+    else if (c === 123 /* { */ || c === 91 /* [ */) {
+      if (++depth > limit) return true;
+    } else if (c === 125 || c === 93) depth--;
+  }
+  return false;
+}
+
+/** Rejects the keys that pollute prototypes once a parsed object is merged or spread somewhere. */
+function rejectPollution(key: string, value: unknown): unknown {
+  if (key === '__proto__' || (key === 'constructor' && value !== null && typeof value === 'object' && 'prototype' in value)) {
+    throw new InvalidRequestError('invalid_json', `The key ${JSON.stringify(key)} is not allowed in a request body`);
+  }
+  return value;
+}
+
+/** Parses a JSON body strictly: valid UTF-8, bounded nesting, no prototype-pollution keys. */
+export function parseJsonBody(body: Buffer): unknown {
+  if (body.length === 0) throw new InvalidRequestError('invalid_json', 'The body is empty; send a JSON object');
+  let text: string;
+  try {
+    text = decoder.decode(body);
+  } catch {
+    throw new InvalidRequestError('invalid_json', 'The body is not valid UTF-8');
+  }
+  if (jsonDepthExceeds(text, MAX_DEPTH)) {
+    throw new InvalidRequestError('invalid_json', `The body nests deeper than ${MAX_DEPTH} levels`);
+  }
+  try {
+    return text.includes('__proto__') || text.includes('constructor') ? JSON.parse(text, rejectPollution) : JSON.parse(text);
+  } catch (error) {
+    if (error instanceof InvalidRequestError) throw error;
+    throw new InvalidRequestError('invalid_json', `The body is not valid JSON: ${(error as Error).message.slice(0, 200)}`);
+  }
+}
+
+/** Replaces Fastify's JSON parser with the strict one; the body limit is enforced while reading. */
+export function registerJsonBodyParser(fastify: FastifyInstance, bodyLimit: number): void {
+  fastify.removeContentTypeParser(['application/json', 'text/plain']);
+  fastify.addContentTypeParser('application/json', { parseAs: 'buffer', bodyLimit }, (_req: FastifyRequest, body: Buffer, done) => {
+    try {
+      done(null, parseJsonBody(body));
+    } catch (error) {
+      done(error as Error, undefined);
+    }
+  });
+}

@@ -1,0 +1,97 @@
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { Priority } from '../adaptive/graduated-rejection';
+import { CancelledError, InvalidRequestError, RequestTimeoutError } from './errors';
+
+/** Who is calling, as the auth guard resolved it. */
+export interface ClientIdentity {
+  /** A stable, non-secret id of the key (a hash prefix), or `anonymous` when auth is off. */
+  id: string;
+  tier: Priority;
+  admin: boolean;
+}
+
+/**
+ * Everything the pipeline needs to know about one HTTP request, made once when it arrives: its
+ * id, its deadline and the signal that fires when the deadline passes or the client goes away.
+ */
+export interface RequestContext {
+  requestId: string;
+  receivedAt: number;
+  /** Epoch ms after which no work for this request may start or continue. */
+  deadlineAt: number;
+  timeoutMs: number;
+  requestedPriority: Priority;
+  /** Aborted with a RequestTimeoutError at the deadline or a CancelledError when the client leaves. */
+  signal: AbortSignal;
+  client: ClientIdentity;
+  /** Stops the deadline timer; called when the answer is complete. */
+  finish(): void;
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    bulwark?: RequestContext;
+  }
+}
+
+const PRIORITIES: readonly Priority[] = ['high', 'normal', 'low'];
+
+function header(request: FastifyRequest, name: string): string | undefined {
+  const value = request.headers[name];
+  return Array.isArray(value) ? value[0] : value;
+}
+
+/** Reads `X-Priority`; absent means normal. */
+export function parsePriority(raw: string | undefined): Priority {
+  if (raw === undefined || raw === '') return 'normal';
+  const value = raw.trim().toLowerCase();
+  if (!(PRIORITIES as readonly string[]).includes(value)) {
+    throw new InvalidRequestError('invalid_header', `X-Priority must be high, normal or low, not ${JSON.stringify(raw.slice(0, 32))}`, 'X-Priority');
+  }
+  return value as Priority;
+}
+
+/** Reads `X-Request-Timeout-Ms`, capped by the configured request timeout. */
+export function parseTimeout(raw: string | undefined, maxMs: number): number {
+  if (raw === undefined || raw === '') return maxMs;
+  if (!/^\d{1,9}$/.test(raw.trim()) || Number(raw) < 1) {
+    throw new InvalidRequestError('invalid_header', 'X-Request-Timeout-Ms must be a positive integer of milliseconds', 'X-Request-Timeout-Ms');
+  }
+  return Math.min(Number(raw), maxMs);
+}
+
+const ANONYMOUS: ClientIdentity = { id: 'anonymous', tier: 'high', admin: false };
+
+/**
+ * Builds the request's context: parses its headers (throwing typed 400s), starts its deadline and
+ * ties its signal to the client's connection. Idempotent per request.
+ */
+export function attachRequestContext(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  requestTimeoutMs: number,
+  now = Date.now(),
+): RequestContext {
+  if (request.bulwark) return request.bulwark;
+  const requestedPriority = parsePriority(header(request, 'x-priority'));
+  const timeoutMs = parseTimeout(header(request, 'x-request-timeout-ms'), requestTimeoutMs);
+  const controller = new AbortController();
+  const timer = setTimeout(() => controller.abort(new RequestTimeoutError(timeoutMs)), timeoutMs);
+  // A response closed before it finished means the client went away: stop all work for it.
+  reply.raw.once('close', () => {
+    clearTimeout(timer);
+    if (!reply.raw.writableFinished) controller.abort(new CancelledError('client'));
+  });
+  const context: RequestContext = {
+    requestId: String(request.id),
+    receivedAt: now,
+    deadlineAt: now + timeoutMs,
+    timeoutMs,
+    requestedPriority,
+    signal: controller.signal,
+    client: ANONYMOUS,
+    finish: () => clearTimeout(timer),
+  };
+  request.bulwark = context;
+  return context;
+}

@@ -1,0 +1,211 @@
+import { plainToInstance, Transform } from 'class-transformer';
+import {
+  IsIn,
+  IsInt,
+  IsNumber,
+  IsOptional,
+  IsString,
+  Matches,
+  Max,
+  MaxLength,
+  Min,
+  validateSync,
+  ValidationError,
+} from 'class-validator';
+
+const toInt = ({ value }: { value: unknown }) =>
+  typeof value === 'string' && /^-?\d+$/.test(value.trim()) ? Number(value.trim()) : value;
+const toNumber = ({ value }: { value: unknown }) =>
+  typeof value === 'string' && value.trim() !== '' && !Number.isNaN(Number(value)) ? Number(value) : value;
+const emptyToUndefined = ({ value }: { value: unknown }) => (value === '' ? undefined : value);
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+/** Variables whose values must never be echoed back, not even in a start-up error. */
+const SECRET_VARIABLES = new Set(['UPSTREAM_API_KEY', 'API_KEYS', 'ADMIN_API_KEY']);
+
+/**
+ * Every environment variable of API.md §7, validated once at start-up.
+ * Defaults follow the original Python server's.
+ */
+export class EnvironmentVariables {
+  @Transform(toInt) @IsInt() @Min(0) @Max(65535)
+  PORT = 8000;
+
+  @IsString() @MaxLength(255)
+  HOST = '0.0.0.0';
+
+  @Transform(emptyToUndefined) @IsOptional() @IsString()
+  @Matches(/^rediss?:\/\/[^\s]+$/, { message: 'must be a redis:// or rediss:// URL' })
+  REDIS_URL?: string;
+
+  @IsString()
+  DATA_DIR = './data';
+
+  @Transform(emptyToUndefined) @IsOptional() @IsString()
+  @Matches(/^https?:\/\/[^\s]+$/, { message: 'must be an http:// or https:// base URL, including /v1' })
+  UPSTREAM_URL?: string;
+
+  @Transform(emptyToUndefined) @IsOptional() @IsString()
+  UPSTREAM_API_KEY?: string;
+
+  @Transform(emptyToUndefined) @IsOptional() @IsString()
+  UPSTREAMS_FILE?: string;
+
+  @Transform(toInt) @IsInt() @Min(100) @Max(3_600_000)
+  REQUEST_TIMEOUT_MS = 60_000;
+
+  @Transform(toInt) @IsInt() @Min(100) @Max(3_600_000)
+  STREAM_IDLE_TIMEOUT_MS = 30_000;
+
+  @Transform(toInt) @IsInt() @Min(1) @Max(1_000_000)
+  MAX_QUEUE_SIZE = 50;
+
+  @Transform(toInt) @IsInt() @Min(1) @Max(10_000)
+  MAX_CONCURRENT_REQUESTS = 3;
+
+  @Transform(toNumber) @IsNumber() @Min(0) @Max(1)
+  QUEUE_REJECTION_THRESHOLD = 0.8;
+
+  @Transform(toNumber) @IsOptional() @IsNumber() @Min(0) @Max(1)
+  ABANDONED_REJECTION_THRESHOLD?: number;
+
+  /** Alias kept from the original server. */
+  @Transform(toNumber) @IsOptional() @IsNumber() @Min(0) @Max(1)
+  VLLM_REJECTION_THRESHOLD?: number;
+
+  @Transform(toInt) @IsInt() @Min(1) @Max(1_000_000)
+  MAX_ABANDONED_REQUESTS = 10;
+
+  @Transform(toInt) @IsInt() @Min(1000) @Max(86_400_000)
+  RESET_INTERVAL_MS = 300_000;
+
+  @Transform(toInt) @IsInt() @Min(1) @Max(100_000)
+  BREAKER_WINDOW_SIZE = 100;
+
+  @Transform(toInt) @IsInt() @Min(1) @Max(100_000)
+  BREAKER_MIN_CALLS = 20;
+
+  @Transform(toNumber) @IsNumber() @Min(0.01) @Max(1)
+  BREAKER_FAILURE_RATIO = 0.5;
+
+  @Transform(toInt) @IsInt() @Min(100) @Max(86_400_000)
+  BREAKER_WINDOW_MS = 60_000;
+
+  @Transform(toInt) @IsInt() @Min(10) @Max(3_600_000)
+  BREAKER_COOLDOWN_MS = 30_000;
+
+  @Transform(toInt) @IsInt() @Min(1) @Max(1000)
+  BREAKER_HALF_OPEN_PROBES = 3;
+
+  /** Calls slower than this count as slow (resilience4j's slow-call rate). */
+  @Transform(toInt) @IsInt() @Min(1) @Max(3_600_000)
+  BREAKER_SLOW_CALL_MS = 30_000;
+
+  @Transform(toNumber) @IsNumber() @Min(0.01) @Max(1)
+  BREAKER_SLOW_CALL_RATIO = 1;
+
+  @Transform(toInt) @IsInt() @Min(1) @Max(10)
+  RETRY_MAX_ATTEMPTS = 3;
+
+  @Transform(toInt) @IsInt() @Min(0) @Max(60_000)
+  RETRY_BASE_DELAY_MS = 250;
+
+  @Transform(toInt) @IsInt() @Min(0) @Max(300_000)
+  RETRY_MAX_DELAY_MS = 5000;
+
+  @Transform(toNumber) @IsNumber() @Min(0) @Max(1)
+  RETRY_BUDGET_RATIO = 0.2;
+
+  @Transform(toInt) @IsInt() @Min(0) @Max(600_000)
+  SHUTDOWN_GRACE_MS = 30_000;
+
+  @Transform(emptyToUndefined) @IsOptional() @IsString()
+  @Matches(/^\s*[^:,\s]+:(high|normal|low)\s*(,\s*[^:,\s]+:(high|normal|low)\s*)*$/, {
+    message: 'must be a comma-separated list of key:tier with tier high, normal or low',
+  })
+  API_KEYS?: string;
+
+  @Transform(emptyToUndefined) @IsOptional() @IsString() @MaxLength(512)
+  ADMIN_API_KEY?: string;
+
+  @Transform(toInt) @IsInt() @Min(0) @Max(1_000_000)
+  RATE_LIMIT_RPM = 0;
+
+  @Transform(toInt) @IsInt() @Min(1024) @Max(104_857_600)
+  MAX_BODY_BYTES = 1_048_576;
+
+  @IsIn(LOG_LEVELS)
+  LOG_LEVEL: LogLevel = 'info';
+
+  /** `none`: /metrics is open; `admin`: it needs the admin key. */
+  @IsIn(['none', 'admin'])
+  METRICS_AUTH: 'none' | 'admin' = 'none';
+
+  /** `none`: /health details are public; `admin`: they need the admin key. */
+  @IsIn(['none', 'admin'])
+  HEALTH_DETAILS: 'none' | 'admin' = 'none';
+
+  /** max_tokens cap applied while the strategy is `degraded` or `critical`. */
+  @Transform(toInt) @IsInt() @Min(1) @Max(1_000_000)
+  DEGRADED_MAX_TOKENS = 256;
+
+  /** How long completed job results stay readable through the jobs API. */
+  @Transform(toInt) @IsInt() @Min(1000) @Max(30 * 86_400_000)
+  JOB_RESULT_TTL_MS = 3_600_000;
+
+  /** Poll period of the upstreams' own /metrics (vLLM load figures); 0 turns polling off. */
+  @Transform(toInt) @IsInt() @Min(0) @Max(3_600_000)
+  UPSTREAM_METRICS_POLL_MS = 5000;
+}
+
+export class ConfigurationError extends Error {
+  override readonly name = 'ConfigurationError';
+}
+
+function describe(error: ValidationError): string {
+  const value = SECRET_VARIABLES.has(error.property)
+    ? '(hidden)'
+    : error.property === 'REDIS_URL'
+      ? JSON.stringify(redactUrl(String(error.value)))
+      : JSON.stringify(error.value);
+  const constraints = Object.values(error.constraints ?? {}).map((m) => m.replace(`${error.property} `, ''));
+  return `${error.property}=${value}: ${constraints.join('; ')}`;
+}
+
+/** Hides the password of a URL (`redis://:secret@host` → `redis://:***@host`). */
+export function redactUrl(url: string): string {
+  return url.replace(/^(\w+:\/\/)([^@/]*)@/, (_m, scheme: string, auth: string) =>
+    auth.includes(':') ? `${scheme}${auth.split(':')[0]}:***@` : `${scheme}***@`,
+  );
+}
+
+/**
+ * Parses and validates the environment. Throws one ConfigurationError whose message names each bad
+ * variable, its value (secrets hidden) and what is allowed.
+ */
+export function validateEnvironment(raw: Record<string, unknown>): EnvironmentVariables {
+  const known = Object.keys(new EnvironmentVariables());
+  const picked: Record<string, unknown> = {};
+  for (const key of [...known, 'REDIS_URL', 'UPSTREAM_URL', 'UPSTREAM_API_KEY', 'UPSTREAMS_FILE', 'API_KEYS',
+    'ADMIN_API_KEY', 'ABANDONED_REJECTION_THRESHOLD', 'VLLM_REJECTION_THRESHOLD']) {
+    if (raw[key] !== undefined) picked[key] = raw[key];
+  }
+  const env = plainToInstance(EnvironmentVariables, picked);
+  const errors = validateSync(env, { skipMissingProperties: false, forbidUnknownValues: false });
+  if (errors.length > 0) {
+    throw new ConfigurationError(`Invalid configuration: ${errors.map(describe).join(' | ')}`);
+  }
+  if (env.UPSTREAM_URL && env.UPSTREAMS_FILE) {
+    throw new ConfigurationError(
+      'Invalid configuration: UPSTREAM_URL and UPSTREAMS_FILE are both set: set one (a single upstream) or the other (several)',
+    );
+  }
+  if (env.RETRY_MAX_DELAY_MS < env.RETRY_BASE_DELAY_MS) {
+    throw new ConfigurationError(
+      `Invalid configuration: RETRY_MAX_DELAY_MS=${env.RETRY_MAX_DELAY_MS}: must be at least RETRY_BASE_DELAY_MS (${env.RETRY_BASE_DELAY_MS})`,
+    );
+  }
+  return env;
+}

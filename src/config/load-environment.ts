@@ -1,0 +1,15 @@
+import { EnvironmentVariables, validateEnvironment } from './environment';
+import { loadUpstreamsFile, UpstreamTopology } from './upstreams-file';
+
+/**
+ * The one place that reads `process.env`. Sections call it from their `registerAs` factories, so the
+ * environment is validated before any module sees a value.
+ */
+export function loadEnvironment(): EnvironmentVariables {
+  return validateEnvironment(process.env);
+}
+
+/** Reads `UPSTREAMS_FILE`, resolving each `apiKeyEnv` from the process environment. */
+export function loadUpstreamTopology(path: string): UpstreamTopology {
+  return loadUpstreamsFile(path, process.env);
+}

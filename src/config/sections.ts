@@ -1,0 +1,97 @@
+import { registerAs } from '@nestjs/config';
+import { loadEnvironment, loadUpstreamTopology } from './load-environment';
+
+export const serverConfig = registerAs('server', () => {
+  const env = loadEnvironment();
+  return {
+    port: env.PORT,
+    host: env.HOST,
+    maxBodyBytes: env.MAX_BODY_BYTES,
+    requestTimeoutMs: env.REQUEST_TIMEOUT_MS,
+    streamIdleTimeoutMs: env.STREAM_IDLE_TIMEOUT_MS,
+    shutdownGraceMs: env.SHUTDOWN_GRACE_MS,
+    logLevel: env.LOG_LEVEL,
+  };
+});
+
+export const redisConfig = registerAs('redis', () => {
+  const env = loadEnvironment();
+  return { url: env.REDIS_URL, dataDir: env.DATA_DIR };
+});
+
+export const upstreamConfig = registerAs('upstream', () => {
+  const env = loadEnvironment();
+  return {
+    url: env.UPSTREAM_URL,
+    apiKey: env.UPSTREAM_API_KEY,
+    /** Set when UPSTREAMS_FILE is; read and validated here so a bad file stops the start. */
+    topology: env.UPSTREAMS_FILE ? loadUpstreamTopology(env.UPSTREAMS_FILE) : undefined,
+    metricsPollMs: env.UPSTREAM_METRICS_POLL_MS,
+  };
+});
+
+export const queueConfig = registerAs('queue', () => {
+  const env = loadEnvironment();
+  return {
+    maxQueueSize: env.MAX_QUEUE_SIZE,
+    maxConcurrent: env.MAX_CONCURRENT_REQUESTS,
+    jobResultTtlMs: env.JOB_RESULT_TTL_MS,
+  };
+});
+
+export const adaptiveConfig = registerAs('adaptive', () => {
+  const env = loadEnvironment();
+  return {
+    queueRejectionThreshold: env.QUEUE_REJECTION_THRESHOLD,
+    abandonedRejectionThreshold: env.ABANDONED_REJECTION_THRESHOLD ?? env.VLLM_REJECTION_THRESHOLD ?? 0.7,
+    maxAbandoned: env.MAX_ABANDONED_REQUESTS,
+    resetIntervalMs: env.RESET_INTERVAL_MS,
+    degradedMaxTokens: env.DEGRADED_MAX_TOKENS,
+  };
+});
+
+export const breakerConfig = registerAs('breaker', () => {
+  const env = loadEnvironment();
+  return {
+    windowSize: env.BREAKER_WINDOW_SIZE,
+    minCalls: env.BREAKER_MIN_CALLS,
+    failureRatio: env.BREAKER_FAILURE_RATIO,
+    windowMs: env.BREAKER_WINDOW_MS,
+    cooldownMs: env.BREAKER_COOLDOWN_MS,
+    halfOpenProbes: env.BREAKER_HALF_OPEN_PROBES,
+    slowCallMs: env.BREAKER_SLOW_CALL_MS,
+    slowCallRatio: env.BREAKER_SLOW_CALL_RATIO,
+  };
+});
+
+export const retryConfig = registerAs('retry', () => {
+  const env = loadEnvironment();
+  return {
+    maxAttempts: env.RETRY_MAX_ATTEMPTS,
+    baseDelayMs: env.RETRY_BASE_DELAY_MS,
+    maxDelayMs: env.RETRY_MAX_DELAY_MS,
+    budgetRatio: env.RETRY_BUDGET_RATIO,
+  };
+});
+
+export const authConfig = registerAs('auth', () => {
+  const env = loadEnvironment();
+  return {
+    apiKeys: env.API_KEYS,
+    adminApiKey: env.ADMIN_API_KEY,
+    rateLimitRpm: env.RATE_LIMIT_RPM,
+    metricsAuth: env.METRICS_AUTH,
+    healthDetails: env.HEALTH_DETAILS,
+  };
+});
+
+export const allConfigSections = [
+  serverConfig,
+  redisConfig,
+  upstreamConfig,
+  queueConfig,
+  adaptiveConfig,
+  breakerConfig,
+  retryConfig,
+  authConfig,
+];

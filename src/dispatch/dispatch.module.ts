@@ -1,0 +1,12 @@
+import { Module } from '@nestjs/common';
+import { BreakerModule } from '../breaker/breaker.module';
+import { UpstreamModule } from '../upstream/upstream.module';
+import { RetryBudgetService } from './retry-budget.service';
+import { UpstreamDispatcher } from './upstream-dispatcher';
+
+@Module({
+  imports: [UpstreamModule, BreakerModule],
+  providers: [UpstreamDispatcher, RetryBudgetService],
+  exports: [UpstreamDispatcher, RetryBudgetService],
+})
+export class DispatchModule {}

@@ -1,0 +1,75 @@
+import 'reflect-metadata';
+import { createApp } from './app.factory';
+import { bootstrapLogger, prepareRuntime } from './bootstrap';
+import { ShutdownService } from './common/shutdown.service';
+import { ConfigurationError } from './config/environment';
+import { loadEnvironment } from './config/load-environment';
+import { RedisUnavailableError } from './redis/embedded-redis';
+
+async function main(): Promise<void> {
+  let env;
+  try {
+    env = loadEnvironment();
+  } catch (error) {
+    if (error instanceof ConfigurationError) {
+      process.stderr.write(`${error.message}\n`);
+      process.exit(78); // EX_CONFIG
+    }
+    throw error;
+  }
+  const logger = bootstrapLogger(env.LOG_LEVEL);
+  let prepared;
+  try {
+    prepared = await prepareRuntime(env, logger);
+  } catch (error) {
+    if (error instanceof RedisUnavailableError || error instanceof ConfigurationError) {
+      logger.fatal(error.message);
+      process.exit(error instanceof ConfigurationError ? 78 : 69); // EX_UNAVAILABLE
+    }
+    throw error;
+  }
+  if (!env.API_KEYS) {
+    logger.warn('API_KEYS is unset: Bulwark accepts requests from anyone. Set API_KEYS=key:tier,... before exposing it.');
+  }
+  let app;
+  try {
+    app = await createApp(prepared.runtime, env);
+    await app.listen({ port: env.PORT, host: env.HOST });
+  } catch (error) {
+    await prepared.stop();
+    throw error;
+  }
+  const address = app.getHttpAdapter().getInstance().server.address();
+  const port = typeof address === 'object' && address ? address.port : env.PORT;
+  logger.info({ port, host: env.HOST, url: `http://${env.HOST === '0.0.0.0' ? '127.0.0.1' : env.HOST}:${port}/v1` }, 'Bulwark listening');
+
+  let stopping = false;
+  const stop = async (signal: NodeJS.Signals) => {
+    if (stopping) {
+      logger.warn({ signal }, 'second signal: exiting now');
+      process.exit(1);
+    }
+    stopping = true;
+    const shutdown = app.get(ShutdownService);
+    shutdown.beginDrain();
+    logger.info({ signal, inflight: shutdown.inflightRequests, graceMs: env.SHUTDOWN_GRACE_MS }, 'shutting down: draining in-flight work');
+    const drained = await shutdown.waitForIdle(env.SHUTDOWN_GRACE_MS);
+    if (!drained) logger.warn({ inflight: shutdown.inflightRequests }, 'grace period over: closing with work in flight');
+    const hardStop = setTimeout(() => {
+      logger.error('shutdown did not finish in time: exiting');
+      process.exit(1);
+    }, 15_000);
+    hardStop.unref();
+    await app.close();
+    await prepared.stop();
+    logger.info('stopped');
+    process.exit(0);
+  };
+  process.on('SIGTERM', (s) => void stop(s));
+  process.on('SIGINT', (s) => void stop(s));
+}
+
+void main().catch((error: unknown) => {
+  process.stderr.write(`Bulwark failed to start: ${error instanceof Error ? error.stack ?? error.message : String(error)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,146 @@
+import { ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { resolve } from 'node:path';
+import type { Logger } from 'pino';
+
+export class RedisUnavailableError extends Error {
+  override readonly name = 'RedisUnavailableError';
+}
+
+const START_TIMEOUT_MS = 10_000;
+const STOP_TIMEOUT_MS = 5000;
+
+async function freePort(): Promise<number> {
+  return new Promise((resolvePort, reject) => {
+    const server = createServer();
+    server.unref();
+    server.on('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => (typeof address === 'object' && address ? resolvePort(address.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+/** An embedded redis-server left behind by a crashed Bulwark: reparented to init, safe to reclaim. */
+function orphanedRedis(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return stat.includes('(redis-server)') && fields[1] === '1';
+  } catch {
+    return false;
+  }
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * A private `redis-server` child for a single instance started without `REDIS_URL`: loopback only,
+ * append-only persistence under `dataDir`, stopped (and its AOF flushed) on shutdown.
+ */
+export class EmbeddedRedis {
+  private child?: ChildProcess;
+  private exited?: Promise<void>;
+  port = 0;
+
+  constructor(
+    private readonly dataDir: string,
+    private readonly logger: Pick<Logger, 'info' | 'warn' | 'error'>,
+    private readonly binary = 'redis-server',
+  ) {}
+
+  get url(): string {
+    return `redis://127.0.0.1:${this.port}`;
+  }
+
+  async start(): Promise<void> {
+    if (spawnSync(this.binary, ['--version'], { stdio: 'ignore' }).error) {
+      throw new RedisUnavailableError(
+        'redis-server is not installed. Install it (Debian/Ubuntu: `sudo apt-get install -y redis-server`; macOS: `brew install redis`) or set REDIS_URL to an existing Redis.',
+      );
+    }
+    const dir = resolve(this.dataDir);
+    mkdirSync(dir, { recursive: true });
+    const pidFile = resolve(dir, 'redis.pid');
+    if (existsSync(pidFile)) {
+      const pid = Number(readFileSync(pidFile, 'utf8').trim());
+      if (pid > 0 && orphanedRedis(pid)) {
+        this.logger.warn({ pid }, 'stopping the orphaned embedded redis-server of a previous run');
+        process.kill(pid, 'SIGTERM');
+        for (let i = 0; i < 50 && processAlive(pid); i++) await new Promise((r) => setTimeout(r, 100));
+      }
+      if (pid > 0 && processAlive(pid)) {
+        throw new RedisUnavailableError(
+          `Another embedded redis-server (pid ${pid}) is using DATA_DIR ${dir}; stop it, use another DATA_DIR, or set REDIS_URL`,
+        );
+      }
+    }
+    this.port = await freePort();
+    const child = spawn(
+      this.binary,
+      [
+        '--port', String(this.port),
+        '--bind', '127.0.0.1',
+        '--dir', dir,
+        '--appendonly', 'yes',
+        '--appendfsync', 'everysec',
+        '--save', '',
+        '--pidfile', pidFile,
+        '--daemonize', 'no',
+        '--maxmemory-policy', 'noeviction',
+        '--protected-mode', 'yes',
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    this.child = child;
+    this.exited = new Promise((done) => child.once('exit', () => done()));
+    await new Promise<void>((ready, fail) => {
+      let output = '';
+      const timer = setTimeout(() => fail(new RedisUnavailableError(`redis-server did not start within ${START_TIMEOUT_MS} ms: ${output.slice(-500)}`)), START_TIMEOUT_MS);
+      const onData = (chunk: Buffer) => {
+        output += chunk.toString();
+        if (output.includes('Ready to accept connections')) {
+          clearTimeout(timer);
+          child.stdout?.off('data', onData);
+          child.stdout?.resume();
+          ready();
+        }
+      };
+      child.stdout?.on('data', onData);
+      child.stderr?.on('data', (chunk: Buffer) => (output += chunk.toString()));
+      child.once('exit', (code) => {
+        clearTimeout(timer);
+        fail(new RedisUnavailableError(`redis-server exited with code ${code} at start: ${output.slice(-500)}`));
+      });
+    });
+    child.once('exit', (code, signal) => {
+      if (this.child === child) this.logger.error({ code, signal }, 'embedded redis-server exited');
+    });
+    this.logger.info({ port: this.port, dataDir: dir }, 'embedded redis-server started (REDIS_URL is unset)');
+  }
+
+  /** Stops the child gracefully (Redis flushes its AOF on SIGTERM), killing it if it does not stop in time. */
+  async stop(): Promise<void> {
+    const child = this.child;
+    if (!child || child.exitCode !== null) return;
+    this.child = undefined;
+    child.kill('SIGTERM');
+    const stopped = await Promise.race([
+      this.exited!.then(() => true),
+      new Promise<boolean>((r) => setTimeout(() => r(false), STOP_TIMEOUT_MS).unref()),
+    ]);
+    if (!stopped) {
+      this.logger.warn('embedded redis-server did not stop in time; killing it');
+      child.kill('SIGKILL');
+    }
+  }
+}

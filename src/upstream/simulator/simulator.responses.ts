@@ -1,0 +1,191 @@
+/**
+ * Pure builders for the simulator's OpenAI/vLLM wire-format bodies.
+ * Kept free of I/O so the shapes can be read (and reasoned about) in one place.
+ */
+
+/** Fixed `created` stamp for model entries so that listings are reproducible. */
+const MODEL_CREATED = 1_700_000_000;
+
+/** Dimension of simulated embedding vectors. */
+export const EMBEDDING_DIMENSIONS = 8;
+
+/** Nominal slot count used for the KV-cache gauge when capacity is unlimited. */
+const NOMINAL_CAPACITY = 32;
+
+export interface OpenAiErrorBody {
+  error: { message: string; type: string; param: string | null; code: string | null };
+}
+
+export interface Usage {
+  prompt_tokens: number;
+  completion_tokens: number;
+  total_tokens: number;
+}
+
+/** The `error` object OpenAI returns for every non-2xx answer. */
+export function errorBody(
+  message: string,
+  type: string,
+  code: string | null = null,
+  param: string | null = null,
+): OpenAiErrorBody {
+  return { error: { message, type, param, code } };
+}
+
+/** Error body for an injected `error` fault, typed the way OpenAI types that status. */
+export function faultErrorBody(status: number): OpenAiErrorBody {
+  if (status === 429) {
+    return errorBody('Rate limit reached (simulated).', 'rate_limit_error', 'rate_limit_exceeded');
+  }
+  if (status >= 500) {
+    return errorBody(`The server had an error while processing your request (simulated ${status}).`, 'server_error');
+  }
+  return errorBody(`Simulated client error ${status}.`, 'invalid_request_error');
+}
+
+export function modelNotFoundBody(model: string): OpenAiErrorBody {
+  return errorBody(`The model \`${model}\` does not exist.`, 'invalid_request_error', 'model_not_found', 'model');
+}
+
+/** Deterministic completion words; the concatenation of stream deltas equals the non-stream text. */
+export function completionWords(count: number): string[] {
+  return Array.from({ length: count }, (_, i) => `word${i + 1} `);
+}
+
+/** Rough, deterministic token estimate: whitespace-separated words of every text found. */
+export function countTokens(value: unknown): number {
+  if (typeof value === 'string') return value.split(/\s+/).filter(Boolean).length;
+  if (Array.isArray(value)) return value.reduce<number>((sum, v) => sum + countTokens(v), 0);
+  if (value !== null && typeof value === 'object') {
+    const record = value as Record<string, unknown>;
+    return countTokens(record.content) + countTokens(record.text);
+  }
+  return 0;
+}
+
+export function usage(promptTokens: number, completionTokens: number): Usage {
+  return {
+    prompt_tokens: promptTokens,
+    completion_tokens: completionTokens,
+    total_tokens: promptTokens + completionTokens,
+  };
+}
+
+export function modelList(models: readonly string[]): unknown {
+  return {
+    object: 'list',
+    data: models.map((id) => ({ id, object: 'model', created: MODEL_CREATED, owned_by: 'bulwark-sim' })),
+  };
+}
+
+/** Identity shared by every body (and every chunk) of one answer. */
+export interface AnswerMeta {
+  id: string;
+  created: number;
+  model: string;
+}
+
+export type FinishReason = 'stop' | 'length';
+
+export function chatCompletion(meta: AnswerMeta, content: string, finish: FinishReason, use: Usage): unknown {
+  return {
+    id: meta.id,
+    object: 'chat.completion',
+    created: meta.created,
+    model: meta.model,
+    choices: [{ index: 0, message: { role: 'assistant', content }, finish_reason: finish, logprobs: null }],
+    usage: use,
+  };
+}
+
+export function textCompletion(meta: AnswerMeta, text: string, finish: FinishReason, use: Usage): unknown {
+  return {
+    id: meta.id,
+    object: 'text_completion',
+    created: meta.created,
+    model: meta.model,
+    choices: [{ text, index: 0, finish_reason: finish, logprobs: null }],
+    usage: use,
+  };
+}
+
+/** One streamed chat chunk; `choices: []` plus `use` makes the trailing usage chunk. */
+export function chatChunk(
+  meta: AnswerMeta,
+  delta: Record<string, string> | null,
+  finish: FinishReason | null = null,
+  use?: Usage,
+): unknown {
+  const choices = delta === null ? [] : [{ index: 0, delta, finish_reason: finish, logprobs: null }];
+  return {
+    id: meta.id,
+    object: 'chat.completion.chunk',
+    created: meta.created,
+    model: meta.model,
+    choices,
+    ...(use ? { usage: use } : {}),
+  };
+}
+
+/** One streamed legacy completion chunk; `text === null` makes the trailing usage chunk. */
+export function textChunk(meta: AnswerMeta, text: string | null, finish: FinishReason | null = null, use?: Usage): unknown {
+  const choices = text === null ? [] : [{ text, index: 0, finish_reason: finish, logprobs: null }];
+  return {
+    id: meta.id,
+    object: 'text_completion',
+    created: meta.created,
+    model: meta.model,
+    choices,
+    ...(use ? { usage: use } : {}),
+  };
+}
+
+/** Deterministic vector in [-1, 1) derived from an FNV-1a hash of the text. */
+export function embeddingVector(text: string): number[] {
+  let hash = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) {
+    hash ^= text.charCodeAt(i);
+    hash = Math.imul(hash, 0x01000193) >>> 0;
+  }
+  const vector: number[] = [];
+  for (let i = 0; i < EMBEDDING_DIMENSIONS; i++) {
+    hash = (Math.imul(hash ^ (hash >>> 13), 0x5bd1e995) + i) >>> 0;
+    vector.push(Math.round((hash / 0x80000000 - 1) * 1e6) / 1e6);
+  }
+  return vector;
+}
+
+export function embeddings(model: string, inputs: readonly string[]): unknown {
+  const promptTokens = countTokens(inputs);
+  return {
+    object: 'list',
+    data: inputs.map((text, index) => ({ object: 'embedding', index, embedding: embeddingVector(text) })),
+    model,
+    usage: { prompt_tokens: promptTokens, total_tokens: promptTokens },
+  };
+}
+
+/** Per-model load used to render the vLLM-style gauges. */
+export interface ModelLoad {
+  running: number;
+  waiting: number;
+}
+
+/** Prometheus text exposition of the vLLM gauges a gateway typically scrapes. */
+export function metricsText(models: readonly string[], load: (model: string) => ModelLoad, capacity: number): string {
+  const slots = capacity > 0 ? capacity : NOMINAL_CAPACITY;
+  const gauges: Array<[name: string, help: string, value: (l: ModelLoad) => number]> = [
+    ['vllm:num_requests_running', 'Number of requests currently running on GPU.', (l) => l.running],
+    ['vllm:num_requests_waiting', 'Number of requests waiting to be processed.', (l) => l.waiting],
+    ['vllm:kv_cache_usage_perc', 'KV-cache usage. 1 means 100 percent usage.', (l) => Math.min(1, l.running / slots)],
+  ];
+  const lines: string[] = [];
+  for (const [name, help, value] of gauges) {
+    lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} gauge`);
+    for (const model of models) {
+      const label = model.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n');
+      lines.push(`${name}{model_name="${label}"} ${value(load(model))}`);
+    }
+  }
+  return lines.join('\n') + '\n';
+}

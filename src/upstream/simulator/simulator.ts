@@ -1,0 +1,296 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import { type GenerationKind, deliver, sendJson } from './simulator.answer';
+import { CapacityGate, Exchange } from './simulator.exchange';
+import { errorBody, metricsText, modelList } from './simulator.responses';
+import { DEFAULT_OPTIONS, type ResolvedOptions, readJsonBody, resolveOptions, validateGeneration } from './simulator.validate';
+
+/** A misbehaviour to inject into one request (body field `x_sim`) or every request of a model. */
+export interface SimulatedFault {
+  fault?: 'none' | 'hang' | 'error' | 'reset' | 'stall' | 'bad_json';
+  /** Status for `error` (default 500). */
+  status?: number;
+  /** Seconds; sets `Retry-After` on `error`. */
+  retryAfter?: number;
+  /** For `stall` (default 2): content chunks sent before the stream goes silent with the socket open. */
+  stallAfterChunks?: number;
+  /** Overrides the time before the first byte. */
+  latencyMs?: number;
+  /** Content chunks in a stream / words in a completion. */
+  chunks?: number;
+}
+
+/** Behaviour of an {@link UpstreamSimulator}; every field may be changed at run time via `configure`. */
+export interface SimulatorOptions {
+  /** Served model ids; default `['sim-small', 'sim-large']`. */
+  models?: string[];
+  /** Delay before the first byte / before a non-stream answer; default 20. */
+  latencyMs?: number;
+  /** Delay between stream chunks; default 10. */
+  chunkIntervalMs?: number;
+  /** Words per completion when neither `x_sim.chunks` nor `max_tokens` limit it; default 8. */
+  defaultChunks?: number;
+  /** Requests served at once (0 = unlimited, the default); the rest wait in FIFO order. */
+  capacity?: number;
+  /** When set, every /v1 route requires `Authorization: Bearer <apiKey>`. */
+  apiKey?: string;
+  /** Default fault per model, used when a request carries no `x_sim`. */
+  modelFaults?: Record<string, SimulatedFault>;
+}
+
+/** Counters and gauges observed by the simulator; see {@link UpstreamSimulator.stats}. */
+export interface SimulatorStats {
+  /** Every HTTP request to /v1/*. */
+  requestsTotal: number;
+  requestsByPath: Record<string, number>;
+  /** /v1 requests being handled now, including those waiting for capacity. */
+  inFlight: number;
+  /** High-water mark of running (not waiting) requests. */
+  maxInFlight: number;
+  running: number;
+  waiting: number;
+  /** Requests whose client closed the connection before the answer finished. */
+  clientAborts: number;
+  /** Answers sent in full. */
+  completed: number;
+  /** Headers of the last /v1 request. */
+  lastHeaders?: Record<string, string | string[] | undefined>;
+  /** Parsed JSON body of the last /v1 POST. */
+  lastBody?: unknown;
+}
+
+const GENERATION_ROUTES: Record<string, GenerationKind> = {
+  '/v1/chat/completions': 'chat',
+  '/v1/completions': 'completion',
+  '/v1/embeddings': 'embedding',
+};
+
+const ID_PREFIX: Record<GenerationKind, string> = { chat: 'chatcmpl-', completion: 'cmpl-', embedding: 'embd-' };
+
+interface AbortWaiter {
+  target: number;
+  resolve: () => void;
+  reject: (error: Error) => void;
+  timer: NodeJS.Timeout;
+}
+
+/**
+ * An in-process OpenAI/vLLM-compatible upstream on `node:http`, with injectable faults,
+ * bounded capacity and request accounting, for tests and demos of the gateway.
+ */
+export class UpstreamSimulator {
+  private options: ResolvedOptions;
+  private server: Server | undefined;
+  private stopping: Promise<void> | undefined;
+  private readonly sockets = new Set<Socket>();
+  private readonly active = new Set<Exchange>();
+  private readonly gate: CapacityGate;
+  private readonly abortWaiters = new Set<AbortWaiter>();
+  private counters = UpstreamSimulator.emptyCounters();
+  private nextId = 1;
+
+  constructor(options: SimulatorOptions = {}) {
+    this.options = resolveOptions(DEFAULT_OPTIONS, options);
+    this.gate = new CapacityGate(this.options.capacity, (running) => {
+      this.counters.maxInFlight = Math.max(this.counters.maxInFlight, running);
+    });
+  }
+
+  /** Listens on `port` (0 = any free port); `baseUrl` is `http://host:port/v1`. */
+  async start(port = 0, host = '127.0.0.1'): Promise<{ baseUrl: string; port: number }> {
+    if (this.server) throw new Error('UpstreamSimulator is already started');
+    const server = createServer({ keepAlive: true, noDelay: true }, (req, res) => this.onRequest(req, res));
+    server.on('connection', (socket) => {
+      this.sockets.add(socket);
+      socket.once('close', () => this.sockets.delete(socket));
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    this.server = server;
+    const bound = (server.address() as AddressInfo).port;
+    const urlHost = host.includes(':') ? `[${host}]` : host;
+    return { baseUrl: `http://${urlHost}:${bound}/v1`, port: bound };
+  }
+
+  /** Closes the server and destroys every open socket, hanging requests included; idempotent. */
+  stop(): Promise<void> {
+    if (this.stopping) return this.stopping;
+    const server = this.server;
+    if (!server) return Promise.resolve();
+    // Waiting for every open response's 'close' keeps stats settled once stop() resolves.
+    const responsesClosed = [...this.active].map((exchange) => {
+      exchange.serverClosed = true;
+      exchange.shutdown();
+      return new Promise<void>((resolve) => exchange.res.once('close', () => resolve()));
+    });
+    for (const waiter of this.abortWaiters) {
+      clearTimeout(waiter.timer);
+      waiter.reject(new Error('UpstreamSimulator stopped'));
+    }
+    this.abortWaiters.clear();
+    const serverClosed = new Promise<void>((resolve) => server.close(() => resolve()));
+    for (const socket of this.sockets) socket.destroy();
+    server.closeAllConnections();
+    this.stopping = Promise.all([serverClosed, ...responsesClosed]).then(() => {
+      this.server = undefined;
+      this.stopping = undefined;
+    });
+    return this.stopping;
+  }
+
+  /** Changes behaviour at run time; `modelFaults` is replaced as a whole (`{}` clears it). */
+  configure(options: Partial<SimulatorOptions>): void {
+    this.options = resolveOptions(this.options, options);
+    this.gate.setCapacity(this.options.capacity);
+  }
+
+  /** A snapshot copy of the counters. */
+  get stats(): SimulatorStats {
+    const c = this.counters;
+    return {
+      ...c,
+      requestsByPath: { ...c.requestsByPath },
+      inFlight: this.active.size,
+      running: this.gate.runningCount,
+      waiting: this.gate.waitingCount,
+      lastHeaders: c.lastHeaders ? { ...c.lastHeaders } : undefined,
+    };
+  }
+
+  /** Zeroes the counters; live gauges (in flight, running, waiting) keep reflecting reality. */
+  resetStats(): void {
+    this.counters = UpstreamSimulator.emptyCounters();
+    this.counters.maxInFlight = this.gate.runningCount;
+  }
+
+  /** Resolves when `stats.clientAborts` reaches `n`; rejects after `timeoutMs`. */
+  waitForClientAborts(n: number, timeoutMs: number): Promise<void> {
+    if (this.counters.clientAborts >= n) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      const waiter: AbortWaiter = {
+        target: n,
+        resolve,
+        reject,
+        timer: setTimeout(() => {
+          this.abortWaiters.delete(waiter);
+          reject(new Error(`Timed out waiting for ${n} client aborts (saw ${this.counters.clientAborts})`));
+        }, timeoutMs),
+      };
+      this.abortWaiters.add(waiter);
+    });
+  }
+
+  private static emptyCounters() {
+    return {
+      requestsTotal: 0,
+      requestsByPath: {} as Record<string, number>,
+      maxInFlight: 0,
+      clientAborts: 0,
+      completed: 0,
+      lastHeaders: undefined as SimulatorStats['lastHeaders'],
+      lastBody: undefined as unknown,
+    };
+  }
+
+  private onRequest(req: IncomingMessage, res: ServerResponse): void {
+    this.route(req, res).catch((error: unknown) => {
+      if (!res.headersSent) {
+        sendJson(res, 500, errorBody(`Simulator failure: ${String(error)}`, 'server_error'));
+      } else {
+        res.destroy();
+      }
+    });
+  }
+
+  private async route(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const path = new URL(req.url ?? '/', 'http://simulator').pathname;
+    const method = req.method ?? 'GET';
+    if (method === 'GET' && path === '/health') return sendJson(res, 200, { status: 'ok' });
+    if (method === 'GET' && path === '/metrics') return this.sendMetrics(res);
+    if (path !== '/v1' && !path.startsWith('/v1/')) return this.sendUnknownUrl(res, method, path);
+
+    const exchange = this.track(req, res, path);
+    if (this.options.apiKey !== undefined && req.headers.authorization !== `Bearer ${this.options.apiKey}`) {
+      return sendJson(res, 401, errorBody('Incorrect API key provided.', 'invalid_request_error', 'invalid_api_key'));
+    }
+    if (method === 'GET' && path === '/v1/models') return sendJson(res, 200, modelList(this.options.models));
+    const kind = GENERATION_ROUTES[path];
+    if (method !== 'POST' || kind === undefined) return this.sendUnknownUrl(res, method, path);
+    await this.generate(exchange, kind);
+  }
+
+  private async generate(exchange: Exchange, kind: GenerationKind): Promise<void> {
+    const parsed = await readJsonBody(exchange.req);
+    if (exchange.closed) return;
+    if (parsed.ok) this.counters.lastBody = parsed.value;
+    const checked = validateGeneration(kind, parsed, this.options.models);
+    if (!checked.ok) return sendJson(exchange.res, checked.status, checked.error);
+    const { body, model } = checked;
+    const fault = checked.fault ?? this.options.modelFaults[model] ?? {};
+    exchange.model = model;
+
+    if (!(await this.gate.acquire(exchange))) return;
+    if (!(await exchange.delay(fault.latencyMs ?? this.options.latencyMs))) return;
+    await deliver(exchange, {
+      kind,
+      meta: { id: `${ID_PREFIX[kind]}sim${this.nextId++}`, created: Math.floor(Date.now() / 1000), model },
+      body,
+      fault,
+      chunkIntervalMs: this.options.chunkIntervalMs,
+      defaultChunks: this.options.defaultChunks,
+    });
+  }
+
+  private track(req: IncomingMessage, res: ServerResponse, path: string): Exchange {
+    const exchange = new Exchange(req, res);
+    const c = this.counters;
+    c.requestsTotal++;
+    c.requestsByPath[path] = (c.requestsByPath[path] ?? 0) + 1;
+    c.lastHeaders = { ...req.headers };
+    this.active.add(exchange);
+    res.once('close', () => this.onClose(exchange));
+    return exchange;
+  }
+
+  private onClose(exchange: Exchange): void {
+    const finished = exchange.res.writableFinished;
+    const aborted = !finished && !exchange.serverClosed;
+    exchange.shutdown();
+    this.active.delete(exchange);
+    this.gate.leave(exchange);
+    if (finished) this.counters.completed++;
+    if (!aborted) return;
+    this.counters.clientAborts++;
+    for (const waiter of [...this.abortWaiters]) {
+      if (this.counters.clientAborts < waiter.target) continue;
+      clearTimeout(waiter.timer);
+      this.abortWaiters.delete(waiter);
+      waiter.resolve();
+    }
+  }
+
+  private sendMetrics(res: ServerResponse): void {
+    const load = (model: string) => {
+      let running = 0;
+      let waiting = 0;
+      for (const exchange of this.active) {
+        if (exchange.model !== model) continue;
+        if (exchange.state === 'running') running++;
+        else if (exchange.state === 'waiting') waiting++;
+      }
+      return { running, waiting };
+    };
+    const text = metricsText(this.options.models, load, this.options.capacity);
+    res.writeHead(200, { 'Content-Type': 'text/plain; version=0.0.4; charset=utf-8' });
+    res.end(text);
+  }
+
+  private sendUnknownUrl(res: ServerResponse, method: string, path: string): void {
+    sendJson(res, 404, errorBody(`Unknown request URL: ${method} ${path}.`, 'invalid_request_error', 'unknown_url'));
+  }
+}

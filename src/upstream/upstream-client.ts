@@ -1,0 +1,224 @@
+import { Injectable, OnModuleDestroy } from '@nestjs/common';
+import { errors as undiciErrors, Pool } from 'undici';
+import type { Dispatcher } from 'undici';
+import {
+  BulwarkError,
+  UpstreamBadResponseError,
+  UpstreamClientError,
+  UpstreamError,
+  UpstreamTimeoutError,
+} from '../common/errors';
+import { parseRetryAfter } from '../retry/backoff';
+import { SseParser, SSE_DONE } from './sse';
+import type { InferencePayload, UpstreamAnswer, UpstreamDefinition } from './upstream.types';
+
+export interface UpstreamCallOptions {
+  /** Aborts the call: the deadline, a client gone, a cancelled job. Its reason is rethrown as is. */
+  signal: AbortSignal;
+  /** Longest wait for the response headers and, for a stream, its first event. */
+  firstByteTimeoutMs: number;
+  /** Longest silence between two chunks of a stream. */
+  idleTimeoutMs: number;
+}
+
+const MAX_ERROR_BODY_BYTES = 64 * 1024;
+
+/** Statuses that count as the upstream failing (ARCHITECTURE.md "What counts as an upstream failure"). */
+export const FAILURE_STATUSES = new Set([429, 500, 502, 503, 504]);
+
+/**
+ * HTTP client for OpenAI-compatible upstreams: one keep-alive undici pool per upstream, every call
+ * bounded by an AbortSignal and per-attempt timeouts, every failure turned into a typed error.
+ */
+@Injectable()
+export class UpstreamClient implements OnModuleDestroy {
+  private readonly pools = new Map<string, Pool>();
+
+  private pool(upstream: UpstreamDefinition): Pool {
+    let pool = this.pools.get(upstream.name);
+    if (!pool) {
+      pool = new Pool(new URL(upstream.baseUrl).origin, {
+        connections: upstream.maxConcurrency ? upstream.maxConcurrency * 2 : 64,
+        keepAliveTimeout: 30_000,
+        pipelining: 1,
+      });
+      this.pools.set(upstream.name, pool);
+    }
+    return pool;
+  }
+
+  private headers(upstream: UpstreamDefinition, stream: boolean): Record<string, string> {
+    const headers: Record<string, string> = {
+      'content-type': 'application/json',
+      accept: stream ? 'text/event-stream' : 'application/json',
+    };
+    if (upstream.apiKey) headers.authorization = `Bearer ${upstream.apiKey}`;
+    return headers;
+  }
+
+  /** Sends one attempt to one upstream. Retries, breakers and fallbacks are the caller's business. */
+  async send(upstream: UpstreamDefinition, payload: InferencePayload, options: UpstreamCallOptions): Promise<UpstreamAnswer> {
+    const basePath = new URL(upstream.baseUrl).pathname.replace(/\/+$/, '');
+    const firstByte = new AbortController();
+    const timer = setTimeout(
+      () => firstByte.abort(new UpstreamTimeoutError(`Upstream ${upstream.name} sent no answer within ${options.firstByteTimeoutMs} ms`)),
+      options.firstByteTimeoutMs,
+    );
+    const signal = AbortSignal.any([options.signal, firstByte.signal]);
+    try {
+      const response = await this.pool(upstream)
+        .request({
+          path: basePath + payload.path,
+          method: 'POST',
+          headers: this.headers(upstream, payload.stream),
+          body: JSON.stringify(payload.body),
+          signal,
+          bodyTimeout: options.idleTimeoutMs,
+        })
+        .catch((error: unknown) => {
+          throw translate(error, upstream, signal);
+        });
+      if (response.statusCode >= 400) {
+        throw await errorFromResponse(upstream, response, signal);
+      }
+      if (!payload.stream) {
+        const text = await response.body.text().catch((error: unknown) => {
+          throw translate(error, upstream, signal);
+        });
+        try {
+          return { kind: 'json', status: response.statusCode, body: JSON.parse(text) };
+        } catch {
+          throw new UpstreamBadResponseError(`Upstream ${upstream.name} sent a body that is not JSON`);
+        }
+      }
+      const contentType = String(response.headers['content-type'] ?? '');
+      if (!contentType.includes('text/event-stream')) {
+        response.body.destroy();
+        throw new UpstreamBadResponseError(`Upstream ${upstream.name} answered a stream request with ${contentType || 'no content type'}`);
+      }
+      const events = readEvents(response.body, upstream, options.signal, options.idleTimeoutMs);
+      const first = await events.next().catch((error: unknown) => {
+        throw translate(error, upstream, signal);
+      });
+      if (first.done) throw new UpstreamBadResponseError(`Upstream ${upstream.name} closed the stream before any event`);
+      return { kind: 'stream', status: response.statusCode, first: [first.value], rest: { [Symbol.asyncIterator]: () => events } };
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** The upstream's own model list (`GET /models`), for upstreams configured without one. */
+  async listModels(upstream: UpstreamDefinition, timeoutMs: number): Promise<string[]> {
+    const basePath = new URL(upstream.baseUrl).pathname.replace(/\/+$/, '');
+    const response = await this.pool(upstream).request({
+      path: `${basePath}/models`,
+      method: 'GET',
+      headers: upstream.apiKey ? { authorization: `Bearer ${upstream.apiKey}` } : {},
+      signal: AbortSignal.timeout(timeoutMs),
+    });
+    const text = await response.body.text();
+    if (response.statusCode !== 200) throw new UpstreamError(`Upstream ${upstream.name} answered ${response.statusCode} to GET /models`, response.statusCode);
+    const parsed = JSON.parse(text) as { data?: { id?: unknown }[] };
+    return (parsed.data ?? []).map((m) => m.id).filter((id): id is string => typeof id === 'string');
+  }
+
+  async onModuleDestroy(): Promise<void> {
+    await Promise.allSettled([...this.pools.values()].map((pool) => pool.destroy()));
+    this.pools.clear();
+  }
+}
+
+/** Reads an upstream SSE body into validated `data` payloads, stopping at `[DONE]`. */
+async function* readEvents(body: Dispatcher.ResponseData['body'], upstream: UpstreamDefinition, signal: AbortSignal, idleTimeoutMs: number): AsyncGenerator<string> {
+  const parser = new SseParser();
+  let sawDone = false;
+  try {
+    for await (const chunk of body) {
+      for (const data of parser.push(chunk as Buffer)) {
+        if (data.trim() === SSE_DONE) {
+          sawDone = true;
+          return;
+        }
+        try {
+          JSON.parse(data);
+        } catch {
+          throw new UpstreamBadResponseError(`Upstream ${upstream.name} sent a stream event that is not JSON`);
+        }
+        yield data;
+      }
+    }
+    for (const data of parser.end()) {
+      if (data.trim() === SSE_DONE) {
+        sawDone = true;
+        return;
+      }
+    }
+    if (!sawDone) throw new UpstreamError(`Upstream ${upstream.name} closed the stream before [DONE]`);
+  } catch (error) {
+    if (error instanceof BulwarkError) throw error;
+    if (error instanceof undiciErrors.BodyTimeoutError) {
+      throw new UpstreamTimeoutError(`Upstream ${upstream.name} stream was silent for ${idleTimeoutMs} ms`);
+    }
+    throw translate(error, upstream, signal);
+  } finally {
+    if (!sawDone) body.destroy();
+  }
+}
+
+/** Turns an undici failure into Bulwark's typed error; an aborted call rethrows its abort reason. */
+function translate(error: unknown, upstream: UpstreamDefinition, signal: AbortSignal): unknown {
+  if (error instanceof BulwarkError) return error;
+  if (signal.aborted) return signal.reason;
+  if (error instanceof undiciErrors.HeadersTimeoutError || error instanceof undiciErrors.BodyTimeoutError) {
+    return new UpstreamTimeoutError(`Upstream ${upstream.name} timed out`);
+  }
+  if (error instanceof undiciErrors.ConnectTimeoutError) {
+    return new UpstreamError(`Could not connect to upstream ${upstream.name} in time`);
+  }
+  const code = (error as { code?: string })?.code ?? 'error';
+  return new UpstreamError(`Upstream ${upstream.name} connection failed (${code})`, undefined, { cause: error });
+}
+
+async function errorFromResponse(upstream: UpstreamDefinition, response: Dispatcher.ResponseData, signal: AbortSignal): Promise<Error> {
+  let text = '';
+  try {
+    for await (const chunk of response.body) {
+      text += (chunk as Buffer).toString('utf8');
+      if (text.length > MAX_ERROR_BODY_BYTES) break;
+    }
+  } catch (error) {
+    if (signal.aborted) return signal.reason as Error;
+  } finally {
+    response.body.destroy();
+  }
+  const status = response.statusCode;
+  const upstreamMessage = extractMessage(text);
+  if (FAILURE_STATUSES.has(status) || status >= 500) {
+    return new UpstreamError(`Upstream ${upstream.name} answered ${status}${upstreamMessage ? `: ${upstreamMessage.message}` : ''}`, status, {
+      retryAfterMs: parseRetryAfter(response.headers, Date.now()),
+    });
+  }
+  return new UpstreamClientError(status, upstreamMessage ?? { message: `Upstream refused the request with status ${status}` });
+}
+
+function extractMessage(text: string): { message: string; type?: string; param?: string | null; code?: string | null } | undefined {
+  try {
+    const parsed = JSON.parse(text) as { error?: unknown; message?: unknown; detail?: unknown };
+    const error = parsed.error;
+    if (error && typeof error === 'object' && typeof (error as { message?: unknown }).message === 'string') {
+      const e = error as { message: string; type?: unknown; param?: unknown; code?: unknown };
+      return {
+        message: e.message,
+        type: typeof e.type === 'string' ? e.type : undefined,
+        param: typeof e.param === 'string' ? e.param : null,
+        code: typeof e.code === 'string' ? e.code : null,
+      };
+    }
+    if (typeof error === 'string') return { message: error };
+    if (typeof parsed.message === 'string') return { message: parsed.message };
+    if (typeof parsed.detail === 'string') return { message: parsed.detail };
+  } catch {
+    // not JSON: fall through to the generic message
+  }
+  return undefined;
+}

@@ -1,0 +1,48 @@
+import { Injectable } from '@nestjs/common';
+
+export type UpstreamOutcomeKind = 'success' | 'failure' | 'timeout' | 'client_error' | 'cancelled' | 'refused';
+
+/** One finished attempt against one upstream. */
+export interface UpstreamOutcome {
+  upstream: string;
+  model: string;
+  outcome: UpstreamOutcomeKind;
+  durationMs: number;
+  /** Time to the first streamed event, for streams that produced one. */
+  timeToFirstTokenMs?: number;
+  /** The call outlived its deadline and was cut off while the upstream still worked. */
+  abandoned?: boolean;
+}
+
+export interface RetryEvent {
+  upstream: string;
+  reason: string;
+}
+
+type Listener<T> = (event: T) => void;
+
+/**
+ * Where the dispatcher reports what happened upstream. Metrics, adaptive figures and health listen;
+ * the dispatcher knows none of them.
+ */
+@Injectable()
+export class UpstreamOutcomes {
+  private readonly outcomeListeners: Listener<UpstreamOutcome>[] = [];
+  private readonly retryListeners: Listener<RetryEvent>[] = [];
+
+  onOutcome(listener: Listener<UpstreamOutcome>): void {
+    this.outcomeListeners.push(listener);
+  }
+
+  onRetry(listener: Listener<RetryEvent>): void {
+    this.retryListeners.push(listener);
+  }
+
+  record(event: UpstreamOutcome): void {
+    for (const listener of this.outcomeListeners) listener(event);
+  }
+
+  retried(event: RetryEvent): void {
+    for (const listener of this.retryListeners) listener(event);
+  }
+}

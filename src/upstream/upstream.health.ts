@@ -1,0 +1,41 @@
+import { Injectable } from '@nestjs/common';
+import { HealthIndicatorService } from '@nestjs/terminus';
+import { BreakerService } from '../breaker/breaker.service';
+import { UpstreamProbeService } from './upstream-probe.service';
+import { UpstreamRegistry } from './upstream-registry';
+
+/** Terminus indicator: at least one upstream answers its probe and is not shut off by its breakers. */
+@Injectable()
+export class UpstreamHealthIndicator {
+  constructor(
+    private readonly registry: UpstreamRegistry,
+    private readonly probes: UpstreamProbeService,
+    private readonly breakers: BreakerService,
+    private readonly health: HealthIndicatorService,
+  ) {}
+
+  /** Per-upstream figures: reachable, and whether every breaker it has is open. */
+  details() {
+    const views = this.breakers.list();
+    return this.registry.all().map((u) => {
+      const probe = this.probes.get(u.name);
+      const own = views.filter((v) => v.upstream === u.name);
+      const allOpen = own.length > 0 && own.every((v) => v.state === 'open');
+      return {
+        name: u.name,
+        reachable: probe?.reachable ?? true,
+        latency_ms: probe?.latencyMs ?? null,
+        checked_at: probe?.checkedAt ? new Date(probe.checkedAt).toISOString() : null,
+        breakers_open: own.filter((v) => v.state === 'open').length,
+        can_take_traffic: (probe?.reachable ?? true) && !allOpen,
+      };
+    });
+  }
+
+  isHealthy(key = 'upstreams') {
+    const indicator = this.health.check(key);
+    const upstreams = this.details();
+    const usable = upstreams.filter((u) => u.can_take_traffic).length;
+    return usable > 0 ? indicator.up({ usable, upstreams }) : indicator.down({ usable, upstreams });
+  }
+}
