@@ -23,6 +23,7 @@ export interface RequestContext {
   requestedPriority: Priority;
   /** Aborted with a RequestTimeoutError at the deadline or a CancelledError when the client leaves. */
   signal: AbortSignal;
+  /** Set by the auth guard; anonymous (tier high) while API_KEYS is unset. */
   client: ClientIdentity;
   /** Stops the deadline timer; called when the answer is complete. */
   finish(): void;
@@ -94,4 +95,11 @@ export function attachRequestContext(
   };
   request.bulwark = context;
   return context;
+}
+
+const RANK: Record<Priority, number> = { high: 0, normal: 1, low: 2 };
+
+/** The priority a request gets: what it asked for, capped by its key's tier. */
+export function effectivePriority(context: Pick<RequestContext, 'requestedPriority' | 'client'>): Priority {
+  return RANK[context.requestedPriority] >= RANK[context.client.tier] ? context.requestedPriority : context.client.tier;
 }
