@@ -4,8 +4,10 @@ import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify
 import { Logger as PinoLogger } from 'nestjs-pino';
 import type { IncomingMessage } from 'node:http';
 import { AppModule } from './app.module';
+import { answerClientError } from './common/client-error-handler';
 import { registerJsonBodyParser } from './common/json-body-parser';
 import { ShutdownService } from './common/shutdown.service';
+import { AdaptiveService } from './adaptive/adaptive.service';
 import type { EnvironmentVariables } from './config/environment';
 import type { Runtime } from './runtime';
 
@@ -25,8 +27,11 @@ export async function createApp(runtime: Runtime, env: EnvironmentVariables): Pr
   const adapter = new FastifyAdapter({
     bodyLimit: env.MAX_BODY_BYTES,
     genReqId: requestId,
-    // Slow-loris guard: a client must deliver its whole request within these bounds.
-    requestTimeout: 30_000,
+    // Slow-loris guard: a client must deliver its headers, then its whole request, within these bounds;
+    // Node checks them every connectionsCheckingInterval (30 s by default, too coarse for short bounds).
+    requestTimeout: env.CLIENT_REQUEST_TIMEOUT_MS,
+    http: { headersTimeout: env.CLIENT_HEADERS_TIMEOUT_MS, connectionsCheckingInterval: Math.min(1000, env.CLIENT_HEADERS_TIMEOUT_MS) },
+    clientErrorHandler: answerClientError,
     keepAliveTimeout: 65_000,
     routerOptions: { maxParamLength: 512 },
     return503OnClosing: false,
@@ -41,12 +46,13 @@ export async function createApp(runtime: Runtime, env: EnvironmentVariables): Pr
   const fastify = app.getHttpAdapter().getInstance();
   registerJsonBodyParser(fastify, env.MAX_BODY_BYTES);
   const shutdown = app.get(ShutdownService);
+  const adaptive = app.get(AdaptiveService);
   fastify.addHook('onRequest', (request, reply, done) => {
     void reply.header('x-request-id', String(request.id));
+    void reply.header('x-degradation-level', adaptive.strategy);
     shutdown.requestStarted();
     reply.raw.once('close', () => shutdown.requestEnded());
     done();
   });
-  fastify.server.headersTimeout = 10_000;
   return app;
 }

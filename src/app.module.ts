@@ -1,7 +1,14 @@
 import { DynamicModule, Module } from '@nestjs/common';
 import { APP_FILTER, APP_GUARD } from '@nestjs/core';
 import { ConfigModule } from '@nestjs/config';
+import { BullModule } from '@nestjs/bullmq';
+import { ScheduleModule } from '@nestjs/schedule';
 import { LoggerModule } from 'nestjs-pino';
+import { AdaptiveModule } from './adaptive/adaptive.module';
+import { AdmissionGuard } from './adaptive/admission.guard';
+import { ApiKeyGuard } from './auth/api-key.guard';
+import { AuthModule } from './auth/auth.module';
+import { RateLimitGuard } from './auth/rate-limit.guard';
 import { ChatModule } from './chat/chat.module';
 import { CommonModule } from './common/common.module';
 import { OpenAIExceptionFilter } from './common/openai-exception.filter';
@@ -10,7 +17,9 @@ import { ShutdownGuard } from './common/shutdown.guard';
 import { allConfigSections } from './config/sections';
 import { loggerOptions } from './logging';
 import { HealthModule } from './health/health.module';
+import { QueueModule } from './queue/queue.module';
 import { RedisModule } from './redis/redis.module';
+import { RedisService } from './redis/redis.service';
 import { RUNTIME, Runtime } from './runtime';
 import { LogLevel } from './config/environment';
 
@@ -26,6 +35,14 @@ export class AppModule {
         { module: RuntimeHolder, global: true, providers: [{ provide: RUNTIME, useValue: runtime }], exports: [RUNTIME] },
         CommonModule,
         RedisModule,
+        ScheduleModule.forRoot(),
+        BullModule.forRootAsync({
+          inject: [RedisService],
+          useFactory: (redis: RedisService) => ({ connection: redis.bullConnection('bullmq'), prefix: 'bulwark' }),
+        }),
+        AuthModule,
+        QueueModule,
+        AdaptiveModule,
         HealthModule,
         ChatModule,
       ],
@@ -33,6 +50,9 @@ export class AppModule {
         // Global guards run in this order; `useExisting` lets tests replace any of them.
         { provide: APP_GUARD, useExisting: ShutdownGuard },
         { provide: APP_GUARD, useExisting: RequestContextGuard },
+        { provide: APP_GUARD, useExisting: ApiKeyGuard },
+        { provide: APP_GUARD, useExisting: RateLimitGuard },
+        { provide: APP_GUARD, useExisting: AdmissionGuard },
         { provide: APP_FILTER, useClass: OpenAIExceptionFilter },
       ],
     };

@@ -1,6 +1,6 @@
 import { Body, Controller, Get, HttpCode, Post, Req, Res } from '@nestjs/common';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { Kind } from '../common/route-kind.decorator';
+import { AsyncJobRoute, Kind } from '../common/route-kind.decorator';
 import { ChatCompletionRequestDto, CompletionRequestDto, EmbeddingRequestDto } from './dto/openai-requests.dto';
 import { InferenceService } from './inference.service';
 import { ModelsService } from './models.service';
@@ -27,6 +27,12 @@ export class ChatController {
   @Post('embeddings') @Kind('inference') @HttpCode(200)
   embeddings(@Body(new OpenAIBodyPipe(EmbeddingRequestDto)) body: Record<string, unknown>, @Req() request: FastifyRequest, @Res() reply: FastifyReply) {
     return this.inference.serve('/embeddings', body, request, reply);
+  }
+
+  /** An async chat completion: 202 with the job; its result is read through GET /v1/jobs/{id}. */
+  @Post('jobs') @Kind('inference') @AsyncJobRoute() @HttpCode(202)
+  createJob(@Body(new OpenAIBodyPipe(ChatCompletionRequestDto)) body: Record<string, unknown>, @Req() request: FastifyRequest, @Res() reply: FastifyReply) {
+    return this.inference.serve('/chat/completions', body, request, reply);
   }
 
   @Get('models') @Kind('client')

@@ -1,12 +1,13 @@
 import { Module } from '@nestjs/common';
-import { DispatchModule } from '../dispatch/dispatch.module';
+import { AdaptiveModule } from '../adaptive/adaptive.module';
+import { QueueModule } from '../queue/queue.module';
 import { UpstreamModule } from '../upstream/upstream.module';
 import { ChatController } from './chat.controller';
 import { InferenceService } from './inference.service';
 import { ModelsService } from './models.service';
 
 @Module({
-  imports: [DispatchModule, UpstreamModule],
+  imports: [QueueModule, AdaptiveModule, UpstreamModule],
   controllers: [ChatController],
   providers: [InferenceService, ModelsService],
 })

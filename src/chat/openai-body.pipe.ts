@@ -5,10 +5,19 @@ import { InvalidRequestError } from '../common/errors';
 
 type Constructor = new () => object;
 
+/** Constraints that say what a field is; reported before its bounds so that `model: 5` reads "must be a string". */
+const TYPE_CONSTRAINTS = ['isDefined', 'isString', 'isBoolean', 'isInt', 'isNumber', 'isArray', 'isObject'];
+
+function mainConstraint(constraints: Record<string, string> | undefined): string | undefined {
+  if (!constraints) return undefined;
+  const type = TYPE_CONSTRAINTS.find((name) => name in constraints);
+  return type ? constraints[type] : Object.values(constraints)[0];
+}
+
 function firstProblem(errors: ValidationError[], prefix = ''): { param: string; message: string } | undefined {
   for (const error of errors) {
     const param = prefix ? `${prefix}.${error.property}` : error.property;
-    const constraint = Object.values(error.constraints ?? {})[0];
+    const constraint = mainConstraint(error.constraints);
     if (constraint) return { param, message: constraint.replace(error.property, param) };
     const nested = firstProblem(error.children ?? [], param);
     if (nested) return nested;

@@ -1,5 +1,5 @@
 import { HttpException } from '@nestjs/common';
-import { BulwarkError, ErrorCode, UpstreamClientError } from './errors';
+import { BulwarkError, ErrorCode, RemoteError, UpstreamClientError } from './errors';
 
 export interface OpenAIErrorBody {
   error: {
@@ -63,7 +63,9 @@ const FASTIFY_CODES: Record<string, { code: ErrorCode; message: string }> = {
 
 function retryAfterHeaders(status: number, retryAfterMs: number | undefined): Record<string, string> {
   if (status !== 429 && status !== 503) return {};
-  const seconds = Math.max(1, Math.ceil((retryAfterMs ?? 1000) / 1000));
+  // A missing or non-finite hint (NaN from a bad computation) still gives a valid header: 1 s.
+  const ms = retryAfterMs !== undefined && Number.isFinite(retryAfterMs) ? retryAfterMs : 1000;
+  const seconds = Math.max(1, Math.ceil(ms / 1000));
   return { 'retry-after': String(seconds) };
 }
 
@@ -81,6 +83,7 @@ function fromCode(code: ErrorCode, message: string, param: string | null, retryA
  * whose message reveals nothing internal.
  */
 export function toErrorResponse(error: unknown): ErrorResponse {
+  if (error instanceof RemoteError) return error.response as ErrorResponse;
   if (error instanceof UpstreamClientError) {
     const { message, type, param, code } = error.upstreamBody;
     return {

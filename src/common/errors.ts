@@ -182,3 +182,10 @@ export class CancelledError extends BulwarkError {
     super('internal_error', `Cancelled by ${by}`);
   }
 }
+
+/** An error that happened on another instance, carried back already shaped for the wire. */
+export class RemoteError extends BulwarkError {
+  constructor(readonly response: { status: number; headers: Record<string, string>; body: { error: { message: string } } }) {
+    super('internal_error', response.body.error.message);
+  }
+}

@@ -29,6 +29,14 @@ function rejectPollution(key: string, value: unknown): unknown {
   return value;
 }
 
+/**
+ * Whether `text` may hold a polluting key, so the slower reviver must check every key. A key can spell
+ * itself with \u escapes (`"__pro\u0074o__"`), so an escaped ASCII character counts too.
+ */
+function mayHidePollution(text: string): boolean {
+  return text.includes('__proto__') || text.includes('constructor') || /\\u00[0-7]/i.test(text);
+}
+
 /** Parses a JSON body strictly: valid UTF-8, bounded nesting, no prototype-pollution keys. */
 export function parseJsonBody(body: Buffer): unknown {
   if (body.length === 0) throw new InvalidRequestError('invalid_json', 'The body is empty; send a JSON object');
@@ -42,7 +50,7 @@ export function parseJsonBody(body: Buffer): unknown {
     throw new InvalidRequestError('invalid_json', `The body nests deeper than ${MAX_DEPTH} levels`);
   }
   try {
-    return text.includes('__proto__') || text.includes('constructor') ? JSON.parse(text, rejectPollution) : JSON.parse(text);
+    return mayHidePollution(text) ? JSON.parse(text, rejectPollution) : JSON.parse(text);
   } catch (error) {
     if (error instanceof InvalidRequestError) throw error;
     throw new InvalidRequestError('invalid_json', `The body is not valid JSON: ${(error as Error).message.slice(0, 200)}`);

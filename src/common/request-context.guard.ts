@@ -2,9 +2,9 @@ import { CanActivate, ExecutionContext, Inject, Injectable } from '@nestjs/commo
 import type { ConfigType } from '@nestjs/config';
 import { Reflector } from '@nestjs/core';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { serverConfig } from '../config/sections';
+import { queueConfig, serverConfig } from '../config/sections';
 import { attachRequestContext } from './request-context';
-import { routeKindOf } from './route-kind.decorator';
+import { ASYNC_JOB_ROUTE, routeKindOf } from './route-kind.decorator';
 
 /** First guard: gives every non-public request its context (deadline, priority, abort signal). */
 @Injectable()
@@ -12,12 +12,18 @@ export class RequestContextGuard implements CanActivate {
   constructor(
     private readonly reflector: Reflector,
     @Inject(serverConfig.KEY) private readonly server: ConfigType<typeof serverConfig>,
+    @Inject(queueConfig.KEY) private readonly queue: ConfigType<typeof queueConfig>,
   ) {}
 
   canActivate(context: ExecutionContext): boolean {
     if (routeKindOf(this.reflector, context) === 'public') return true;
     const http = context.switchToHttp();
-    attachRequestContext(http.getRequest<FastifyRequest>(), http.getResponse<FastifyReply>(), this.server.requestTimeoutMs);
+    const asyncRoute = this.reflector.getAllAndOverride<boolean>(ASYNC_JOB_ROUTE, [context.getHandler(), context.getClass()]) ?? false;
+    attachRequestContext(http.getRequest<FastifyRequest>(), http.getResponse<FastifyReply>(), {
+      requestTimeoutMs: this.server.requestTimeoutMs,
+      jobTimeoutMs: this.queue.jobTimeoutMs,
+      asyncRoute,
+    });
     return true;
   }
 }

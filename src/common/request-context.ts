@@ -21,6 +21,8 @@ export interface RequestContext {
   deadlineAt: number;
   timeoutMs: number;
   requestedPriority: Priority;
+  /** `async` for POST /v1/jobs and `Prefer: respond-async`: answered at once, worked on later. */
+  mode: 'sync' | 'async';
   /** Aborted with a RequestTimeoutError at the deadline or a CancelledError when the client leaves. */
   signal: AbortSignal;
   /** Set by the auth guard; anonymous (tier high) while API_KEYS is unset. */
@@ -55,10 +57,16 @@ export function parsePriority(raw: string | undefined): Priority {
 /** Reads `X-Request-Timeout-Ms`, capped by the configured request timeout. */
 export function parseTimeout(raw: string | undefined, maxMs: number): number {
   if (raw === undefined || raw === '') return maxMs;
-  if (!/^\d{1,9}$/.test(raw.trim()) || Number(raw) < 1) {
+  // Any positive integer is a valid deadline; one beyond the cap is capped, not refused (API.md §2).
+  if (!/^\d+$/.test(raw.trim()) || Number(raw) < 1) {
     throw new InvalidRequestError('invalid_header', 'X-Request-Timeout-Ms must be a positive integer of milliseconds', 'X-Request-Timeout-Ms');
   }
   return Math.min(Number(raw), maxMs);
+}
+
+/** RFC 7240: `Prefer: respond-async` (possibly among other preferences). */
+export function wantsAsync(prefer: string | undefined): boolean {
+  return prefer !== undefined && prefer.split(',').some((p) => p.trim().toLowerCase().split(';')[0].trim() === 'respond-async');
 }
 
 const ANONYMOUS: ClientIdentity = { id: 'anonymous', tier: 'high', admin: false };
@@ -70,12 +78,13 @@ const ANONYMOUS: ClientIdentity = { id: 'anonymous', tier: 'high', admin: false 
 export function attachRequestContext(
   request: FastifyRequest,
   reply: FastifyReply,
-  requestTimeoutMs: number,
+  limits: { requestTimeoutMs: number; jobTimeoutMs: number; asyncRoute: boolean },
   now = Date.now(),
 ): RequestContext {
   if (request.bulwark) return request.bulwark;
   const requestedPriority = parsePriority(header(request, 'x-priority'));
-  const timeoutMs = parseTimeout(header(request, 'x-request-timeout-ms'), requestTimeoutMs);
+  const mode = limits.asyncRoute || wantsAsync(header(request, 'prefer')) ? 'async' : 'sync';
+  const timeoutMs = parseTimeout(header(request, 'x-request-timeout-ms'), mode === 'async' ? limits.jobTimeoutMs : limits.requestTimeoutMs);
   const controller = new AbortController();
   const timer = setTimeout(() => controller.abort(new RequestTimeoutError(timeoutMs)), timeoutMs);
   // A response closed before it finished means the client went away: stop all work for it.
@@ -89,6 +98,7 @@ export function attachRequestContext(
     deadlineAt: now + timeoutMs,
     timeoutMs,
     requestedPriority,
+    mode,
     signal: controller.signal,
     client: ANONYMOUS,
     finish: () => clearTimeout(timer),

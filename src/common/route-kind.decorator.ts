@@ -18,3 +18,8 @@ export const Kind = (kind: RouteKind) => SetMetadata(ROUTE_KIND, kind);
 export function routeKindOf(reflector: Reflector, context: ExecutionContext): RouteKind {
   return reflector.getAllAndOverride<RouteKind>(ROUTE_KIND, [context.getHandler(), context.getClass()]) ?? 'client';
 }
+
+export const ASYNC_JOB_ROUTE = 'bulwark:async-job-route';
+
+/** Marks a route whose requests become async jobs (their deadline is JOB_TIMEOUT_MS). */
+export const AsyncJobRoute = () => SetMetadata(ASYNC_JOB_ROUTE, true);

@@ -25,6 +25,9 @@ export type LogLevel = (typeof LOG_LEVELS)[number];
 /** Variables whose values must never be echoed back, not even in a start-up error. */
 const SECRET_VARIABLES = new Set(['UPSTREAM_API_KEY', 'API_KEYS', 'ADMIN_API_KEY']);
 
+/** Variables that may carry credentials in their URL; echoed with the password hidden. */
+const URL_VARIABLES = new Set(['REDIS_URL', 'UPSTREAM_URL']);
+
 /**
  * Every environment variable of API.md §7, validated once at start-up.
  * Defaults follow the original Python server's.
@@ -136,6 +139,14 @@ export class EnvironmentVariables {
   @Transform(toInt) @IsInt() @Min(1024) @Max(104_857_600)
   MAX_BODY_BYTES = 1_048_576;
 
+  /** Slow-loris guard: a client must send all its request headers within this time. */
+  @Transform(toInt) @IsInt() @Min(100) @Max(600_000)
+  CLIENT_HEADERS_TIMEOUT_MS = 10_000;
+
+  /** Slow-loris guard: a client must send its whole request (headers and body) within this time. */
+  @Transform(toInt) @IsInt() @Min(100) @Max(3_600_000)
+  CLIENT_REQUEST_TIMEOUT_MS = 30_000;
+
   @IsIn(LOG_LEVELS)
   LOG_LEVEL: LogLevel = 'info';
 
@@ -155,6 +166,14 @@ export class EnvironmentVariables {
   @Transform(toInt) @IsInt() @Min(1000) @Max(30 * 86_400_000)
   JOB_RESULT_TTL_MS = 3_600_000;
 
+  /** Whole deadline of an async job (POST /v1/jobs): queue wait plus upstream work. */
+  @Transform(toInt) @IsInt() @Min(1000) @Max(7 * 86_400_000)
+  JOB_TIMEOUT_MS = 600_000;
+
+  /** BullMQ job lock: a job whose worker stops renewing it for this long is picked up by another instance. */
+  @Transform(toInt) @IsInt() @Min(1000) @Max(600_000)
+  QUEUE_LOCK_MS = 30_000;
+
   /** Poll period of the upstreams' own /metrics (vLLM load figures); 0 turns polling off. */
   @Transform(toInt) @IsInt() @Min(0) @Max(3_600_000)
   UPSTREAM_METRICS_POLL_MS = 5000;
@@ -167,7 +186,7 @@ export class ConfigurationError extends Error {
 function describe(error: ValidationError): string {
   const value = SECRET_VARIABLES.has(error.property)
     ? '(hidden)'
-    : error.property === 'REDIS_URL'
+    : URL_VARIABLES.has(error.property)
       ? JSON.stringify(redactUrl(String(error.value)))
       : JSON.stringify(error.value);
   const constraints = Object.values(error.constraints ?? {}).map((m) => m.replace(`${error.property} `, ''));
@@ -202,10 +221,26 @@ export function validateEnvironment(raw: Record<string, unknown>): EnvironmentVa
       'Invalid configuration: UPSTREAM_URL and UPSTREAMS_FILE are both set: set one (a single upstream) or the other (several)',
     );
   }
+  if (env.CLIENT_HEADERS_TIMEOUT_MS > env.CLIENT_REQUEST_TIMEOUT_MS) {
+    throw new ConfigurationError(
+      `Invalid configuration: CLIENT_HEADERS_TIMEOUT_MS=${env.CLIENT_HEADERS_TIMEOUT_MS}: must be at most CLIENT_REQUEST_TIMEOUT_MS (${env.CLIENT_REQUEST_TIMEOUT_MS})`,
+    );
+  }
+  const keyProblem = apiKeysProblem(env.API_KEYS, env.ADMIN_API_KEY);
+  if (keyProblem) throw new ConfigurationError(`Invalid configuration: ${keyProblem}`);
   if (env.RETRY_MAX_DELAY_MS < env.RETRY_BASE_DELAY_MS) {
     throw new ConfigurationError(
       `Invalid configuration: RETRY_MAX_DELAY_MS=${env.RETRY_MAX_DELAY_MS}: must be at least RETRY_BASE_DELAY_MS (${env.RETRY_BASE_DELAY_MS})`,
     );
   }
   return env;
+}
+
+/** A key listed twice, or the admin key also listed as a client key, makes its tier ambiguous. Names no key. */
+function apiKeysProblem(apiKeys: string | undefined, adminKey: string | undefined): string | undefined {
+  const keys = (apiKeys ?? '').split(',').map((item) => item.trim().split(':')[0]).filter((key) => key !== '');
+  const repeated = keys.findIndex((key, index) => keys.indexOf(key) !== index);
+  if (repeated >= 0) return `API_KEYS=(hidden): entry ${repeated + 1} repeats an earlier key; list each key once`;
+  if (adminKey !== undefined && keys.includes(adminKey)) return 'ADMIN_API_KEY=(hidden): is also listed in API_KEYS; use a separate admin key';
+  return undefined;
 }

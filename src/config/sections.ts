@@ -7,6 +7,8 @@ export const serverConfig = registerAs('server', () => {
     port: env.PORT,
     host: env.HOST,
     maxBodyBytes: env.MAX_BODY_BYTES,
+    clientHeadersTimeoutMs: env.CLIENT_HEADERS_TIMEOUT_MS,
+    clientRequestTimeoutMs: env.CLIENT_REQUEST_TIMEOUT_MS,
     requestTimeoutMs: env.REQUEST_TIMEOUT_MS,
     streamIdleTimeoutMs: env.STREAM_IDLE_TIMEOUT_MS,
     shutdownGraceMs: env.SHUTDOWN_GRACE_MS,
@@ -36,6 +38,8 @@ export const queueConfig = registerAs('queue', () => {
     maxQueueSize: env.MAX_QUEUE_SIZE,
     maxConcurrent: env.MAX_CONCURRENT_REQUESTS,
     jobResultTtlMs: env.JOB_RESULT_TTL_MS,
+    jobTimeoutMs: env.JOB_TIMEOUT_MS,
+    lockMs: env.QUEUE_LOCK_MS,
   };
 });
 

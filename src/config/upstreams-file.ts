@@ -88,10 +88,15 @@ export function loadUpstreamsFile(path: string, env: Record<string, string | und
   } catch (error) {
     throw new ConfigurationError(`Invalid configuration: UPSTREAMS_FILE=${JSON.stringify(path)}: not valid JSON or YAML (${(error as Error).message.split('\n')[0]})`);
   }
+  if (raw !== null && raw !== undefined && (typeof raw !== 'object' || Array.isArray(raw))) {
+    throw new ConfigurationError(`Invalid configuration: UPSTREAMS_FILE=${JSON.stringify(path)}: must hold a mapping with an \`upstreams\` list, not ${Array.isArray(raw) ? 'a list' : `a ${typeof raw}`}`);
+  }
   const file = plainToInstance(UpstreamsFile, raw ?? {});
   const problems = flatten(validateSync(file));
   const names = new Set<string>();
-  for (const u of file.upstreams ?? []) {
+  // Entries of the wrong shape are already reported by the validation above.
+  for (const u of Array.isArray(file.upstreams) ? file.upstreams : []) {
+    if (u === null || typeof u !== 'object') continue;
     if (names.has(u.name)) problems.push(`upstreams: duplicate name ${u.name}`);
     names.add(u.name);
     if (u.apiKeyEnv && !env[u.apiKeyEnv]) problems.push(`upstreams.${u.name}.apiKeyEnv: ${u.apiKeyEnv} is not set`);

@@ -56,6 +56,21 @@ export class UpstreamDispatcher {
     @Inject(serverConfig.KEY) private readonly server: ConfigType<typeof serverConfig>,
   ) {}
 
+  /**
+   * Whether any upstream (of the model or its fallbacks) may take the model now, from the in-memory
+   * breakers only. When none can, `retryInMs` is the time to the soonest probe.
+   */
+  availability(model: string): { available: true } | { available: false; retryInMs: number } {
+    let soonest = Number.POSITIVE_INFINITY;
+    for (const candidate of [model, ...this.registry.fallbacksFor(model)]) {
+      for (const upstream of this.registry.servingModel(candidate)) {
+        if (!this.breakers.isOpen(upstream.name, candidate)) return { available: true };
+        soonest = Math.min(soonest, this.breakers.retryInMs(upstream.name, candidate));
+      }
+    }
+    return Number.isFinite(soonest) ? { available: false, retryInMs: soonest } : { available: true };
+  }
+
   async dispatch(payload: InferencePayload, options: DispatchOptions): Promise<ServedAnswer> {
     const models = [payload.model, ...this.registry.fallbacksFor(payload.model)];
     if (!this.registry.knows(payload.model)) {

@@ -1,4 +1,4 @@
-import { Inject, Injectable, Logger, OnApplicationShutdown } from '@nestjs/common';
+import { Inject, Injectable, Logger, OnApplicationShutdown, OnModuleInit } from '@nestjs/common';
 import Redis, { RedisOptions } from 'ioredis';
 import { RUNTIME, Runtime } from '../runtime';
 
@@ -7,7 +7,7 @@ import { RUNTIME, Runtime } from '../runtime';
  * so the hot path never waits on a dead Redis; BullMQ gets its own connections with the options it needs.
  */
 @Injectable()
-export class RedisService implements OnApplicationShutdown {
+export class RedisService implements OnModuleInit, OnApplicationShutdown {
   private readonly logger = new Logger(RedisService.name);
   private readonly connections: Redis[] = [];
   /** Commands of Bulwark's own state (breakers, rate limits, delivery). */
@@ -15,6 +15,22 @@ export class RedisService implements OnApplicationShutdown {
 
   constructor(@Inject(RUNTIME) private readonly runtime: Runtime) {
     this.client = this.create('state', { enableOfflineQueue: false, maxRetriesPerRequest: 1 });
+  }
+
+  /**
+   * Waits (briefly) for the first connection so start-up reads of shared state succeed. A Redis that is
+   * away at start does not stop Bulwark: it serves health and refuses work until Redis answers.
+   */
+  async onModuleInit(): Promise<void> {
+    if (this.ready) return;
+    const connected = await new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => resolve(false), 5000);
+      this.client.once('ready', () => {
+        clearTimeout(timer);
+        resolve(true);
+      });
+    });
+    if (!connected) this.logger.warn('Redis is not reachable yet: new work is refused until it answers');
   }
 
   /** A new connection; the caller owns its subscriptions but not its closing (done on shutdown). */

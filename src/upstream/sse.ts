@@ -12,6 +12,8 @@ export class SseParser {
     const events: string[] = [];
     let newline: number;
     while ((newline = this.buffer.search(/\r\n|\r|\n/)) !== -1) {
+      // A CR that ends the chunk may be the first half of a CRLF split across chunks: wait for the next byte.
+      if (newline === this.buffer.length - 1 && this.buffer[newline] === '\r') break;
       const line = this.buffer.slice(0, newline);
       const width = this.buffer.startsWith('\r\n', newline) ? 2 : 1;
       this.buffer = this.buffer.slice(newline + width);

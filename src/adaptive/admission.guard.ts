@@ -1,0 +1,29 @@
+import { CanActivate, ExecutionContext, Injectable } from '@nestjs/common';
+import { Reflector } from '@nestjs/core';
+import type { FastifyRequest } from 'fastify';
+import { effectivePriority } from '../common/request-context';
+import { routeKindOf } from '../common/route-kind.decorator';
+import { AdmissionService } from './admission.service';
+
+/** Admits or refuses upstream-bound requests before any job exists; never blocks. */
+@Injectable()
+export class AdmissionGuard implements CanActivate {
+  constructor(
+    private readonly reflector: Reflector,
+    private readonly admission: AdmissionService,
+  ) {}
+
+  canActivate(context: ExecutionContext): boolean {
+    if (routeKindOf(this.reflector, context) !== 'inference') return true;
+    const request = context.switchToHttp().getRequest<FastifyRequest>();
+    const ctx = request.bulwark;
+    if (!ctx) return true;
+    const body = request.body as { model?: unknown } | undefined;
+    this.admission.admit({
+      priority: effectivePriority(ctx),
+      model: typeof body?.model === 'string' ? body.model : undefined,
+      deadlineAt: ctx.deadlineAt,
+    });
+    return true;
+  }
+}

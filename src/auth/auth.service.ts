@@ -1,0 +1,79 @@
+import { Inject, Injectable, Logger, OnModuleInit } from '@nestjs/common';
+import type { ConfigType } from '@nestjs/config';
+import type { FastifyRequest } from 'fastify';
+import { AdminOnlyError, AuthenticationError } from '../common/errors';
+import type { ClientIdentity } from '../common/request-context';
+import type { RouteKind } from '../common/route-kind.decorator';
+import { authConfig } from '../config/sections';
+import { ADMIN_IDENTITY, ANONYMOUS_IDENTITY, ApiKeyRing, parseApiKeys, presentedKey } from './api-key-ring';
+
+type Headers = FastifyRequest['headers'];
+
+/**
+ * Who may call what. Client routes take a client key (or the admin key); admin routes take only the
+ * admin key and are closed while none is configured; with `API_KEYS` unset, client routes are open.
+ */
+@Injectable()
+export class AuthService implements OnModuleInit {
+  private readonly logger = new Logger(AuthService.name);
+  private readonly ring: ApiKeyRing;
+
+  constructor(@Inject(authConfig.KEY) private readonly config: ConfigType<typeof authConfig>) {
+    this.ring = new ApiKeyRing(parseApiKeys(config.apiKeys), config.adminApiKey);
+  }
+
+  onModuleInit(): void {
+    this.logger.log({
+      msg: 'auth configured',
+      clientKeys: this.ring.describe(),
+      adminKey: this.ring.hasAdminKey,
+      rateLimitRpm: this.config.rateLimitRpm,
+    });
+  }
+
+  /** False while `API_KEYS` is unset: client routes accept anyone. */
+  get enforcing(): boolean {
+    return this.ring.enforcing;
+  }
+
+  /**
+   * The caller's identity on a route of `kind`; undefined on public routes, which need none.
+   * @throws AuthenticationError (401) for a missing or unknown key
+   * @throws AdminOnlyError (403) for a client key on an admin route, or any key while admin routes are closed
+   */
+  authorize(kind: RouteKind, headers: Headers): ClientIdentity | undefined {
+    if (kind === 'public') return undefined;
+    const key = presentedKey(headers);
+    if (kind === 'admin') {
+      if (!this.ring.hasAdminKey) throw new AdminOnlyError('Admin routes are closed on this gateway: no admin key is configured');
+      if (this.ring.isAdminKey(key)) return ADMIN_IDENTITY;
+      if (this.ring.clientIdentity(key)) throw new AdminOnlyError();
+      throw missingOrUnknown(key);
+    }
+    if (!this.ring.enforcing) return this.ring.isAdminKey(key) ? ADMIN_IDENTITY : ANONYMOUS_IDENTITY;
+    const identity = this.ring.identify(key);
+    if (!identity) throw missingOrUnknown(key);
+    return identity;
+  }
+
+  /** True when the request carries the admin key; for routes that show more to the admin (/health, /metrics). */
+  isAdmin(request: Pick<FastifyRequest, 'headers'>): boolean {
+    return this.ring.isAdminKey(presentedKey(request.headers));
+  }
+
+  /** True when `/metrics` needs the admin key (`METRICS_AUTH=admin`). */
+  get metricsNeedAdmin(): boolean {
+    return this.config.metricsAuth === 'admin';
+  }
+
+  /** True when `/health` details need the admin key (`HEALTH_DETAILS=admin`). */
+  get healthDetailsNeedAdmin(): boolean {
+    return this.config.healthDetails === 'admin';
+  }
+}
+
+function missingOrUnknown(key: string | undefined): AuthenticationError {
+  return new AuthenticationError(
+    key === undefined ? 'Missing API key: send it as `Authorization: Bearer KEY` or `X-API-Key: KEY`' : 'Unknown API key',
+  );
+}

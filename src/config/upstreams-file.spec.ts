@@ -1,0 +1,158 @@
+import 'reflect-metadata';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { ConfigurationError } from './environment';
+import { loadUpstreamsFile } from './upstreams-file';
+
+describe('loadUpstreamsFile', () => {
+  let dir: string;
+  const write = (name: string, text: string): string => {
+    const path = join(dir, name);
+    writeFileSync(path, text);
+    return path;
+  };
+  /** The message of the ConfigurationError that loading `path` causes. */
+  const refusal = (path: string, env: Record<string, string | undefined> = {}): string => {
+    try {
+      loadUpstreamsFile(path, env);
+    } catch (error) {
+      assert.ok(error instanceof ConfigurationError, `expected a ConfigurationError, got ${String(error)}`);
+      assert.ok(error.message.includes(`UPSTREAMS_FILE=${JSON.stringify(path)}`), error.message);
+      return error.message;
+    }
+    assert.fail(`expected ${path} to be refused`);
+  };
+
+  before(() => {
+    dir = mkdtempSync(join(tmpdir(), 'bulwark-upstreams-'));
+  });
+
+  after(() => {
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('reads a JSON file: base URLs lose their trailing slash, weight defaults to 1, keys resolve from env', () => {
+    const path = write(
+      'upstreams.json',
+      JSON.stringify({
+        upstreams: [
+          { name: 'vllm-a', url: 'http://vllm-a:8000/v1/', apiKeyEnv: 'VLLM_A_KEY', models: ['llama'], maxConcurrency: 4, weight: 3 },
+          { name: 'vllm-b', url: 'https://vllm-b/v1', models: ['llama', 'mistral'] },
+        ],
+        fallbacks: { llama: ['mistral'] },
+      }),
+    );
+    const topology = loadUpstreamsFile(path, { VLLM_A_KEY: 'sk-a' });
+    assert.deepEqual(topology, {
+      upstreams: [
+        { name: 'vllm-a', baseUrl: 'http://vllm-a:8000/v1', apiKey: 'sk-a', models: ['llama'], maxConcurrency: 4, weight: 3 },
+        { name: 'vllm-b', baseUrl: 'https://vllm-b/v1', apiKey: undefined, models: ['llama', 'mistral'], maxConcurrency: undefined, weight: 1 },
+      ],
+      fallbacks: { llama: ['mistral'] },
+    });
+  });
+
+  it('reads the same topology from YAML', () => {
+    const path = write(
+      'upstreams.yaml',
+      [
+        'upstreams:',
+        '  - name: vllm-a',
+        '    url: http://vllm-a:8000/v1',
+        '    apiKeyEnv: VLLM_A_KEY',
+        '    models: [llama]',
+        '  - name: local',
+        '    url: http://127.0.0.1:8080/v1',
+        '    models:',
+        '      - mistral',
+        '    weight: 0.5',
+        'fallbacks:',
+        '  llama: [mistral]',
+        '',
+      ].join('\n'),
+    );
+    const topology = loadUpstreamsFile(path, { VLLM_A_KEY: 'sk-a' });
+    assert.deepEqual(
+      topology.upstreams.map((u) => [u.name, u.baseUrl, u.apiKey, u.models, u.weight]),
+      [
+        ['vllm-a', 'http://vllm-a:8000/v1', 'sk-a', ['llama'], 1],
+        ['local', 'http://127.0.0.1:8080/v1', undefined, ['mistral'], 0.5],
+      ],
+    );
+    assert.deepEqual(topology.fallbacks, { llama: ['mistral'] });
+  });
+
+  it('gives an empty fallback map when the file has none', () => {
+    const path = write('nofallbacks.yml', 'upstreams:\n  - name: a\n    url: http://a/v1\n    models: []\n');
+    assert.deepEqual(loadUpstreamsFile(path, {}).fallbacks, {});
+  });
+
+  it('refuses a file whose apiKeyEnv names an unset variable, without echoing any key', () => {
+    const path = write('key.yaml', 'upstreams:\n  - name: a\n    url: http://a/v1\n    apiKeyEnv: A_KEY\n    models: [m]\n');
+    const message = refusal(path, { OTHER_KEY: 'sk-other' });
+    assert.match(message, /upstreams\.a\.apiKeyEnv: A_KEY is not set/);
+    assert.doesNotMatch(message, /sk-other/);
+    assert.equal(loadUpstreamsFile(path, { A_KEY: 'sk-a' }).upstreams[0].apiKey, 'sk-a');
+  });
+
+  it('refuses an apiKeyEnv that is not a variable name', () => {
+    const path = write('keyname.json', JSON.stringify({ upstreams: [{ name: 'a', url: 'http://a/v1', apiKeyEnv: 'sk-literal-key', models: [] }] }));
+    assert.match(refusal(path, {}), /apiKeyEnv must name an environment variable/);
+  });
+
+  it('refuses a file that cannot be read', () => {
+    assert.match(refusal(join(dir, 'missing.yaml')), /cannot read it \(ENOENT\)/);
+  });
+
+  it('refuses broken JSON and broken YAML', () => {
+    assert.match(refusal(write('broken.json', '{"upstreams": [')), /not valid JSON or YAML/);
+    assert.match(refusal(write('broken.yaml', 'upstreams: [\n')), /not valid JSON or YAML/);
+  });
+
+  it('refuses an empty file and one without upstreams', () => {
+    assert.match(refusal(write('empty.yaml', '')), /upstreams must contain at least 1 elements/);
+    assert.match(refusal(write('none.json', '{"upstreams": []}')), /upstreams must contain at least 1 elements/);
+  });
+
+  it('refuses a top level that is not a mapping with a ConfigurationError, not a crash', () => {
+    assert.match(refusal(write('scalar.json', '"hello"')), /must hold a mapping/);
+    assert.match(refusal(write('scalar.yaml', 'just words\n')), /must hold a mapping/);
+    assert.match(refusal(write('list.json', '[{"name": "a"}]')), /must hold a mapping/);
+  });
+
+  it('refuses upstreams that are not a list of mappings with a ConfigurationError, not a crash', () => {
+    assert.match(refusal(write('upobj.json', '{"upstreams": {"a": 1}}')), /upstreams must be an array/);
+    assert.match(refusal(write('upnum.json', '{"upstreams": 5}')), /upstreams must be an array/);
+    assert.match(refusal(write('upnull.json', '{"upstreams": [null]}')), /upstreams\.0/);
+  });
+
+  it('names each problem of each entry by its path', () => {
+    const path = write(
+      'bad.json',
+      JSON.stringify({
+        upstreams: [
+          { name: 'a', url: 'http://a/v1', models: [] },
+          { name: 'a', url: 'ftp://b', models: 'm', maxConcurrency: 0, weight: -1 },
+          { name: 'bad name!', url: 'http://c/v1', models: [] },
+        ],
+        fallbacks: { m: 'n' },
+      }),
+    );
+    const message = refusal(path);
+    assert.match(message, /upstreams\.1\.url: url must be an http\(s\) base URL/);
+    assert.match(message, /upstreams\.1\.models: models must be an array/);
+    assert.match(message, /upstreams\.1\.maxConcurrency: maxConcurrency must not be less than 1/);
+    assert.match(message, /upstreams\.1\.weight: weight must not be less than 0/);
+    assert.match(message, /upstreams\.2\.name: name must be 1-64 letters/);
+    assert.match(message, /upstreams: duplicate name a/);
+    assert.match(message, /fallbacks\.m: must be a list of model names/);
+  });
+
+  it('refuses fallbacks that are not a mapping of model lists', () => {
+    const path = write('fallbacks.yaml', 'upstreams:\n  - name: a\n    url: http://a/v1\n    models: [m]\nfallbacks:\n  m: [n, 3]\n');
+    assert.match(refusal(path), /fallbacks\.m: must be a list of model names/);
+  });
+});

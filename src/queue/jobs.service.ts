@@ -1,0 +1,164 @@
+import { InjectQueue } from '@nestjs/bullmq';
+import { Inject, Injectable } from '@nestjs/common';
+import type { ConfigType } from '@nestjs/config';
+import type { Job, Queue } from 'bullmq';
+import { JobNotCancellableError, NotFoundError } from '../common/errors';
+import { queueConfig } from '../config/sections';
+import { RedisService } from '../redis/redis.service';
+import { DeliveryService } from './delivery.service';
+import { INFERENCE_QUEUE, InferenceJobData, InferenceJobResult } from './inference-job';
+import { QueueFigures } from './queue-figures.service';
+
+export type JobStatus = 'queued' | 'active' | 'completed' | 'failed' | 'cancelled' | 'expired';
+
+/** The job object of the jobs API. */
+export interface JobView {
+  id: string;
+  object: 'job';
+  status: JobStatus;
+  /** 1 = next to start; only while queued. */
+  position: number | null;
+  created_at: number;
+  started_at: number | null;
+  finished_at: number | null;
+  model: string;
+  priority: string;
+  queue_wait_ms: number | null;
+  duration_ms: number | null;
+  upstream: string | null;
+  result: unknown;
+  error: { message: string; type: string; code: string | null } | null;
+}
+
+const TOMBSTONE_PREFIX = 'bulwark:jobs:cancelled:';
+const seconds = (ms: number | undefined | null) => (ms ? Math.floor(ms / 1000) : null);
+
+/** The jobs API over BullMQ: status, position, result, cancel, the dead-letter list, queue stats. */
+@Injectable()
+export class JobsService {
+  constructor(
+    @InjectQueue(INFERENCE_QUEUE) private readonly queue: Queue<InferenceJobData, InferenceJobResult>,
+    @Inject(queueConfig.KEY) private readonly config: ConfigType<typeof queueConfig>,
+    private readonly delivery: DeliveryService,
+    private readonly figures: QueueFigures,
+    private readonly redis: RedisService,
+  ) {}
+
+  /** A job of `clientId`'s; another caller's job is reported as not found, revealing nothing. */
+  async get(id: string, clientId: string): Promise<JobView> {
+    const job = await this.queue.getJob(id);
+    if (job && job.data.mode === 'async' && job.data.clientId === clientId) return this.view(job);
+    const tombstone = await this.redis.client.get(TOMBSTONE_PREFIX + id).catch(() => null);
+    if (tombstone) {
+      const view = JSON.parse(tombstone) as JobView & { owner: string };
+      if (view.owner === clientId) {
+        const { owner: _owner, ...rest } = view;
+        return rest;
+      }
+    }
+    throw new NotFoundError('job_not_found', `No job ${id}`, 'id');
+  }
+
+  async cancel(id: string, clientId: string): Promise<JobView> {
+    const job = await this.queue.getJob(id);
+    if (!job || job.data.mode !== 'async' || job.data.clientId !== clientId) return this.get(id, clientId);
+    const state = await job.getState();
+    if (state === 'active') {
+      await this.delivery.cancel(id);
+      return { ...(await this.view(job)), status: 'cancelled' };
+    }
+    if (state === 'completed' || state === 'failed') throw new JobNotCancellableError(state);
+    const view: JobView = { ...(await this.view(job)), status: 'cancelled', position: null, finished_at: seconds(Date.now()) };
+    try {
+      await job.remove();
+    } catch {
+      // Became active meanwhile: cancel it where it runs.
+      await this.delivery.cancel(id);
+      return view;
+    }
+    await this.redis.client.set(TOMBSTONE_PREFIX + id, JSON.stringify({ ...view, owner: clientId }), 'PX', this.config.jobResultTtlMs);
+    return view;
+  }
+
+  async view(job: Job<InferenceJobData, InferenceJobResult>): Promise<JobView> {
+    const state = await job.getState();
+    const result = job.returnvalue as InferenceJobResult | null | undefined;
+    const base: JobView = {
+      id: String(job.id),
+      object: 'job',
+      status: 'queued',
+      position: null,
+      created_at: Math.floor(job.timestamp / 1000),
+      started_at: seconds(job.processedOn),
+      finished_at: seconds(job.finishedOn),
+      model: job.data.model,
+      priority: job.data.priority,
+      queue_wait_ms: job.processedOn ? job.processedOn - job.data.enqueuedAt : null,
+      duration_ms: job.processedOn && job.finishedOn ? job.finishedOn - job.processedOn : null,
+      upstream: null,
+      result: null,
+      error: null,
+    };
+    if (state === 'active') return { ...base, status: 'active' };
+    if (state === 'failed') return { ...base, status: 'failed', error: parseFailure(job.failedReason) };
+    if (state === 'completed' && result) {
+      if (result.outcome === 'succeeded') return { ...base, status: 'completed', upstream: result.upstream, result: result.body ?? null };
+      if (result.outcome === 'cancelled') return { ...base, status: 'cancelled' };
+      if (result.outcome === 'expired') {
+        return { ...base, status: 'expired', error: { message: 'The job\'s deadline passed before it started', type: 'timeout_error', code: 'queue_timeout' } };
+      }
+      return { ...base, status: 'failed', error: result.error };
+    }
+    return { ...base, status: 'queued', position: await this.position(String(job.id)) };
+  }
+
+  private async position(id: string): Promise<number | null> {
+    const rank = await this.redis.client.zrank(this.queue.keys.prioritized, id).catch(() => null);
+    return rank === null ? null : rank + 1;
+  }
+
+  /** The dead-letter list: async jobs that failed for good, newest first. */
+  async deadLetters(limit = 100) {
+    const jobs = await this.queue.getJobs(['failed'], 0, limit - 1, false);
+    return {
+      object: 'list',
+      data: jobs.map((job) => ({
+        id: String(job.id),
+        client_id: job.data.clientId,
+        model: job.data.model,
+        priority: job.data.priority,
+        created_at: Math.floor(job.timestamp / 1000),
+        failed_at: seconds(job.finishedOn),
+        attempts: job.attemptsMade,
+        error: parseFailure(job.failedReason),
+      })),
+    };
+  }
+
+  async stats() {
+    await this.figures.refresh();
+    const snapshot = this.figures.snapshot();
+    return {
+      waiting: snapshot.waiting,
+      active: snapshot.active,
+      by_priority: snapshot.byPriority,
+      max_queue_size: this.config.maxQueueSize,
+      max_concurrent: this.config.maxConcurrent,
+      capacity_percent: Math.round((snapshot.waiting / this.config.maxQueueSize) * 10_000) / 100,
+    };
+  }
+}
+
+/** Failed jobs carry the contract-shaped error as their message (see InferenceProcessor). */
+function parseFailure(reason: string | undefined): { message: string; type: string; code: string | null } {
+  try {
+    const parsed = JSON.parse(reason ?? '') as { body?: { error?: { message: string; type: string; code: string | null } } };
+    if (parsed.body?.error) {
+      const { message, type, code } = parsed.body.error;
+      return { message, type, code };
+    }
+  } catch {
+    // BullMQ's own reasons (e.g. a job stalled too often) are plain text.
+  }
+  return { message: reason ?? 'The job failed', type: 'upstream_error', code: 'upstream_error' };
+}

@@ -1,0 +1,126 @@
+import { InjectQueue } from '@nestjs/bullmq';
+import { Inject, Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
+import type { ConfigType } from '@nestjs/config';
+import type { Queue } from 'bullmq';
+import type { Priority } from '../adaptive/graduated-rejection';
+import { ServiceTimeEstimator } from '../adaptive/wait-estimator';
+import { Clock } from '../common/clock';
+import { queueConfig } from '../config/sections';
+import { BULL_PRIORITY, INFERENCE_QUEUE } from './inference-job';
+
+const REFRESH_MS = 200;
+/** Older than this, the figures are not trusted: admission fails closed (Redis is probably away). */
+const STALE_AFTER_MS = 3000;
+
+export interface QueueSnapshot {
+  waiting: number;
+  byPriority: Record<Priority, number>;
+  /** Jobs running on any instance. */
+  active: number;
+  /** Jobs running on this instance. */
+  localActive: number;
+  averageServiceMs: number;
+  fresh: boolean;
+  refreshedAt: number;
+}
+
+/**
+ * Cached queue figures across all instances, refreshed in the background every 200 ms and nudged
+ * locally between refreshes, so admission decisions never wait on Redis.
+ */
+@Injectable()
+export class QueueFigures implements OnApplicationBootstrap, OnApplicationShutdown {
+  private readonly logger = new Logger(QueueFigures.name);
+  private byPriority: Record<Priority, number> = { high: 0, normal: 0, low: 0 };
+  private active = 0;
+  private localActive = 0;
+  private refreshedAt = 0;
+  private timer?: NodeJS.Timeout;
+  private refreshing = false;
+  private readonly estimator = new ServiceTimeEstimator({ initialMs: 1000 });
+  private readonly waitListeners: ((queueWaitMs: number) => void)[] = [];
+
+  constructor(
+    @InjectQueue(INFERENCE_QUEUE) private readonly queue: Queue,
+    @Inject(queueConfig.KEY) private readonly config: ConfigType<typeof queueConfig>,
+    private readonly clock: Clock,
+  ) {}
+
+  async onApplicationBootstrap(): Promise<void> {
+    await this.refresh();
+    this.timer = setInterval(() => void this.refresh(), REFRESH_MS);
+    this.timer.unref();
+  }
+
+  onApplicationShutdown(): void {
+    clearInterval(this.timer);
+  }
+
+  /** Called with each job's queue wait when a worker here starts it. */
+  onQueueWait(listener: (queueWaitMs: number) => void): void {
+    this.waitListeners.push(listener);
+  }
+
+  async refresh(): Promise<void> {
+    if (this.refreshing) return;
+    this.refreshing = true;
+    try {
+      const [counts, active] = await Promise.all([
+        this.queue.getCountsPerPriority(Object.values(BULL_PRIORITY)),
+        this.queue.getActiveCount(),
+      ]);
+      this.byPriority = {
+        high: Number(counts[BULL_PRIORITY.high] ?? 0),
+        normal: Number(counts[BULL_PRIORITY.normal] ?? 0),
+        low: Number(counts[BULL_PRIORITY.low] ?? 0),
+      };
+      this.active = active;
+      this.refreshedAt = this.clock.now();
+    } catch (error) {
+      this.logger.debug(`queue figures refresh failed: ${(error as Error).message}`);
+    } finally {
+      this.refreshing = false;
+    }
+  }
+
+  snapshot(): QueueSnapshot {
+    const now = this.clock.now();
+    return {
+      waiting: this.byPriority.high + this.byPriority.normal + this.byPriority.low,
+      byPriority: { ...this.byPriority },
+      active: Math.max(this.active, this.localActive),
+      localActive: this.localActive,
+      averageServiceMs: this.estimator.averageMs(),
+      fresh: now - this.refreshedAt <= STALE_AFTER_MS,
+      refreshedAt: this.refreshedAt,
+    };
+  }
+
+  /** Waiting jobs a new request of `priority` would have ahead of it. */
+  waitingAhead(priority: Priority): number {
+    const b = this.byPriority;
+    if (priority === 'high') return b.high;
+    if (priority === 'normal') return b.high + b.normal;
+    return b.high + b.normal + b.low;
+  }
+
+  estimateWaitMs(priority: Priority): number {
+    return this.estimator.estimateWaitMs(this.waitingAhead(priority), this.config.maxConcurrent);
+  }
+
+  /** A job was added here: count it at once rather than at the next refresh. */
+  jobAdded(priority: Priority): void {
+    this.byPriority[priority]++;
+  }
+
+  jobStarted(queueWaitMs: number): void {
+    this.localActive++;
+    for (const listener of this.waitListeners) listener(queueWaitMs);
+  }
+
+  /** `serviceMs` is undefined for a job dropped without upstream work (it says nothing of service time). */
+  jobFinished(serviceMs: number | undefined): void {
+    this.localActive = Math.max(0, this.localActive - 1);
+    if (serviceMs !== undefined) this.estimator.record(serviceMs);
+  }
+}
