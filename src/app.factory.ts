@@ -8,6 +8,7 @@ import { answerClientError } from './common/client-error-handler';
 import { registerJsonBodyParser } from './common/json-body-parser';
 import { ShutdownService } from './common/shutdown.service';
 import { AdaptiveService } from './adaptive/adaptive.service';
+import { HttpMetricsHook } from './metrics/http-metrics.hook';
 import type { EnvironmentVariables } from './config/environment';
 import type { Runtime } from './runtime';
 
@@ -30,7 +31,12 @@ export async function createApp(runtime: Runtime, env: EnvironmentVariables): Pr
     // Slow-loris guard: a client must deliver its headers, then its whole request, within these bounds;
     // Node checks them every connectionsCheckingInterval (30 s by default, too coarse for short bounds).
     requestTimeout: env.CLIENT_REQUEST_TIMEOUT_MS,
-    http: { headersTimeout: env.CLIENT_HEADERS_TIMEOUT_MS, connectionsCheckingInterval: Math.min(1000, env.CLIENT_HEADERS_TIMEOUT_MS) },
+    http: {
+      headersTimeout: env.CLIENT_HEADERS_TIMEOUT_MS,
+      connectionsCheckingInterval: Math.min(1000, env.CLIENT_HEADERS_TIMEOUT_MS),
+      // Node would answer a request without Host with a bare 400; ApiKeyGuard answers it in the contract's shape.
+      requireHostHeader: false,
+    },
     clientErrorHandler: answerClientError,
     keepAliveTimeout: 65_000,
     routerOptions: { maxParamLength: 512 },
@@ -45,6 +51,7 @@ export async function createApp(runtime: Runtime, env: EnvironmentVariables): Pr
   app.useLogger(app.get(PinoLogger));
   const fastify = app.getHttpAdapter().getInstance();
   registerJsonBodyParser(fastify, env.MAX_BODY_BYTES);
+  app.get(HttpMetricsHook).attach(fastify);
   const shutdown = app.get(ShutdownService);
   const adaptive = app.get(AdaptiveService);
   fastify.addHook('onRequest', (request, reply, done) => {

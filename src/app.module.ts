@@ -17,6 +17,8 @@ import { ShutdownGuard } from './common/shutdown.guard';
 import { allConfigSections } from './config/sections';
 import { loggerOptions } from './logging';
 import { HealthModule } from './health/health.module';
+import { MetricsModule } from './metrics/metrics.module';
+import { DashboardModule } from './dashboard/dashboard.module';
 import { QueueModule } from './queue/queue.module';
 import { RedisModule } from './redis/redis.module';
 import { RedisService } from './redis/redis.service';
@@ -44,6 +46,8 @@ export class AppModule {
         QueueModule,
         AdaptiveModule,
         HealthModule,
+        MetricsModule,
+        DashboardModule,
         ChatModule,
       ],
       providers: [

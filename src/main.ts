@@ -51,16 +51,24 @@ async function main(): Promise<void> {
     }
     stopping = true;
     const shutdown = app.get(ShutdownService);
+    const graceEndsAt = Date.now() + env.SHUTDOWN_GRACE_MS;
     shutdown.beginDrain();
     logger.info({ signal, inflight: shutdown.inflightRequests, graceMs: env.SHUTDOWN_GRACE_MS }, 'shutting down: draining in-flight work');
     const drained = await shutdown.waitForIdle(env.SHUTDOWN_GRACE_MS);
     if (!drained) logger.warn({ inflight: shutdown.inflightRequests }, 'grace period over: closing with work in flight');
+    // Async jobs may use what is left of the grace period; closing connections gets 5 s more, and a
+    // Redis that is gone must not hold the exit hostage.
+    const closeBoundMs = Math.max(0, graceEndsAt - Date.now()) + 5000;
     const hardStop = setTimeout(() => {
       logger.error('shutdown did not finish in time: exiting');
       process.exit(1);
-    }, 15_000);
+    }, closeBoundMs + 5000);
     hardStop.unref();
-    await app.close();
+    const closed = await Promise.race([
+      app.close().then(() => true),
+      new Promise<boolean>((resolve) => setTimeout(() => resolve(false), closeBoundMs).unref()),
+    ]);
+    if (!closed) logger.warn(`application close did not finish in ${closeBoundMs} ms; stopping anyway`);
     await prepared.stop();
     logger.info('stopped');
     process.exit(0);

@@ -6,10 +6,11 @@ import { UpstreamModule } from '../upstream/upstream.module';
 import { AdaptiveService } from './adaptive.service';
 import { AdmissionGuard } from './admission.guard';
 import { AdmissionService } from './admission.service';
+import { UpstreamLoadPoller } from './upstream-load.poller';
 
 @Module({
   imports: [QueueModule, DispatchModule, UpstreamModule, BreakerModule],
-  providers: [AdaptiveService, AdmissionService, AdmissionGuard],
+  providers: [AdaptiveService, AdmissionService, AdmissionGuard, UpstreamLoadPoller],
   exports: [AdaptiveService, AdmissionService, AdmissionGuard],
 })
 export class AdaptiveModule {}

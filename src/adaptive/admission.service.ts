@@ -27,6 +27,7 @@ export type RejectionReason = 'queue_full' | 'load_shed_queue' | 'load_shed_aban
 @Injectable()
 export class AdmissionService {
   private readonly rejectionListeners: ((reason: RejectionReason) => void)[] = [];
+  private readonly admissionListeners: ((priority: Priority) => void)[] = [];
 
   constructor(
     @Inject(adaptiveConfig.KEY) private readonly config: ConfigType<typeof adaptiveConfig>,
@@ -43,11 +44,17 @@ export class AdmissionService {
     this.rejectionListeners.push(listener);
   }
 
+  /** Called with the priority of every admitted request (metrics, dashboard). */
+  onAdmission(listener: (priority: Priority) => void): void {
+    this.admissionListeners.push(listener);
+  }
+
   /** Throws the typed refusal, or returns when the request may be queued. */
   admit(request: AdmissionRequest): void {
     try {
       this.check(request);
       this.adaptive.noteAdmission(true);
+      for (const listener of this.admissionListeners) listener(request.priority);
     } catch (error) {
       if (!(error instanceof NotFoundError)) this.adaptive.noteAdmission(false);
       throw error;

@@ -61,9 +61,14 @@ export class ApiKeyRing {
   private readonly adminDigest?: Buffer;
 
   constructor(entries: readonly ApiKeyEntry[], adminKey?: string) {
-    for (const { key, tier } of entries) {
+    const ids = new Set<string>();
+    for (const [index, { key, tier }] of entries.entries()) {
       const digest = sha256(key);
-      this.clients.set(digest.toString('hex'), { digest, identity: Object.freeze({ id: clientIdOf(key), tier, admin: false }) });
+      const id = clientIdOf(key);
+      // Jobs and rate-limit buckets are keyed by id: two keys sharing one would share them.
+      if (ids.has(id)) throw new Error(`API_KEYS entry ${index + 1} has the same id (${id}) as an earlier key; replace one of them`);
+      ids.add(id);
+      this.clients.set(digest.toString('hex'), { digest, identity: Object.freeze({ id, tier, admin: false }) });
     }
     this.adminDigest = adminKey ? sha256(adminKey) : undefined;
   }

@@ -20,7 +20,7 @@ export class ApiKeyGuard implements CanActivate {
     const kind = routeKindOf(this.reflector, context);
     if (kind === 'public') return true;
     const request = context.switchToHttp().getRequest<FastifyRequest>();
-    assertHeaderLimits(request.headers);
+    assertHeaderLimits(request);
     const identity = this.auth.authorize(kind, request.headers);
     if (identity && request.bulwark) request.bulwark.client = identity;
     return true;

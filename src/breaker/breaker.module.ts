@@ -1,8 +1,13 @@
 import { Module } from '@nestjs/common';
+import { TerminusModule } from '@nestjs/terminus';
+import { BreakerController } from './breaker.controller';
+import { BreakerHealthIndicator } from './breaker.health';
 import { BreakerService } from './breaker.service';
 
 @Module({
-  providers: [BreakerService],
-  exports: [BreakerService],
+  imports: [TerminusModule],
+  controllers: [BreakerController],
+  providers: [BreakerService, BreakerHealthIndicator],
+  exports: [BreakerService, BreakerHealthIndicator],
 })
 export class BreakerModule {}

@@ -1,7 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { FakeClock } from '../common/clock';
-import { BreakerOptions, BreakerSnapshot, BreakerState, CircuitBreaker } from './circuit-breaker';
+import { BreakerOptions, BreakerSnapshot, BreakerState, CircuitBreaker, GrantedPermit } from './circuit-breaker';
 
 // prettier-ignore
 const BASE: BreakerOptions = {
@@ -37,7 +37,19 @@ function trip(b: CircuitBreaker): void {
   assert.equal(b.state, 'open');
 }
 
-const probe = (b: CircuitBreaker) => assert.deepEqual(b.tryAcquire(), { allowed: true, probe: true });
+/** Takes a probe permit and returns it. */
+function probe(b: CircuitBreaker): GrantedPermit {
+  const permit = b.tryAcquire();
+  assert.ok(permit.allowed && permit.probe, `expected a probe permit, got ${JSON.stringify(permit)}`);
+  return permit;
+}
+
+/** Takes an ordinary (closed-state) permit and returns it. */
+function permitted(b: CircuitBreaker): GrantedPermit {
+  const permit = b.tryAcquire();
+  assert.ok(permit.allowed && !permit.probe, `expected an ordinary permit, got ${JSON.stringify(permit)}`);
+  return permit;
+}
 
 /** Asserts the listed snapshot fields only. */
 function expectSnap(b: CircuitBreaker, expected: Partial<BreakerSnapshot>, message?: string): void {
@@ -49,7 +61,7 @@ function expectSnap(b: CircuitBreaker, expected: Partial<BreakerSnapshot>, messa
 describe('CircuitBreaker', () => {
   it('goes closed → open → half_open → closed in exact sequence', () => {
     const { clock, breaker, transitions } = setup();
-    assert.deepEqual(breaker.tryAcquire(), { allowed: true, probe: false });
+    permitted(breaker);
     fail(breaker, 9);
     assert.equal(breaker.state, 'closed');
     fail(breaker);
@@ -247,7 +259,7 @@ describe('CircuitBreaker', () => {
     breaker.forceClose();
     expectSnap(breaker, { state: 'closed', calls: 0, cooldownMs: 1_000, openedAt: null });
     assert.deepEqual(transitions.at(-1), ['open', 'closed']);
-    assert.deepEqual(breaker.tryAcquire(), { allowed: true, probe: false });
+    permitted(breaker);
   });
 
   it('records outcomes that arrive while open without changing state', () => {
@@ -303,6 +315,87 @@ describe('CircuitBreaker', () => {
     assert.equal(breaker.tryAcquire().allowed, false);
     breaker.onSuccess(10);
     assert.equal(breaker.state, 'closed');
+  });
+
+  describe('with permits handed back', () => {
+    it('release() of a call granted before the breaker opened frees no probe slot', () => {
+      const { clock, breaker } = setup({ halfOpenProbes: 1 });
+      const old = permitted(breaker);
+      trip(breaker);
+      clock.advance(1_000);
+      const p = probe(breaker);
+      breaker.release(old); // e.g. the old call's client went away
+      expectSnap(breaker, { state: 'half_open', probesInFlight: 1 });
+      assert.equal(breaker.tryAcquire().allowed, false, 'the only probe slot is still taken');
+      breaker.onSuccess(10, p);
+      assert.equal(breaker.state, 'closed');
+    });
+
+    it('the success of an old call is not taken for a probe success', () => {
+      const { clock, breaker } = setup({ halfOpenProbes: 1 });
+      const old = permitted(breaker);
+      trip(breaker);
+      clock.advance(1_000);
+      const p = probe(breaker);
+      breaker.onSuccess(10, old);
+      expectSnap(breaker, { state: 'half_open', probesInFlight: 1, probeSuccesses: 0 });
+      breaker.onFailure(10, p);
+      assert.equal(breaker.state, 'open', 'the real probe failed');
+    });
+
+    it('the failure of an old call does not reopen a half-open breaker', () => {
+      const { clock, breaker } = setup({ halfOpenProbes: 1 });
+      const old = permitted(breaker);
+      trip(breaker);
+      clock.advance(1_000);
+      const p = probe(breaker);
+      breaker.onFailure(10, old);
+      assert.equal(breaker.state, 'half_open');
+      breaker.onSuccess(10, p);
+      assert.equal(breaker.state, 'closed');
+    });
+
+    it('a probe of an earlier half-open round does not count in the next round', () => {
+      const { clock, breaker } = setup({ halfOpenProbes: 2 });
+      trip(breaker);
+      clock.advance(1_000);
+      const slow = probe(breaker);
+      const failing = probe(breaker);
+      breaker.onFailure(10, failing); // reopens for 2 s
+      clock.advance(2_000);
+      const fresh = probe(breaker);
+      breaker.onSuccess(10, slow); // the slow probe of the previous round finally answers
+      expectSnap(breaker, { state: 'half_open', probesInFlight: 1, probeSuccesses: 0 });
+      breaker.release(slow);
+      expectSnap(breaker, { probesInFlight: 1 });
+      breaker.onSuccess(10, fresh);
+      probe(breaker);
+      breaker.onSuccess(10);
+      assert.equal(breaker.state, 'closed');
+    });
+
+    it('drops outcomes of calls granted before the last close', () => {
+      const { clock, breaker } = setup({ halfOpenProbes: 1, minCalls: 2 });
+      const old = [permitted(breaker), permitted(breaker)];
+      fail(breaker, 2);
+      assert.equal(breaker.state, 'open');
+      clock.advance(1_000);
+      breaker.onSuccess(10, probe(breaker));
+      assert.equal(breaker.state, 'closed');
+      for (const permit of old) breaker.onFailure(10, permit);
+      expectSnap(breaker, { state: 'closed', calls: 0 }, 'two stale failures would have reopened it');
+      const fresh = permitted(breaker);
+      breaker.onFailure(10, fresh);
+      expectSnap(breaker, { calls: 1, failures: 1 });
+    });
+
+    it('a reset makes calls granted before it stale', () => {
+      const { breaker } = setup({ minCalls: 1 });
+      const old = permitted(breaker);
+      breaker.forceClose();
+      breaker.onFailure(10, old);
+      expectSnap(breaker, { state: 'closed', calls: 0 });
+    });
   });
 
   it('rejects inconsistent options', () => {

@@ -44,8 +44,18 @@ export interface BreakerSnapshot {
   probeSuccesses: number;
 }
 
+/**
+ * A granted call. `epoch` names the state period (closed, open or one half-open round) in which it was
+ * granted, so that its outcome can be told apart from that of a call granted before a transition.
+ */
+export interface GrantedPermit {
+  allowed: true;
+  probe: boolean;
+  epoch: number;
+}
+
 /** Answer of {@link CircuitBreaker.tryAcquire}. */
-export type BreakerPermit = { allowed: true; probe: boolean } | { allowed: false; retryInMs: number };
+export type BreakerPermit = GrantedPermit | { allowed: false; retryInMs: number };
 
 const DEFAULT_MAX_COOLDOWN_MULTIPLIER = 10;
 /** Retry hint given to callers refused because all half-open probe slots are taken. */
@@ -57,9 +67,12 @@ const HALF_OPEN_RETRY_HINT_MS = 1000;
  * No timers: the open → half_open transition happens lazily when time has passed, and is
  * applied (and reported through `onTransition`) by the next mutating call. Every call is O(1).
  *
- * Outcomes carry no call identity, so in half_open an outcome is attributed to a probe only
- * while a probe is in flight; others (calls started before the breaker opened) are recorded
- * in the window without affecting the state, as are all outcomes reported while open.
+ * Outcomes should hand back the permit their call was given: only a probe permit of the current
+ * half-open round moves the half-open state, and an outcome whose permit predates the current
+ * state (a call granted before the breaker opened or closed) is stale: recorded in the window while
+ * open or half-open, where it changes nothing, and dropped once closed, where it would judge the
+ * upstream on calls older than its recovery. Without a permit, an outcome in half_open is
+ * attributed to a probe while one is in flight (callers that cannot keep permits).
  */
 export class CircuitBreaker {
   /**
@@ -82,6 +95,8 @@ export class CircuitBreaker {
   private probesIssued = 0;
   private probesInFlight = 0;
   private probeSuccesses = 0;
+  /** Bumped on every change of state period; see {@link GrantedPermit.epoch}. */
+  private epoch = 0;
 
   constructor(
     private readonly options: BreakerOptions,
@@ -121,7 +136,7 @@ export class CircuitBreaker {
    * An allowed call must end with exactly one of onSuccess, onFailure or release.
    */
   tryAcquire(): BreakerPermit {
-    if (this.current === 'closed') return { allowed: true, probe: false };
+    if (this.current === 'closed') return { allowed: true, probe: false, epoch: this.epoch };
     const now = this.clock.now();
     this.settle(now);
     if (this.current === 'open') {
@@ -130,19 +145,20 @@ export class CircuitBreaker {
     if (this.current === 'half_open' && this.probesIssued < this.options.halfOpenProbes) {
       this.probesIssued++;
       this.probesInFlight++;
-      return { allowed: true, probe: true };
+      return { allowed: true, probe: true, epoch: this.epoch };
     }
     return { allowed: false, retryInMs: Math.min(HALF_OPEN_RETRY_HINT_MS, this.baseCooldownMs) };
   }
 
   /** Reports a successful call; `durationMs > slowCallMs` counts it as slow. */
-  onSuccess(durationMs: number): void {
+  onSuccess(durationMs: number, permit?: GrantedPermit): void {
     const now = this.clock.now();
     this.settle(now);
+    if (this.isStaleWhileClosed(permit)) return;
     this.window.record({ failure: false, slow: durationMs > this.options.slowCallMs }, now);
     if (this.current === 'closed') {
       this.tripIfUnhealthy(now);
-    } else if (this.current === 'half_open' && this.probesInFlight > 0) {
+    } else if (this.isLiveProbe(permit)) {
       this.probesInFlight--;
       this.probeSuccesses++;
       if (this.probeSuccesses >= this.options.halfOpenProbes) this.close();
@@ -150,23 +166,27 @@ export class CircuitBreaker {
   }
 
   /** Reports a failed call; a known `durationMs > slowCallMs` also counts it as slow. */
-  onFailure(durationMs?: number): void {
+  onFailure(durationMs?: number, permit?: GrantedPermit): void {
     const now = this.clock.now();
     this.settle(now);
+    if (this.isStaleWhileClosed(permit)) return;
     const slow = durationMs !== undefined && durationMs > this.options.slowCallMs;
     this.window.record({ failure: true, slow }, now);
     if (this.current === 'closed') {
       this.tripIfUnhealthy(now);
-    } else if (this.current === 'half_open' && this.probesInFlight > 0) {
+    } else if (this.isLiveProbe(permit)) {
       this.level = Math.min(this.level * 2, this.maxCooldownMs);
       this.open(now, this.level);
     }
   }
 
-  /** Ends an acquired call without judging the upstream; frees its half-open probe slot. */
-  release(): void {
+  /**
+   * Ends an acquired call without judging the upstream (a client error, a cancellation): frees its
+   * half-open probe slot when it held one of the current round, and does nothing else.
+   */
+  release(permit?: GrantedPermit): void {
     this.settle(this.clock.now());
-    if (this.current === 'half_open' && this.probesInFlight > 0) {
+    if (this.isLiveProbe(permit)) {
       this.probesInFlight--;
       this.probesIssued--;
     }
@@ -209,7 +229,10 @@ export class CircuitBreaker {
    */
   applyRemote(state: BreakerState, openedAt: number | null, cooldownMs: number): void {
     const now = this.clock.now();
-    if (!(state === 'half_open' && this.current === 'half_open')) this.resetProbes();
+    if (!(state === 'half_open' && this.current === 'half_open')) {
+      this.resetProbes();
+      this.epoch++;
+    }
     this.current = state;
     const period = cooldownMs > 0 ? cooldownMs : this.baseCooldownMs;
     this.periodMs = period;
@@ -222,6 +245,16 @@ export class CircuitBreaker {
     }
   }
 
+  /** Whether an outcome belongs to a probe of the current half-open round. */
+  private isLiveProbe(permit: GrantedPermit | undefined): boolean {
+    if (this.current !== 'half_open' || this.probesInFlight === 0) return false;
+    return permit === undefined || (permit.probe && permit.epoch === this.epoch);
+  }
+
+  private isStaleWhileClosed(permit: GrantedPermit | undefined): boolean {
+    return this.current === 'closed' && permit !== undefined && permit.epoch !== this.epoch;
+  }
+
   private effectiveState(now: number): BreakerState {
     if (this.current === 'open' && now >= this.openUntil()) return 'half_open';
     return this.current;
@@ -231,6 +264,7 @@ export class CircuitBreaker {
   private settle(now: number): void {
     if (this.current === 'open' && now >= this.openUntil()) {
       this.current = 'half_open';
+      this.epoch++;
       this.resetProbes();
       this.notify('open', 'half_open', now);
     }
@@ -251,6 +285,7 @@ export class CircuitBreaker {
   private open(now: number, periodMs: number): void {
     const from = this.current;
     this.current = 'open';
+    this.epoch++;
     this.openedAt = now;
     this.periodMs = periodMs;
     this.resetProbes();
@@ -259,6 +294,7 @@ export class CircuitBreaker {
 
   private close(from: BreakerState = this.current): void {
     this.current = 'closed';
+    this.epoch++;
     this.openedAt = null;
     this.periodMs = this.baseCooldownMs;
     this.level = this.baseCooldownMs;

@@ -24,6 +24,7 @@ const TABLE: Record<ErrorCode, [status: number, type: string]> = {
   model_not_found: [404, 'not_found_error'],
   job_not_found: [404, 'not_found_error'],
   route_not_found: [404, 'not_found_error'],
+  breaker_not_found: [404, 'not_found_error'],
   body_too_large: [413, 'invalid_request_error'],
   rate_limited: [429, 'rate_limit_error'],
   queue_full: [503, 'overloaded_error'],

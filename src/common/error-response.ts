@@ -37,6 +37,7 @@ const MAPPINGS: Record<ErrorCode, CodeMapping> = {
   model_not_found: { status: 404, type: 'not_found_error', shouldRetry: false, suggestions: ['List the available models with GET /v1/models'] },
   job_not_found: { status: 404, type: 'not_found_error', shouldRetry: false, suggestions: ['Check the job id; results expire after their TTL'] },
   route_not_found: { status: 404, type: 'not_found_error', shouldRetry: false, suggestions: ['Check the path: Bulwark serves the OpenAI routes under /v1'] },
+  breaker_not_found: { status: 404, type: 'not_found_error', shouldRetry: false, suggestions: ['List the breakers with GET /admin/breakers; a key is upstream:model'] },
   body_too_large: { status: 413, type: 'invalid_request_error', shouldRetry: false, suggestions: ['Send a smaller body, or ask the operator to raise MAX_BODY_BYTES'] },
   rate_limited: { status: 429, type: 'rate_limit_error', shouldRetry: true, suggestions: [RETRY_LATER, 'Spread requests over the minute'] },
   queue_full: { status: 503, type: 'overloaded_error', shouldRetry: true, suggestions: [RETRY_LATER, 'Send low-urgency work with X-Priority: low or through POST /v1/jobs'] },

@@ -13,6 +13,7 @@ export type ErrorCode =
   | 'model_not_found'
   | 'job_not_found'
   | 'route_not_found'
+  | 'breaker_not_found'
   | 'body_too_large'
   | 'rate_limited'
   | 'queue_full'
@@ -76,7 +77,7 @@ export class AdminOnlyError extends BulwarkError {
 }
 
 export class NotFoundError extends BulwarkError {
-  constructor(code: 'model_not_found' | 'job_not_found' | 'route_not_found', message: string, param?: string) {
+  constructor(code: 'model_not_found' | 'job_not_found' | 'route_not_found' | 'breaker_not_found', message: string, param?: string) {
     super(code, message, { param });
   }
 }

@@ -10,6 +10,12 @@ export class ShutdownService {
   private state: 'serving' | 'draining' = 'serving';
   private inflight = 0;
   private idleWaiters: (() => void)[] = [];
+  private readonly drainListeners: (() => void)[] = [];
+
+  /** Called once when draining starts (e.g. workers stop taking new jobs). */
+  onDrain(listener: () => void): void {
+    this.drainListeners.push(listener);
+  }
 
   get draining(): boolean {
     return this.state === 'draining';
@@ -34,6 +40,7 @@ export class ShutdownService {
     if (this.state === 'draining') return;
     this.state = 'draining';
     this.logger.log(`draining: refusing new work, ${this.inflight} request(s) in flight`);
+    for (const listener of this.drainListeners) listener();
   }
 
   /** Resolves true when no request is in flight, false when `graceMs` passed first. */

@@ -170,6 +170,10 @@ export class EnvironmentVariables {
   @Transform(toInt) @IsInt() @Min(1000) @Max(7 * 86_400_000)
   JOB_TIMEOUT_MS = 600_000;
 
+  /** `false` runs this instance as a front door only: it queues requests that other instances' workers run. */
+  @IsIn(['true', 'false'])
+  WORKER_ENABLED: 'true' | 'false' = 'true';
+
   /** BullMQ job lock: a job whose worker stops renewing it for this long is picked up by another instance. */
   @Transform(toInt) @IsInt() @Min(1000) @Max(600_000)
   QUEUE_LOCK_MS = 30_000;

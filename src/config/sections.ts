@@ -40,6 +40,7 @@ export const queueConfig = registerAs('queue', () => {
     jobResultTtlMs: env.JOB_RESULT_TTL_MS,
     jobTimeoutMs: env.JOB_TIMEOUT_MS,
     lockMs: env.QUEUE_LOCK_MS,
+    workerEnabled: env.WORKER_ENABLED === 'true',
   };
 });
 

@@ -1,11 +1,9 @@
 import { Inject, Injectable } from '@nestjs/common';
 import type { ConfigType } from '@nestjs/config';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { BreakerService } from '../breaker/breaker.service';
+import { BreakerLease, BreakerService } from '../breaker/breaker.service';
 import { Clock } from '../common/clock';
 import {
   BulwarkError,
-  CancelledError,
   CircuitOpenError,
   NotFoundError,
   RequestTimeoutError,
@@ -17,7 +15,9 @@ import {
 import { RandomSource } from '../common/random';
 import { retryConfig, serverConfig } from '../config/sections';
 import { planRetry } from '../retry/backoff';
+import { Sleeper } from '../retry/sleeper';
 import { RetryBudgetService } from './retry-budget.service';
+import { settleWhenEnded } from './settled-stream';
 import { UpstreamClient } from '../upstream/upstream-client';
 import { UpstreamOutcomes } from '../upstream/upstream-outcomes';
 import { UpstreamRegistry } from '../upstream/upstream-registry';
@@ -31,16 +31,22 @@ export interface DispatchOptions {
   retriesAllowed: boolean;
 }
 
-/** Upstream failures count against the breaker; client mistakes and cancellations do not. */
+/**
+ * Upstream failures count against the breaker and may be retried: connection errors, 429 and 5xx,
+ * timeouts, unparseable answers. Client mistakes (the upstream's other 4xx) and cancellations do not.
+ */
 export function isUpstreamFailure(error: unknown): boolean {
   return error instanceof UpstreamError || error instanceof UpstreamTimeoutError || error instanceof UpstreamBadResponseError;
 }
+
+type Attempt = { kind: 'served'; answer: ServedAnswer } | { kind: 'refused'; retryInMs: number } | { kind: 'failed'; error: unknown };
 
 /**
  * Sends one request upstream, keeping callers and upstreams healthy: per upstream+model breakers,
  * retries with full-jitter backoff inside the retry budget and the deadline, weighted choice among
  * upstreams serving the model, then the model's fallbacks. All of it happens before the first byte
- * reaches the caller; afterwards a failure ends the stream.
+ * reaches the caller; afterwards a failure ends the stream. When nothing serves, the caller gets the
+ * first upstream failure (the root cause), or `circuit_open` when every candidate was shut off.
  */
 @Injectable()
 export class UpstreamDispatcher {
@@ -52,6 +58,7 @@ export class UpstreamDispatcher {
     private readonly outcomes: UpstreamOutcomes,
     private readonly clock: Clock,
     private readonly random: RandomSource,
+    private readonly sleeper: Sleeper,
     @Inject(retryConfig.KEY) private readonly retry: ConfigType<typeof retryConfig>,
     @Inject(serverConfig.KEY) private readonly server: ConfigType<typeof serverConfig>,
   ) {}
@@ -62,26 +69,27 @@ export class UpstreamDispatcher {
    */
   availability(model: string): { available: true } | { available: false; retryInMs: number } {
     let soonest = Number.POSITIVE_INFINITY;
-    for (const candidate of [model, ...this.registry.fallbacksFor(model)]) {
+    for (const candidate of this.candidateModels(model)) {
       for (const upstream of this.registry.servingModel(candidate)) {
-        if (!this.breakers.isOpen(upstream.name, candidate)) return { available: true };
-        soonest = Math.min(soonest, this.breakers.retryInMs(upstream.name, candidate));
+        const openEnded = isOpenEnded(upstream);
+        if (!this.breakers.isOpen(upstream.name, candidate, openEnded)) return { available: true };
+        soonest = Math.min(soonest, this.breakers.retryInMs(upstream.name, candidate, openEnded));
       }
     }
     return Number.isFinite(soonest) ? { available: false, retryInMs: soonest } : { available: true };
   }
 
   async dispatch(payload: InferencePayload, options: DispatchOptions): Promise<ServedAnswer> {
-    const models = [payload.model, ...this.registry.fallbacksFor(payload.model)];
     if (!this.registry.knows(payload.model)) {
       throw new NotFoundError('model_not_found', `The model \`${payload.model}\` does not exist`, 'model');
     }
+    const startedAt = this.clock.now();
     this.budget.recordRequest();
     let firstError: unknown;
     let soonestRetryMs = Number.POSITIVE_INFINITY;
-    for (const model of models) {
+    for (const model of this.candidateModels(payload.model)) {
       for (const upstream of this.weightedOrder(this.registry.servingModel(model))) {
-        const result = await this.tryUpstream(upstream, model, payload, options);
+        const result = await this.tryUpstream(upstream, model, payload, options, (own) => this.timeUp(options, startedAt, firstError ?? own));
         if (result.kind === 'served') return result.answer;
         if (result.kind === 'refused') soonestRetryMs = Math.min(soonestRetryMs, result.retryInMs);
         else firstError ??= result.error;
@@ -91,38 +99,46 @@ export class UpstreamDispatcher {
     throw new CircuitOpenError(payload.model, Number.isFinite(soonestRetryMs) ? soonestRetryMs : this.retry.maxDelayMs);
   }
 
-  /** Attempts one upstream with retries; a client error or a cancellation ends the whole dispatch. */
+  /**
+   * Attempts one upstream with retries. A client error, a cancellation or the deadline ends the whole
+   * dispatch; an upstream failure ends this upstream's turn once retries are spent or do not fit.
+   * `timeUp` gives what to throw when the request's time ran out (or it was cancelled) between calls.
+   */
   private async tryUpstream(
     upstream: UpstreamDefinition,
     model: string,
     payload: InferencePayload,
     options: DispatchOptions,
-  ): Promise<{ kind: 'served'; answer: ServedAnswer } | { kind: 'refused'; retryInMs: number } | { kind: 'failed'; error: unknown }> {
+    timeUp: (lastError: unknown) => unknown,
+  ): Promise<Attempt> {
     let lastError: unknown;
     for (let attempt = 0; attempt < this.retry.maxAttempts; attempt++) {
-      if (options.signal.aborted) throw options.signal.reason;
-      const permit = this.breakers.tryAcquire(upstream.name, model);
-      if (!permit.allowed) {
+      // Work whose deadline has passed is dropped, never started (and never judged against the upstream).
+      const remainingMs = options.deadlineAt - this.clock.now();
+      if (options.signal.aborted || remainingMs <= 0) throw timeUp(lastError);
+      const answer = this.breakers.tryAcquire(upstream.name, model, isOpenEnded(upstream));
+      if (!answer.allowed) {
         this.outcomes.record({ upstream: upstream.name, model, outcome: 'refused', durationMs: 0 });
-        return lastError === undefined ? { kind: 'refused', retryInMs: permit.retryInMs } : { kind: 'failed', error: lastError };
+        return lastError === undefined ? { kind: 'refused', retryInMs: answer.retryInMs } : { kind: 'failed', error: lastError };
       }
+      const lease = answer.lease;
       const started = this.clock.now();
       try {
-        const answer = await this.client.send(
+        const body = model === payload.model ? payload.body : { ...payload.body, model };
+        const sent = await this.client.send(
           upstream,
-          { ...payload, model, body: model === payload.model ? payload.body : { ...payload.body, model } },
-          { signal: options.signal, firstByteTimeoutMs: Math.max(1, options.deadlineAt - started), idleTimeoutMs: this.server.streamIdleTimeoutMs },
+          { ...payload, model, body },
+          { signal: options.signal, firstByteTimeoutMs: remainingMs, idleTimeoutMs: this.server.streamIdleTimeoutMs },
         );
-        if (answer.kind === 'json') {
+        if (sent.kind === 'json') {
           const durationMs = this.clock.now() - started;
-          this.breakers.onSuccess(upstream.name, model, durationMs);
+          this.breakers.onSuccess(lease, durationMs);
           this.outcomes.record({ upstream: upstream.name, model, outcome: 'success', durationMs });
-          return { kind: 'served', answer: { ...answer, upstream: upstream.name, model } };
+          return { kind: 'served', answer: { ...sent, upstream: upstream.name, model } };
         }
-        return { kind: 'served', answer: { ...this.watchStream(answer, upstream.name, model, started, options.signal), upstream: upstream.name, model } };
+        return { kind: 'served', answer: { ...this.watchStream(sent, lease, upstream.name, model, started, options.signal), upstream: upstream.name, model } };
       } catch (error) {
-        const durationMs = this.clock.now() - started;
-        this.settleFailure(upstream.name, model, error, durationMs);
+        this.settleFailure(lease, upstream.name, model, error, this.clock.now() - started);
         if (!isUpstreamFailure(error)) throw error;
         lastError = error;
         if (attempt + 1 >= this.retry.maxAttempts || !options.retriesAllowed) break;
@@ -134,15 +150,12 @@ export class UpstreamDispatcher {
           maxMs: this.retry.maxDelayMs,
           random: this.random,
         });
-        // A hint longer than the deadline: the upstream said it cannot serve in time, so say so at once.
-        if (plan.kind === 'give_up') {
-          if (plan.reason === 'hint_exceeds_deadline') throw error;
-          break;
-        }
+        // Includes a Retry-After longer than the time left: no wait, the upstream's error stands.
+        if (plan.kind === 'give_up') break;
         if (!this.budget.tryWithdraw()) break;
         this.outcomes.retried({ upstream: upstream.name, reason: retryReason(error) });
-        await sleep(plan.delayMs, undefined, { signal: options.signal }).catch(() => {
-          throw options.signal.reason;
+        await this.sleeper.sleep(plan.delayMs, options.signal).catch(() => {
+          throw timeUp(lastError);
         });
       }
     }
@@ -150,53 +163,53 @@ export class UpstreamDispatcher {
   }
 
   /** Feeds one failed attempt to the breaker and the outcome listeners. */
-  private settleFailure(upstream: string, model: string, error: unknown, durationMs: number): void {
+  private settleFailure(lease: BreakerLease, upstream: string, model: string, error: unknown, durationMs: number): void {
     if (error instanceof RequestTimeoutError) {
-      // The request's deadline cut the call off while the upstream still worked: it is abandoned.
-      this.breakers.onFailure(upstream, model, durationMs);
+      // The request's deadline cut the call off while the upstream still worked: a timeout, and abandoned.
+      this.breakers.onFailure(lease, durationMs);
       this.outcomes.record({ upstream, model, outcome: 'timeout', durationMs, abandoned: true });
     } else if (isUpstreamFailure(error)) {
-      this.breakers.onFailure(upstream, model, durationMs, (error as BulwarkError).retryAfterMs);
+      this.breakers.onFailure(lease, durationMs, (error as BulwarkError).retryAfterMs);
       this.outcomes.record({ upstream, model, outcome: error instanceof UpstreamTimeoutError ? 'timeout' : 'failure', durationMs });
     } else {
-      this.breakers.release(upstream, model);
+      this.breakers.release(lease);
       this.outcomes.record({ upstream, model, outcome: error instanceof UpstreamClientError ? 'client_error' : 'cancelled', durationMs });
     }
   }
 
-  /** Wraps a committed stream so that its end, whatever it is, settles the breaker and the figures. */
-  private watchStream(answer: UpstreamStreamAnswer, upstream: string, model: string, started: number, signal: AbortSignal): UpstreamStreamAnswer {
+  /**
+   * Wraps a committed stream so that its end, whatever it is, settles the breaker and the figures
+   * exactly once. A stream's length measures the answer, not the upstream, so its slowness is judged
+   * on the time to the first event.
+   */
+  private watchStream(answer: UpstreamStreamAnswer, lease: BreakerLease, upstream: string, model: string, started: number, signal: AbortSignal): UpstreamStreamAnswer {
     const timeToFirstTokenMs = this.clock.now() - started;
-    const settle = (error?: unknown) => {
+    const rest = settleWhenEnded(answer.rest, signal, (error) => {
       const durationMs = this.clock.now() - started;
       if (error === undefined) {
-        this.breakers.onSuccess(upstream, model, durationMs);
+        this.breakers.onSuccess(lease, timeToFirstTokenMs);
         this.outcomes.record({ upstream, model, outcome: 'success', durationMs, timeToFirstTokenMs });
       } else {
-        this.settleFailure(upstream, model, signal.aborted ? signal.reason : error, durationMs);
+        this.settleFailure(lease, upstream, model, error, durationMs);
       }
-    };
-    const rest = answer.rest;
-    return {
-      ...answer,
-      rest: {
-        async *[Symbol.asyncIterator]() {
-          let settled = false;
-          try {
-            for await (const data of rest) yield data;
-            settled = true;
-            settle();
-          } catch (error) {
-            settled = true;
-            settle(error);
-            throw signal.aborted ? signal.reason : error;
-          } finally {
-            // The consumer stopped reading (client gone): neither success nor failure.
-            if (!settled) settle(new CancelledError('client'));
-          }
-        },
-      },
-    };
+    });
+    return { ...answer, rest };
+  }
+
+  /**
+   * What the caller gets when the request is stopped between two calls: a cancellation as is; the
+   * deadline as the first upstream failure when there was one (the root cause: it is why the time ran
+   * out), else as a timeout.
+   */
+  private timeUp(options: DispatchOptions, startedAt: number, upstreamError: unknown): unknown {
+    const reason: unknown = options.signal.aborted ? options.signal.reason : undefined;
+    if (reason !== undefined && !(reason instanceof RequestTimeoutError)) return reason;
+    return upstreamError ?? reason ?? new RequestTimeoutError(Math.max(0, Math.round(options.deadlineAt - startedAt)), 'Bulwark was about to call the upstream');
+  }
+
+  /** The model, then its fallbacks, each once. */
+  private candidateModels(model: string): string[] {
+    return [...new Set([model, ...this.registry.fallbacksFor(model)])];
   }
 
   /** Weighted random order (Efraimidis–Spirakis): heavier upstreams tend to come first. */
@@ -207,6 +220,11 @@ export class UpstreamDispatcher {
       .sort((a, b) => b.key - a.key)
       .map((e) => e.u);
   }
+}
+
+/** An upstream configured without a model list takes whatever model name a client sends. */
+function isOpenEnded(upstream: UpstreamDefinition): boolean {
+  return upstream.models.length === 0;
 }
 
 function retryReason(error: unknown): string {

@@ -1,44 +1,39 @@
-import { Controller, Get } from '@nestjs/common';
-import { HealthCheck, HealthCheckService, HealthIndicatorService } from '@nestjs/terminus';
+import { Controller, Get, Req, Res } from '@nestjs/common';
+import { HealthCheck } from '@nestjs/terminus';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import { Kind } from '../common/route-kind.decorator';
-import { ShutdownService } from '../common/shutdown.service';
-import { RedisHealthIndicator } from '../redis/redis.health';
-import { UpstreamHealthIndicator } from '../upstream/upstream.health';
+import { HealthAnswer, HealthReportService } from './health-report.service';
 
-/** Health routes: they only list the indicators, which live with what they check. */
+/** Seconds a caller should wait before asking an unhealthy instance again. */
+const RETRY_AFTER_S = '5';
+
+/** Health routes: public (they bypass admission), thin; the indicators live with what they check. */
 @Controller('health')
 @Kind('public')
 export class HealthController {
-  constructor(
-    private readonly health: HealthCheckService,
-    private readonly indicators: HealthIndicatorService,
-    private readonly redis: RedisHealthIndicator,
-    private readonly upstreams: UpstreamHealthIndicator,
-    private readonly shutdown: ShutdownService,
-  ) {}
+  constructor(private readonly report: HealthReportService) {}
 
   @Get('live')
   @HealthCheck()
-  live() {
-    return this.health.check([]);
+  async live(@Res({ passthrough: true }) reply: FastifyReply) {
+    return send(reply, await this.report.liveness());
   }
 
   @Get('ready')
   @HealthCheck()
-  ready() {
-    return this.health.check([
-      () => this.redis.isHealthy(),
-      () => this.upstreams.isHealthy(),
-      () => {
-        const indicator = this.indicators.check('lifecycle');
-        return this.shutdown.draining ? indicator.down({ state: 'draining' }) : indicator.up({ state: 'serving' });
-      },
-    ]);
+  async ready(@Req() request: FastifyRequest, @Res({ passthrough: true }) reply: FastifyReply) {
+    return send(reply, await this.report.readiness(request));
   }
 
   @Get()
   @HealthCheck()
-  details() {
-    return this.health.check([() => this.redis.isHealthy(), () => this.upstreams.isHealthy()]);
+  async details(@Req() request: FastifyRequest, @Res({ passthrough: true }) reply: FastifyReply) {
+    return send(reply, await this.report.detailed(request));
   }
+}
+
+/** 200 with the body, or 503 with the headers every 503 of Bulwark carries (API.md §3). */
+function send(reply: FastifyReply, answer: HealthAnswer): Record<string, unknown> {
+  if (!answer.ok) void reply.status(503).headers({ 'retry-after': RETRY_AFTER_S, 'x-should-retry': 'true' });
+  return answer.body;
 }

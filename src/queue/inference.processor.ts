@@ -1,11 +1,12 @@
-import { Processor, WorkerHost } from '@nestjs/bullmq';
-import { Inject, Logger, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
+import { Inject, Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
 import type { ConfigType } from '@nestjs/config';
-import type { Job } from 'bullmq';
+import { Job, Worker } from 'bullmq';
+import { RedisService } from '../redis/redis.service';
 import { Clock } from '../common/clock';
 import { toErrorResponse } from '../common/error-response';
 import { CancelledError, QueueTimeoutError, RequestTimeoutError } from '../common/errors';
-import { queueConfig } from '../config/sections';
+import { queueConfig, serverConfig } from '../config/sections';
+import { ShutdownService } from '../common/shutdown.service';
 import { UpstreamDispatcher } from '../dispatch/upstream-dispatcher';
 import { DeliveryService } from './delivery.service';
 import { INFERENCE_QUEUE, InferenceJobData, InferenceJobResult } from './inference-job';
@@ -15,9 +16,13 @@ import { QueueFigures } from './queue-figures.service';
  * The worker: runs queued requests on any instance, within BullMQ's global concurrency. Drops a job
  * whose deadline passed without touching the upstream; otherwise dispatches it (breakers, retries,
  * fallbacks) and delivers the answer to whoever waits.
+ *
+ * The BullMQ Worker is built here rather than with @Processor(): its lock and concurrency come from
+ * typed config, which a decorator (evaluated at import time) cannot read.
  */
-@Processor(INFERENCE_QUEUE, { autorun: false })
-export class InferenceProcessor extends WorkerHost implements OnApplicationBootstrap, OnApplicationShutdown {
+@Injectable()
+export class InferenceProcessor implements OnApplicationBootstrap, OnApplicationShutdown {
+  private worker?: Worker<InferenceJobData, InferenceJobResult>;
   private readonly logger = new Logger(InferenceProcessor.name);
 
   constructor(
@@ -25,26 +30,58 @@ export class InferenceProcessor extends WorkerHost implements OnApplicationBoots
     private readonly delivery: DeliveryService,
     private readonly figures: QueueFigures,
     private readonly clock: Clock,
+    private readonly shutdown: ShutdownService,
+    private readonly redis: RedisService,
     @Inject(queueConfig.KEY) private readonly config: ConfigType<typeof queueConfig>,
-  ) {
-    super();
-  }
+    @Inject(serverConfig.KEY) private readonly server: ConfigType<typeof serverConfig>,
+  ) {}
+
+  private closing?: Promise<void>;
+  private drainStartedAt?: number;
 
   onApplicationBootstrap(): void {
-    // Set from typed config here, not in @Processor(): decorators are evaluated at import time.
-    this.worker.concurrency = this.config.maxConcurrent;
-    Object.assign(this.worker.opts, {
+    if (!this.config.workerEnabled) {
+      this.logger.log('WORKER_ENABLED=false: this instance queues work but runs none');
+      return;
+    }
+    const worker = new Worker<InferenceJobData, InferenceJobResult>(INFERENCE_QUEUE, (job) => this.process(job), {
+      connection: this.redis.bullConnection('worker'),
+      prefix: 'bulwark',
+      concurrency: this.config.maxConcurrent,
       lockDuration: this.config.lockMs,
       stalledInterval: Math.max(500, Math.floor(this.config.lockMs / 2)),
+      // A job whose worker died is run once more by another instance, then fails for good.
       maxStalledCount: 1,
-      drainDelay: 1,
     });
-    this.worker.on('error', (error) => this.logger.warn(`worker: ${error.message}`));
-    void this.worker.run().catch((error: Error) => this.logger.error(`worker stopped: ${error.message}`));
+    this.worker = worker;
+    worker.on('error', (error) => this.logger.warn(`worker: ${error.message}`));
+    // Draining: take no new jobs, let the running ones finish within the grace period.
+    this.shutdown.onDrain(() => {
+      this.drainStartedAt = this.clock.now();
+      this.closing ??= worker.close();
+    });
   }
 
   async onApplicationShutdown(): Promise<void> {
-    await this.worker.close();
+    const worker = this.worker;
+    if (!worker) return;
+    this.closing ??= worker.close();
+    let timer: NodeJS.Timeout | undefined;
+    const finished = await Promise.race([
+      this.closing.then(() => true),
+      new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), this.remainingGraceMs()))),
+    ]);
+    clearTimeout(timer);
+    if (!finished) {
+      // Jobs cut off here keep their lock until it expires; another instance then recovers them as stalled.
+      this.logger.warn('jobs still running after the grace period: closing the worker by force');
+      await worker.close(true);
+    }
+  }
+
+  private remainingGraceMs(): number {
+    const spent = this.drainStartedAt === undefined ? 0 : this.clock.now() - this.drainStartedAt;
+    return Math.max(0, this.server.shutdownGraceMs - spent);
   }
 
   async process(job: Job<InferenceJobData>): Promise<InferenceJobResult> {

@@ -1,5 +1,6 @@
 import { BullModule } from '@nestjs/bullmq';
 import { Module } from '@nestjs/common';
+import { TerminusModule } from '@nestjs/terminus';
 import { DispatchModule } from '../dispatch/dispatch.module';
 import { AdminJobsController } from './admin-jobs.controller';
 import { DeliveryService } from './delivery.service';
@@ -9,11 +10,12 @@ import { JobsController } from './jobs.controller';
 import { JobsService } from './jobs.service';
 import { QueueFigures } from './queue-figures.service';
 import { QueueService } from './queue.service';
+import { QueueHealthIndicator } from './queue.health';
 
 @Module({
-  imports: [BullModule.registerQueue({ name: INFERENCE_QUEUE }), DispatchModule],
+  imports: [BullModule.registerQueue({ name: INFERENCE_QUEUE }), DispatchModule, TerminusModule],
   controllers: [JobsController, AdminJobsController],
-  providers: [QueueService, JobsService, DeliveryService, QueueFigures, InferenceProcessor],
-  exports: [QueueService, JobsService, QueueFigures],
+  providers: [QueueService, JobsService, DeliveryService, QueueFigures, InferenceProcessor, QueueHealthIndicator],
+  exports: [QueueService, JobsService, QueueFigures, QueueHealthIndicator],
 })
 export class QueueModule {}

@@ -99,7 +99,8 @@ export class EmbeddedRedis {
         '--maxmemory-policy', 'noeviction',
         '--protected-mode', 'yes',
       ],
-      { stdio: ['ignore', 'pipe', 'pipe'] },
+      // Its own process group: a Ctrl-C in the terminal reaches Bulwark, which drains and then stops it.
+      { stdio: ['ignore', 'pipe', 'pipe'], detached: true },
     );
     this.child = child;
     this.exited = new Promise((done) => child.once('exit', () => done()));

@@ -1,0 +1,110 @@
+import { Inject, Injectable, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
+import type { ConfigType } from '@nestjs/config';
+import { AdaptiveService } from '../adaptive/adaptive.service';
+import { AdmissionService } from '../adaptive/admission.service';
+import { BreakerService } from '../breaker/breaker.service';
+import type { BreakerState } from '../breaker/circuit-breaker';
+import { Clock } from '../common/clock';
+import { adaptiveConfig, queueConfig } from '../config/sections';
+import { QueueFigures } from '../queue/queue-figures.service';
+import { UpstreamOutcomes } from '../upstream/upstream-outcomes';
+import { DashboardSample, DashboardSampler, LiveState } from './dashboard-sampler';
+
+/** One tick a second; two minutes of history. */
+export const TICK_MS = 1000;
+const HISTORY = 120;
+/** Breakers shown per sample, the worst first: a page, not an inventory. */
+const MAX_BREAKERS = 50;
+const SEVERITY: Record<BreakerState, number> = { open: 2, half_open: 1, closed: 0 };
+
+/** What `GET /dashboard/data` answers and the SSE stream opens with. */
+export interface DashboardData {
+  generated_at: string;
+  config: { max_queue_size: number; max_concurrent: number; reset_interval_s: number; tick_ms: number };
+  history: DashboardSample[];
+}
+
+/**
+ * Samples Bulwark's own figures once a second for the live dashboard: keeps the last two minutes and
+ * hands every new sample to the open streams. Reads cached figures only; nothing here touches Redis
+ * or an upstream.
+ */
+@Injectable()
+export class DashboardService implements OnApplicationBootstrap, OnApplicationShutdown {
+  private readonly sampler: DashboardSampler;
+  private readonly history: DashboardSample[] = [];
+  private readonly listeners = new Set<(sample: DashboardSample) => void>();
+  private timer?: NodeJS.Timeout;
+
+  constructor(
+    private readonly figures: QueueFigures,
+    private readonly admission: AdmissionService,
+    private readonly adaptive: AdaptiveService,
+    private readonly breakers: BreakerService,
+    private readonly outcomes: UpstreamOutcomes,
+    private readonly clock: Clock,
+    @Inject(queueConfig.KEY) private readonly queue: ConfigType<typeof queueConfig>,
+    @Inject(adaptiveConfig.KEY) private readonly adaptiveSettings: ConfigType<typeof adaptiveConfig>,
+  ) {
+    this.sampler = new DashboardSampler(clock.now());
+  }
+
+  onApplicationBootstrap(): void {
+    this.admission.onAdmission(() => this.sampler.noteAdmitted());
+    this.admission.onRejection((reason) => this.sampler.noteRefused(reason));
+    this.outcomes.onOutcome((event) => this.sampler.noteOutcome(event));
+    this.timer = setInterval(() => this.tick(), TICK_MS);
+    this.timer.unref();
+  }
+
+  onApplicationShutdown(): void {
+    clearInterval(this.timer);
+  }
+
+  /** Takes a sample now, keeps it and tells every listener. */
+  tick(): DashboardSample {
+    const sample = this.sampler.take(this.liveState(), this.clock.now());
+    this.history.push(sample);
+    if (this.history.length > HISTORY) this.history.splice(0, this.history.length - HISTORY);
+    for (const listener of this.listeners) listener(sample);
+    return sample;
+  }
+
+  /** Subscribes to new samples; returns the unsubscribe function. */
+  subscribe(listener: (sample: DashboardSample) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  data(): DashboardData {
+    return {
+      generated_at: new Date(this.clock.now()).toISOString(),
+      config: {
+        max_queue_size: this.queue.maxQueueSize,
+        max_concurrent: this.queue.maxConcurrent,
+        reset_interval_s: Math.round(this.adaptiveSettings.resetIntervalMs / 1000),
+        tick_ms: TICK_MS,
+      },
+      history: [...this.history],
+    };
+  }
+
+  private liveState(): LiveState {
+    const queue = this.figures.snapshot();
+    const abandoned = this.adaptive.abandoned;
+    return {
+      byPriority: queue.byPriority,
+      active: queue.active,
+      breakers: this.breakers
+        .list()
+        .sort((a, b) => SEVERITY[b.state] - SEVERITY[a.state] || a.key.localeCompare(b.key))
+        .slice(0, MAX_BREAKERS)
+        .map((v) => ({ key: v.key, state: v.state, calls: v.calls, failures: v.failures, retryInMs: v.retryInMs })),
+      abandoned: abandoned.totalSinceReset(),
+      abandonedCapacityPercent: Math.round(abandoned.capacityUsed() * 1000) / 10,
+      timeUntilResetS: Math.ceil(abandoned.timeUntilResetMs() / 1000),
+      strategy: this.adaptive.strategy,
+      healthScore: this.adaptive.healthScore,
+    };
+  }
+}

@@ -1,0 +1,17 @@
+import { Module } from '@nestjs/common';
+import { AdaptiveModule } from '../adaptive/adaptive.module';
+import { BreakerModule } from '../breaker/breaker.module';
+import { QueueModule } from '../queue/queue.module';
+import { UpstreamModule } from '../upstream/upstream.module';
+import { HttpMetricsHook } from './http-metrics.hook';
+import { MetricsController } from './metrics.controller';
+import { MetricsService } from './metrics.service';
+
+/** The Prometheus registry, its metric objects, the HTTP timing hook and `GET /metrics`. */
+@Module({
+  imports: [QueueModule, UpstreamModule, AdaptiveModule, BreakerModule],
+  controllers: [MetricsController],
+  providers: [MetricsService, HttpMetricsHook],
+  exports: [MetricsService, HttpMetricsHook],
+})
+export class MetricsModule {}

@@ -1,0 +1,233 @@
+import { Injectable, OnApplicationBootstrap } from '@nestjs/common';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { AdaptiveService } from '../adaptive/adaptive.service';
+import { AdmissionService } from '../adaptive/admission.service';
+import { STRATEGIES } from '../adaptive/health-score';
+import { BreakerService } from '../breaker/breaker.service';
+import type { BreakerState } from '../breaker/circuit-breaker';
+import { ShutdownService } from '../common/shutdown.service';
+import { QueueFigures } from '../queue/queue-figures.service';
+import { UpstreamOutcome, UpstreamOutcomes } from '../upstream/upstream-outcomes';
+import { UpstreamRegistry } from '../upstream/upstream-registry';
+import { ModelLabels, OTHER_MODEL } from './metric-labels';
+
+const BREAKER_STATE_VALUE: Record<BreakerState, number> = { closed: 0, half_open: 1, open: 2 };
+const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300];
+const RETRY_REASON = /^(timeout|bad_response|connection|other|status_\d{3})$/;
+
+/**
+ * Bulwark's Prometheus metrics (API.md §6): one registry, owned here, with every label value bounded.
+ * Models pass through {@link ModelLabels}, upstreams must be configured ones, routes are route patterns.
+ * Counters and histograms are fed by events; gauges are read from the live services at scrape time.
+ */
+@Injectable()
+export class MetricsService implements OnApplicationBootstrap {
+  readonly registry = new Registry();
+  readonly models: ModelLabels;
+  private readonly upstreamNames: Set<string>;
+
+  private readonly requests = new Counter({
+    name: 'bulwark_requests_total',
+    help: 'HTTP requests answered, by route pattern, status and model.',
+    labelNames: ['route', 'status', 'model'] as const,
+    registers: [this.registry],
+  });
+  private readonly requestDuration = new Histogram({
+    name: 'bulwark_request_duration_seconds',
+    help: 'Time from the request to the end of its response (streams included), by route pattern.',
+    labelNames: ['route'] as const,
+    buckets: LATENCY_BUCKETS,
+    registers: [this.registry],
+  });
+  private readonly queueWait = new Histogram({
+    name: 'bulwark_queue_wait_seconds',
+    help: 'Time jobs spent queued before a worker of this instance started them.',
+    buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+    registers: [this.registry],
+  });
+  private readonly timeToFirstToken = new Histogram({
+    name: 'bulwark_time_to_first_token_seconds',
+    help: 'Time from sending a streamed request upstream to its first event.',
+    labelNames: ['upstream', 'model'] as const,
+    buckets: LATENCY_BUCKETS,
+    registers: [this.registry],
+  });
+  private readonly rejections = new Counter({
+    name: 'bulwark_rejections_total',
+    help: 'Requests refused before any upstream work, by reason.',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+  private readonly admissions = new Counter({
+    name: 'bulwark_admissions_total',
+    help: 'Upstream-bound requests admitted by admission control, by effective priority.',
+    labelNames: ['priority'] as const,
+    registers: [this.registry],
+  });
+  private readonly upstreamRequests = new Counter({
+    name: 'bulwark_upstream_requests_total',
+    help: 'Upstream attempts by outcome (success, failure, timeout, client_error, cancelled, refused by the breaker).',
+    labelNames: ['upstream', 'model', 'outcome'] as const,
+    registers: [this.registry],
+  });
+  private readonly upstreamDuration = new Histogram({
+    name: 'bulwark_upstream_duration_seconds',
+    help: 'Duration of upstream attempts (whole stream for streams), by outcome.',
+    labelNames: ['upstream', 'model', 'outcome'] as const,
+    buckets: LATENCY_BUCKETS,
+    registers: [this.registry],
+  });
+  private readonly retries = new Counter({
+    name: 'bulwark_retries_total',
+    help: 'Retries of upstream attempts, by upstream and the reason of the failed attempt.',
+    labelNames: ['upstream', 'reason'] as const,
+    registers: [this.registry],
+  });
+
+  constructor(
+    private readonly figures: QueueFigures,
+    private readonly outcomes: UpstreamOutcomes,
+    private readonly admission: AdmissionService,
+    private readonly adaptive: AdaptiveService,
+    private readonly breakers: BreakerService,
+    private readonly shutdown: ShutdownService,
+    registry: UpstreamRegistry,
+  ) {
+    this.models = new ModelLabels(registry.configuredModels());
+    this.upstreamNames = new Set(registry.all().map((u) => u.name));
+    collectDefaultMetrics({ register: this.registry });
+    this.registerGauges();
+  }
+
+  onApplicationBootstrap(): void {
+    this.figures.onQueueWait((ms) => this.queueWait.observe(ms / 1000));
+    this.admission.onRejection((reason) => this.rejections.inc({ reason }));
+    this.admission.onAdmission((priority) => this.admissions.inc({ priority }));
+    this.outcomes.onOutcome((event) => this.recordOutcome(event));
+    this.outcomes.onRetry((event) =>
+      this.retries.inc({ upstream: this.upstream(event.upstream), reason: RETRY_REASON.test(event.reason) ? event.reason : 'other' }),
+    );
+  }
+
+  /** Records one finished HTTP exchange; `route` and `status` must already be bounded labels. */
+  recordHttp(route: string, status: string, model: unknown, durationSeconds: number): void {
+    this.requests.inc({ route, status, model: this.models.label(model) });
+    this.requestDuration.observe({ route }, durationSeconds);
+  }
+
+  /** Counts a refusal made outside admission control (rate limit, authentication). */
+  recordRejection(reason: string): void {
+    this.rejections.inc({ reason });
+  }
+
+  /** The Prometheus text exposition of every metric. */
+  scrape(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+
+  private recordOutcome(event: UpstreamOutcome): void {
+    if (event.outcome === 'success') this.models.learn(event.model);
+    const labels = { upstream: this.upstream(event.upstream), model: this.models.label(event.model), outcome: event.outcome };
+    this.upstreamRequests.inc(labels);
+    // A breaker refusal made no call: it has no duration worth a histogram sample.
+    if (event.outcome !== 'refused') this.upstreamDuration.observe(labels, event.durationMs / 1000);
+    if (event.timeToFirstTokenMs !== undefined) {
+      this.timeToFirstToken.observe({ upstream: labels.upstream, model: labels.model }, event.timeToFirstTokenMs / 1000);
+    }
+  }
+
+  private upstream(name: string): string {
+    return this.upstreamNames.has(name) ? name : OTHER_MODEL;
+  }
+
+  /** Gauges read at scrape time from the live figures (no timers, never stale). */
+  private registerGauges(): void {
+    const registers = [this.registry];
+    const figures = this.figures;
+    const adaptive = this.adaptive;
+    const breakers = this.breakers;
+    const shutdown = this.shutdown;
+    const models = this.models;
+    const upstream = (name: string) => this.upstream(name);
+    new Gauge({
+      name: 'bulwark_queue_depth',
+      help: 'Requests waiting in the shared queue, by priority (the same figure on every instance).',
+      labelNames: ['priority'] as const,
+      registers,
+      collect() {
+        const { byPriority } = figures.snapshot();
+        for (const priority of ['high', 'normal', 'low'] as const) this.set({ priority }, byPriority[priority]);
+      },
+    });
+    new Gauge({
+      name: 'bulwark_inflight_requests',
+      help: 'Upstream-bound requests being worked on by this instance.',
+      registers,
+      collect() {
+        this.set(figures.snapshot().localActive);
+      },
+    });
+    new Gauge({
+      name: 'bulwark_http_inflight_requests',
+      help: 'HTTP requests of any kind open on this instance (streams included).',
+      registers,
+      collect() {
+        this.set(shutdown.inflightRequests);
+      },
+    });
+    new Gauge({
+      name: 'bulwark_breaker_state',
+      help: 'Circuit breaker state per upstream and model: 0 closed, 1 half-open, 2 open.',
+      labelNames: ['upstream', 'model'] as const,
+      registers,
+      collect() {
+        // Several unknown models fold into `other`: the worst state among them is reported.
+        const worst = new Map<string, { upstream: string; model: string; value: number }>();
+        for (const view of breakers.list()) {
+          const labels = { upstream: upstream(view.upstream), model: models.label(view.model) };
+          const key = `${labels.upstream}\u0000${labels.model}`;
+          const value = BREAKER_STATE_VALUE[view.state];
+          if ((worst.get(key)?.value ?? -1) < value) worst.set(key, { ...labels, value });
+        }
+        this.reset();
+        for (const { value, ...labels } of worst.values()) this.set(labels, value);
+      },
+    });
+    new Gauge({
+      name: 'bulwark_abandoned_requests',
+      help: 'Upstream calls abandoned (cut off by their deadline while the upstream still worked) since the last scheduled reset.',
+      registers,
+      collect() {
+        this.set(adaptive.abandoned.totalSinceReset());
+      },
+    });
+    new Gauge({
+      name: 'bulwark_abandoned_capacity_ratio',
+      help: 'Decayed abandoned count over MAX_ABANDONED_REQUESTS; graduated rejection starts at ABANDONED_REJECTION_THRESHOLD.',
+      registers,
+      collect() {
+        this.set(adaptive.abandoned.capacityUsed());
+      },
+    });
+    new Gauge({
+      name: 'bulwark_health_score',
+      help: 'Adaptive health score: 1 healthy, 0 nothing works.',
+      registers,
+      collect() {
+        this.set(adaptive.healthScore);
+      },
+    });
+    new Gauge({
+      name: 'bulwark_degradation_level',
+      help: 'Current strategy as a number: 0 healthy, 1 stressed, 2 degraded, 3 critical (X-Degradation-Level).',
+      registers,
+      collect() {
+        this.set(STRATEGIES.indexOf(adaptive.strategy));
+      },
+    });
+  }
+}

@@ -1,0 +1,120 @@
+import assert from 'node:assert/strict';
+import { after, before, beforeEach, describe, it } from 'node:test';
+import { UpstreamSimulator } from '../src/upstream/simulator/simulator';
+import { GatewayProcess, startGateway } from './support/gateway-process';
+import { chatBody, expectErrorShape, getJson, postJson } from './support/http';
+import { startRedis, TestRedis } from './support/redis-server';
+import { waitFor } from './support/wait';
+
+async function waitingCount(gateway: GatewayProcess): Promise<number> {
+  return (await getJson(`${gateway.url}/v1/queue/stats`)).json.waiting as number;
+}
+
+describe('queue: priority, concurrency, admission', () => {
+  let redis: TestRedis;
+  let simulator: UpstreamSimulator;
+  let gateway: GatewayProcess;
+
+  before(async () => {
+    redis = await startRedis();
+    simulator = new UpstreamSimulator({ latencyMs: 5, chunkIntervalMs: 5 });
+    const { baseUrl } = await simulator.start();
+    gateway = await startGateway({
+      env: { REDIS_URL: redis.url, UPSTREAM_URL: baseUrl, MAX_CONCURRENT_REQUESTS: '1', MAX_QUEUE_SIZE: '8', QUEUE_REJECTION_THRESHOLD: '1', RETRY_MAX_ATTEMPTS: '1' },
+    });
+  });
+
+  // A busy queue lowers the health score; each test starts from a healthy strategy (it recovers with hysteresis).
+  beforeEach(async () => {
+    await waitFor('a healthy strategy', async () => (await getJson(`${gateway.url}/v1/queue/stats`)).headers.get('x-degradation-level') === 'healthy', 20_000, 200);
+  });
+
+  after(async () => {
+    await gateway?.stop();
+    await simulator?.stop();
+    await redis?.stop();
+  });
+
+  it('starts queued high-priority requests before earlier low ones (concurrency 1)', async () => {
+    simulator.resetStats();
+    const finished: string[] = [];
+    const send = (name: string, priority: string, latencyMs: number) =>
+      postJson(`${gateway.url}/v1/chat/completions`, chatBody({ x_sim: { latencyMs } }), { 'x-priority': priority }).then((res) => {
+        assert.equal(res.status, 200, res.text);
+        finished.push(name);
+      });
+    const blocker = send('blocker', 'normal', 1500);
+    await waitFor('the blocker to run', () => simulator.stats.running === 1);
+    // Queue them one at a time so their arrival order is known (FIFO within a priority is asserted too).
+    const queued: Promise<void>[] = [];
+    for (const [name, priority] of [['low1', 'low'], ['low2', 'low'], ['low3', 'low'], ['high1', 'high'], ['high2', 'high'], ['high3', 'high']]) {
+      queued.push(send(name, priority, 5));
+      const expected = queued.length;
+      await waitFor(`${name} to queue`, async () => (await waitingCount(gateway)) === expected);
+    }
+    await Promise.all([blocker, ...queued]);
+    assert.deepEqual(finished, ['blocker', 'high1', 'high2', 'high3', 'low1', 'low2', 'low3']);
+  });
+
+  it('never runs more upstream calls at once than MAX_CONCURRENT_REQUESTS', async () => {
+    simulator.resetStats();
+    const results = await Promise.all(Array.from({ length: 8 }, () => postJson(`${gateway.url}/v1/chat/completions`, chatBody({ x_sim: { latencyMs: 40 } }))));
+    assert.deepEqual(results.map((r) => r.status), Array(8).fill(200));
+    assert.equal(simulator.stats.maxInFlight, 1);
+    assert.equal(simulator.stats.completed, 8);
+  });
+
+  it('refuses with 503 queue_full, Retry-After and x-should-retry when the queue is full', async () => {
+    simulator.resetStats();
+    const blocker = postJson(`${gateway.url}/v1/chat/completions`, chatBody({ x_sim: { latencyMs: 1000 } }));
+    await waitFor('the blocker to run', () => simulator.stats.running === 1);
+    const queued = Array.from({ length: 8 }, () => postJson(`${gateway.url}/v1/chat/completions`, chatBody()));
+    await waitFor('the queue to fill', async () => (await waitingCount(gateway)) === 8);
+    const refused = await postJson(`${gateway.url}/v1/chat/completions`, chatBody());
+    assert.equal(refused.status, 503);
+    const error = expectErrorShape(refused.json);
+    assert.equal(error.type, 'overloaded_error');
+    assert.equal(error.code, 'queue_full');
+    assert.match(refused.headers.get('retry-after') ?? '', /^\d+$/);
+    assert.equal(refused.headers.get('x-should-retry'), 'true');
+    const all = await Promise.all([blocker, ...queued]);
+    assert.ok(all.every((r) => r.status === 200));
+  });
+
+  it('drops a waiting request whose caller disconnects: it never reaches the upstream', async () => {
+    simulator.resetStats();
+    const blocker = postJson(`${gateway.url}/v1/chat/completions`, chatBody({ x_sim: { latencyMs: 600 } }));
+    await waitFor('the blocker to run', () => simulator.stats.running === 1);
+    const controller = new AbortController();
+    const abandoned = fetch(`${gateway.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(chatBody({ x_sim: { fault: 'error', status: 500 } })),
+      signal: controller.signal,
+    }).catch((error: Error) => error);
+    await waitFor('the second request to queue', async () => (await waitingCount(gateway)) === 1);
+    controller.abort();
+    assert.ok((await abandoned) instanceof Error);
+    await waitFor('the queue to empty', async () => (await waitingCount(gateway)) === 0);
+    assert.equal((await blocker).status, 200);
+    // A later request proves the worker moved on past where the abandoned one was.
+    assert.equal((await postJson(`${gateway.url}/v1/chat/completions`, chatBody())).status, 200);
+    assert.equal(simulator.stats.requestsByPath['/v1/chat/completions'], 2);
+  });
+
+  it('answers 504 queue_timeout when the deadline passes while queued, without calling the upstream', async () => {
+    simulator.resetStats();
+    const blocker = postJson(`${gateway.url}/v1/chat/completions`, chatBody({ x_sim: { latencyMs: 1200 } }));
+    await waitFor('the blocker to run', () => simulator.stats.running === 1);
+    const late = await postJson(`${gateway.url}/v1/chat/completions`, chatBody(), { 'x-request-timeout-ms': '1100' });
+    assert.equal(late.status, 504);
+    assert.equal(expectErrorShape(late.json).code, 'queue_timeout');
+    assert.equal((await blocker).status, 200);
+    assert.equal(simulator.stats.requestsByPath['/v1/chat/completions'], 1);
+  });
+
+  it('sets X-Queue-Wait-Ms on answers', async () => {
+    const res = await postJson(`${gateway.url}/v1/chat/completions`, chatBody());
+    assert.match(res.headers.get('x-queue-wait-ms') ?? '', /^\d+$/);
+  });
+});
