@@ -23,6 +23,10 @@ export interface TestRedis {
   stop(): Promise<void>;
   /** Starts it again on the same port and directory (for restart tests). */
   restart(): Promise<void>;
+  /** Stops the server but keeps its data directory (its append-only file) for `up()`. */
+  down(): Promise<void>;
+  /** Starts it again after `down()`, on the same port, from the same files. */
+  up(): Promise<void>;
 }
 
 /** A real, private `redis-server` on a free loopback port, with append-only persistence in a temp dir. */
@@ -73,5 +77,7 @@ export async function startRedis(): Promise<TestRedis> {
       await stop();
       await launch();
     },
+    down: stop,
+    up: launch,
   };
 }
