@@ -89,7 +89,7 @@ export class InferenceProcessor implements OnApplicationBootstrap, OnApplication
     const jobId = String(job.id);
     const startedAt = this.clock.now();
     const queueWaitMs = startedAt - data.enqueuedAt;
-    this.figures.jobStarted(queueWaitMs);
+    this.figures.jobStarted(data.priority, queueWaitMs);
     if (startedAt >= data.deadlineAt) {
       this.figures.jobFinished(undefined);
       await this.delivery.fail(data.origin, jobId, new QueueTimeoutError(queueWaitMs));

@@ -31,7 +31,13 @@ export interface QueueSnapshot {
 @Injectable()
 export class QueueFigures implements OnApplicationBootstrap, OnApplicationShutdown {
   private readonly logger = new Logger(QueueFigures.name);
+  /** Waiting counts read from Redis at the last refresh. */
   private byPriority: Record<Priority, number> = { high: 0, normal: 0, low: 0 };
+  /** Jobs added and started by this instance, ever; and their values when the last refresh began. */
+  private readonly added: Record<Priority, number> = { high: 0, normal: 0, low: 0 };
+  private readonly started: Record<Priority, number> = { high: 0, normal: 0, low: 0 };
+  private addedAtRefresh: Record<Priority, number> = { high: 0, normal: 0, low: 0 };
+  private startedAtRefresh: Record<Priority, number> = { high: 0, normal: 0, low: 0 };
   private active = 0;
   private localActive = 0;
   private refreshedAt = 0;
@@ -64,6 +70,8 @@ export class QueueFigures implements OnApplicationBootstrap, OnApplicationShutdo
   async refresh(): Promise<void> {
     if (this.refreshing) return;
     this.refreshing = true;
+    const added = { ...this.added };
+    const started = { ...this.started };
     try {
       const [counts, active] = await Promise.all([
         this.queue.getCountsPerPriority(Object.values(BULL_PRIORITY)),
@@ -75,6 +83,8 @@ export class QueueFigures implements OnApplicationBootstrap, OnApplicationShutdo
         low: Number(counts[BULL_PRIORITY.low] ?? 0),
       };
       this.active = active;
+      this.addedAtRefresh = added;
+      this.startedAtRefresh = started;
       this.refreshedAt = this.clock.now();
     } catch (error) {
       this.logger.debug(`queue figures refresh failed: ${(error as Error).message}`);
@@ -83,11 +93,23 @@ export class QueueFigures implements OnApplicationBootstrap, OnApplicationShutdo
     }
   }
 
+  /**
+   * Waiting jobs per priority: the last refresh, plus what this instance added and minus what it started
+   * since that refresh began. Starts on other instances show at the next refresh (an overestimate,
+   * which errs on the side of shedding).
+   */
+  private current(): Record<Priority, number> {
+    const at = (p: Priority) =>
+      Math.max(0, this.byPriority[p] + (this.added[p] - this.addedAtRefresh[p]) - (this.started[p] - this.startedAtRefresh[p]));
+    return { high: at('high'), normal: at('normal'), low: at('low') };
+  }
+
   snapshot(): QueueSnapshot {
     const now = this.clock.now();
+    const byPriority = this.current();
     return {
-      waiting: this.byPriority.high + this.byPriority.normal + this.byPriority.low,
-      byPriority: { ...this.byPriority },
+      waiting: byPriority.high + byPriority.normal + byPriority.low,
+      byPriority,
       active: Math.max(this.active, this.localActive),
       localActive: this.localActive,
       averageServiceMs: this.estimator.averageMs(),
@@ -98,7 +120,7 @@ export class QueueFigures implements OnApplicationBootstrap, OnApplicationShutdo
 
   /** Waiting jobs a new request of `priority` would have ahead of it. */
   waitingAhead(priority: Priority): number {
-    const b = this.byPriority;
+    const b = this.current();
     if (priority === 'high') return b.high;
     if (priority === 'normal') return b.high + b.normal;
     return b.high + b.normal + b.low;
@@ -110,10 +132,11 @@ export class QueueFigures implements OnApplicationBootstrap, OnApplicationShutdo
 
   /** A job was added here: count it at once rather than at the next refresh. */
   jobAdded(priority: Priority): void {
-    this.byPriority[priority]++;
+    this.added[priority]++;
   }
 
-  jobStarted(queueWaitMs: number): void {
+  jobStarted(priority: Priority, queueWaitMs: number): void {
+    this.started[priority]++;
     this.localActive++;
     for (const listener of this.waitListeners) listener(queueWaitMs);
   }
