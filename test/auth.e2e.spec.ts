@@ -25,6 +25,7 @@ interface Route {
 
 const CLIENT_ROUTE = (ok: number) => ({ none: 401, unknown: 401, client: ok, admin: ok });
 const PUBLIC_ROUTE = { none: 200, unknown: 200, client: 200, admin: 200 };
+const ADMIN_ROUTE = (ok: number) => ({ none: 401, unknown: 401, client: 403, admin: ok });
 /** Every route there is, with its auth rule (API.md §1). */
 const ROUTES: Route[] = [
   { method: 'POST', path: '/v1/chat/completions', body: chatBody(), expect: CLIENT_ROUTE(200) },
@@ -38,7 +39,13 @@ const ROUTES: Route[] = [
   { method: 'GET', path: '/health', expect: PUBLIC_ROUTE },
   { method: 'GET', path: '/health/live', expect: PUBLIC_ROUTE },
   { method: 'GET', path: '/health/ready', expect: PUBLIC_ROUTE },
-  { method: 'GET', path: '/admin/jobs?status=failed', expect: { none: 401, unknown: 401, client: 403, admin: 200 } },
+  { method: 'GET', path: '/dashboard', expect: PUBLIC_ROUTE },
+  // Run with METRICS_AUTH=admin and HEALTH_DETAILS=admin (dashboard figures follow HEALTH_DETAILS).
+  { method: 'GET', path: '/metrics', expect: ADMIN_ROUTE(200) },
+  { method: 'GET', path: '/dashboard/data', expect: ADMIN_ROUTE(200) },
+  { method: 'GET', path: '/admin/jobs?status=failed', expect: ADMIN_ROUTE(200) },
+  { method: 'GET', path: '/admin/breakers', expect: ADMIN_ROUTE(200) },
+  { method: 'POST', path: '/admin/breakers/no-such-breaker/reset', expect: ADMIN_ROUTE(404) },
 ];
 
 async function call(base: string, route: Pick<Route, 'method' | 'path' | 'body'>, headers: Record<string, string>) {
@@ -75,7 +82,10 @@ describe('auth: keys, tiers and isolation', () => {
     simulator = new UpstreamSimulator({ latencyMs: 2, chunkIntervalMs: 2, apiKey: KEYS.upstream });
     const { baseUrl } = await simulator.start();
     const env = { REDIS_URL: redis.url, UPSTREAM_URL: baseUrl, UPSTREAM_API_KEY: KEYS.upstream, API_KEYS, RETRY_MAX_ATTEMPTS: '1', LOG_LEVEL: 'trace' };
-    [gateway, closedAdmin] = await Promise.all([startGateway({ env: { ...env, ADMIN_API_KEY: KEYS.admin } }), startGateway({ env })]);
+    [gateway, closedAdmin] = await Promise.all([
+      startGateway({ env: { ...env, ADMIN_API_KEY: KEYS.admin, METRICS_AUTH: 'admin', HEALTH_DETAILS: 'admin' } }),
+      startGateway({ env }),
+    ]);
   });
 
   after(async () => {
@@ -106,11 +116,22 @@ describe('auth: keys, tiers and isolation', () => {
     assert.equal((await call(gateway.url, { method: 'GET', path: '/admin/jobs?status=failed' }, { 'x-api-key': KEYS.high })).status, 403);
   });
 
-  it('keeps admin routes closed (403) for everyone while ADMIN_API_KEY is unset', async () => {
+  it('shows /health details to the admin key only, with HEALTH_DETAILS=admin', async () => {
     for (const caller of Object.keys(CALLERS) as Caller[]) {
-      const res = await call(closedAdmin.url, { method: 'GET', path: '/admin/jobs?status=failed' }, CALLERS[caller]);
-      assert.equal(res.status, 403, caller);
-      assert.equal(expectErrorShape(res.json).code, 'admin_only');
+      const res = await call(gateway.url, { method: 'GET', path: '/health' }, CALLERS[caller]);
+      assert.equal(res.status, 200, caller);
+      if (caller === 'admin') assert.ok(res.json.details, 'the admin sees the details');
+      else assert.deepEqual(Object.keys(res.json), ['status'], caller);
+    }
+  });
+
+  it('keeps admin routes closed (403) for everyone while ADMIN_API_KEY is unset', async () => {
+    for (const path of ['/admin/jobs?status=failed', '/admin/breakers']) {
+      for (const caller of Object.keys(CALLERS) as Caller[]) {
+        const res = await call(closedAdmin.url, { method: 'GET', path }, CALLERS[caller]);
+        assert.equal(res.status, 403, `${path} as ${caller}`);
+        assert.equal(expectErrorShape(res.json).code, 'admin_only');
+      }
     }
     assert.equal((await postJson(`${closedAdmin.url}/v1/chat/completions`, chatBody(), CALLERS.client)).status, 200);
   });
@@ -165,6 +186,13 @@ describe('auth: keys, tiers and isolation', () => {
     const sent = simulator.stats.lastHeaders ?? {};
     assert.equal(sent.authorization, `Bearer ${KEYS.upstream}`);
     assert.ok(!JSON.stringify(sent).includes(KEYS.low), 'the client key went upstream');
+  });
+
+  it('shows none of the keys in its metrics after all this traffic', async () => {
+    const metrics = await call(gateway.url, { method: 'GET', path: '/metrics' }, CALLERS.admin);
+    assert.equal(metrics.status, 200);
+    assert.match(metrics.text, /bulwark_requests_total/);
+    for (const key of Object.values(KEYS)) assert.ok(!metrics.text.includes(key), 'a key appears in the metrics');
   });
 
   it('wrote none of the keys into its logs (the whole suite above, at LOG_LEVEL=trace)', () => {

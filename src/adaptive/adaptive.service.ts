@@ -14,6 +14,8 @@ import { capMaxTokens, strategyEffects, StrategyEffects } from './strategy-effec
 const EVALUATE_MS = 1000;
 const RECENT_WINDOW_MS = 60_000;
 const UPSTREAM_LOAD_STALE_MS = 30_000;
+/** Fewer recent outcomes than this say nothing about error rates (one failure on an idle gateway is not 100 %). */
+const MIN_OUTCOMES_FOR_RATES = 10;
 
 /** Upstream load figures polled from its own /metrics (vLLM). */
 export interface UpstreamLoad {
@@ -101,8 +103,8 @@ export class AdaptiveService implements OnApplicationBootstrap, OnApplicationShu
       queueFill: Math.min(1, queue.waiting / this.queueSettings.maxQueueSize),
       inflightUse: Math.min(1, queue.active / this.queueSettings.maxConcurrent),
       abandonedUse: this.abandoned.capacityUsed(),
-      errorRate: calls ? failures / calls : 0,
-      timeoutRate: calls ? slowCalls / calls : 0,
+      errorRate: calls >= MIN_OUTCOMES_FOR_RATES ? failures / calls : 0,
+      timeoutRate: calls >= MIN_OUTCOMES_FOR_RATES ? slowCalls / calls : 0,
       openBreakerShare: views.length ? views.filter((v) => v.state === 'open').length / views.length : 0,
       upstreamLoad: this.upstreamLoad,
     };

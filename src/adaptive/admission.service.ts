@@ -75,6 +75,11 @@ export class AdmissionService {
     if (typeof model === 'string' && !this.registry.knows(model)) {
       throw new NotFoundError('model_not_found', `The model \`${model.slice(0, 256)}\` does not exist`, 'model');
     }
+    // The most specific refusal first: every upstream of the model is open (the strategy follows from it).
+    if (typeof model === 'string') {
+      const availability = this.dispatcher.availability(model);
+      if (!availability.available) this.refuse('circuit_open', new CircuitOpenError(model, availability.retryInMs));
+    }
     if (!this.adaptive.effects().admits(priority)) {
       this.refuse('load_shed_strategy', new LoadShedError(`strategy ${this.adaptive.strategy}: only high priority is admitted`, retryAfterMs));
     }
@@ -89,10 +94,6 @@ export class AdmissionService {
     if (shouldShed(abandonedUse, this.config.abandonedRejectionThreshold, priority, this.random)) {
       const resetMs = Math.min(this.adaptive.abandoned.timeUntilResetMs(), this.config.resetIntervalMs / 4);
       this.refuse('load_shed_abandoned', new LoadShedError(`${Math.round(abandonedUse * 100)}% of abandoned-request capacity in use`, Math.max(1000, resetMs)));
-    }
-    if (typeof model === 'string') {
-      const availability = this.dispatcher.availability(model);
-      if (!availability.available) this.refuse('circuit_open', new CircuitOpenError(model, availability.retryInMs));
     }
     const remainingMs = deadlineAt - this.clock.now();
     const estimatedWaitMs = this.figures.estimateWaitMs(priority);

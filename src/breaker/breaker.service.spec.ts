@@ -139,12 +139,12 @@ describe('BreakerService', () => {
     const { service } = await instance(new FakeRedisBus());
     const first = service.tryAcquire('up', 'm');
     assert.ok(first.allowed);
-    service.onFailure(first.lease, 10, 20_000);
+    service.onFailure(first.lease, 10, 8_000);
     assert.equal(service.isOpen('up', 'm'), false, 'one failure is below minCalls');
     const second = service.tryAcquire('up', 'm');
     assert.ok(second.allowed);
-    service.onFailure(second.lease, 10, 20_000);
-    assert.equal(service.retryInMs('up', 'm'), 20_000);
+    service.onFailure(second.lease, 10, 8_000);
+    assert.equal(service.retryInMs('up', 'm'), 8_000);
   });
 
   it('gives an outcome to the breaker that granted the call', async () => {

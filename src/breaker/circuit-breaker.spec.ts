@@ -240,6 +240,13 @@ describe('CircuitBreaker', () => {
     assert.equal(breaker.snapshot().cooldownMs, 2_000, 'doubling starts from the cooldown, not the hint');
   });
 
+  it('openFor never opens for longer than the maximum cooldown', () => {
+    const { breaker } = setup({ maxCooldownMultiplier: 5 });
+    trip(breaker);
+    breaker.openFor(86_400_000); // Retry-After: 86400
+    assert.equal(breaker.snapshot().retryInMs, 5_000);
+  });
+
   it('openFor opens a closed breaker for at least ms and at least the cooldown', () => {
     const { breaker, transitions } = setup();
     breaker.openFor(3_000);

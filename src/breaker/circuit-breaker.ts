@@ -205,10 +205,12 @@ export class CircuitBreaker {
   }
 
   /**
-   * Opens now for at least `ms` (e.g. an upstream's Retry-After). Never shortens an existing
-   * open period; opening from closed or half_open lasts at least the current cooldown.
+   * Opens now for at least `ms` (e.g. an upstream's Retry-After), but never longer than the maximum
+   * cooldown: a wild hint must not shut an upstream off for hours. Never shortens an existing open
+   * period; opening from closed or half_open lasts at least the current cooldown.
    */
   openFor(ms: number): void {
+    ms = Math.min(ms, this.maxCooldownMs);
     const now = this.clock.now();
     this.settle(now);
     if (this.current !== 'open') {

@@ -159,7 +159,10 @@ export class QueueTimeoutError extends BulwarkError {
 }
 
 export class RequestTimeoutError extends BulwarkError {
-  constructor(timeoutMs: number, what = 'the upstream worked') {
+  constructor(
+    readonly timeoutMs: number,
+    what = 'the upstream worked',
+  ) {
     super('request_timeout', `The request's deadline of ${timeoutMs} ms passed while ${what}`);
   }
 }

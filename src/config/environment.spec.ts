@@ -144,6 +144,12 @@ describe('validateEnvironment', () => {
     assert.match(configError({ RETRY_BASE_DELAY_MS: '1000', RETRY_MAX_DELAY_MS: '500' }).message, /RETRY_MAX_DELAY_MS=500: must be at least RETRY_BASE_DELAY_MS \(1000\)/);
   });
 
+  it('refuses BREAKER_MIN_CALLS above BREAKER_WINDOW_SIZE, which no breaker could ever reach', () => {
+    assert.match(configError({ BREAKER_MIN_CALLS: '101' }).message, /BREAKER_MIN_CALLS=101: must be at most BREAKER_WINDOW_SIZE \(100\)/);
+    assert.match(configError({ BREAKER_WINDOW_SIZE: '10' }).message, /BREAKER_MIN_CALLS=20: must be at most BREAKER_WINDOW_SIZE \(10\)/);
+    assert.equal(validateEnvironment({ BREAKER_WINDOW_SIZE: '500', BREAKER_MIN_CALLS: '500' }).BREAKER_MIN_CALLS, 500);
+  });
+
   it('validates the VLLM_REJECTION_THRESHOLD alias like the variable it stands for', () => {
     assert.equal(validateEnvironment({ VLLM_REJECTION_THRESHOLD: '0.6' }).VLLM_REJECTION_THRESHOLD, 0.6);
     assert.match(configError({ VLLM_REJECTION_THRESHOLD: '2' }).message, /VLLM_REJECTION_THRESHOLD=2: must not be greater than 1/);

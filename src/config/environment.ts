@@ -237,6 +237,12 @@ export function validateEnvironment(raw: Record<string, unknown>): EnvironmentVa
       `Invalid configuration: RETRY_MAX_DELAY_MS=${env.RETRY_MAX_DELAY_MS}: must be at least RETRY_BASE_DELAY_MS (${env.RETRY_BASE_DELAY_MS})`,
     );
   }
+  // The breaker keeps BREAKER_WINDOW_SIZE outcomes: it could never see more calls than that.
+  if (env.BREAKER_MIN_CALLS > env.BREAKER_WINDOW_SIZE) {
+    throw new ConfigurationError(
+      `Invalid configuration: BREAKER_MIN_CALLS=${env.BREAKER_MIN_CALLS}: must be at most BREAKER_WINDOW_SIZE (${env.BREAKER_WINDOW_SIZE})`,
+    );
+  }
   return env;
 }
 

@@ -15,7 +15,7 @@ main{padding:16px 20px;display:grid;gap:16px}
 .card h2,.panel h2{margin:0 0 6px;font-size:12px;font-weight:600;color:var(--muted);text-transform:uppercase;letter-spacing:.05em}
 .big{font-size:28px;font-weight:650;font-variant-numeric:tabular-nums}
 .small{color:var(--muted);font-size:12px;font-variant-numeric:tabular-nums}
-.charts{display:grid;grid-template-columns:repeat(auto-fit,minmax(420px,1fr));gap:12px}
+.charts{display:grid;grid-template-columns:repeat(auto-fit,minmax(520px,1fr));gap:12px}
 svg{width:100%;height:170px;display:block}
 svg .grid{stroke:#eef0f3}svg .axis{fill:var(--muted);font-size:10px}
 .legend{display:flex;flex-wrap:wrap;gap:10px;font-size:12px;color:var(--muted);margin-top:4px}

@@ -165,8 +165,11 @@ export class UpstreamDispatcher {
   /** Feeds one failed attempt to the breaker and the outcome listeners. */
   private settleFailure(lease: BreakerLease, upstream: string, model: string, error: unknown, durationMs: number): void {
     if (error instanceof RequestTimeoutError) {
-      // The request's deadline cut the call off while the upstream still worked: a timeout, and abandoned.
-      this.breakers.onFailure(lease, durationMs);
+      // The request's deadline cut the call off while the upstream still worked: abandoned work. It
+      // judges the upstream only when the deadline was the gateway's own: a client that asks for a tight
+      // X-Request-Timeout-Ms must not be able to trip the breaker for everyone.
+      if (error.timeoutMs >= this.server.requestTimeoutMs) this.breakers.onFailure(lease, durationMs);
+      else this.breakers.release(lease);
       this.outcomes.record({ upstream, model, outcome: 'timeout', durationMs, abandoned: true });
     } else if (isUpstreamFailure(error)) {
       this.breakers.onFailure(lease, durationMs, (error as BulwarkError).retryAfterMs);

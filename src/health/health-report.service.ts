@@ -36,13 +36,16 @@ export class HealthReportService {
 
   /** `GET /health`: Terminus's shape plus the top-level `graceful_degradation` section (API.md §5). */
   async detailed(request: FastifyRequest): Promise<HealthAnswer> {
+    // Terminus calls every indicator in this same synchronous turn, so this and the queue indicator read
+    // the same queue figures.
+    const degradation = this.adaptive.gracefulDegradation();
     const { ok, result } = await this.run([
       () => this.redis.isHealthy(),
       () => this.upstreams.isHealthy(),
       () => this.queue.isHealthy(),
       () => this.breakers.isHealthy(),
     ]);
-    return this.answer(request, ok, { ...result, graceful_degradation: this.adaptive.gracefulDegradation() });
+    return this.answer(request, ok, { ...result, graceful_degradation: degradation });
   }
 
   /** `GET /health/ready`: Redis answers, the instance is not draining, an upstream can take traffic. */

@@ -30,6 +30,8 @@ interface Waiter {
   channel?: AsyncChannel<string>;
   /** Local stream: resolves when the handler has finished reading it. */
   consumed?: () => void;
+  /** Local stream: closes the upstream stream when the handler leaves without reading it. */
+  closeStream?: () => void;
 }
 
 const INBOX_PREFIX = 'bulwark:inbox:';
@@ -99,6 +101,7 @@ export class DeliveryService implements OnApplicationBootstrap, OnApplicationShu
       startedAt: () => waiter.startedAt,
       dispose: () => {
         this.waiters.delete(jobId);
+        waiter.closeStream?.();
         waiter.consumed?.();
         waiter.channel?.fail(new Error('handler gone'));
       },
@@ -127,7 +130,11 @@ export class DeliveryService implements OnApplicationBootstrap, OnApplicationShu
   async deliver(origin: string, jobId: string, answer: ServedAnswer): Promise<void> {
     const waiter = origin === this.instanceId ? this.waiters.get(jobId) : undefined;
     if (waiter) return this.deliverLocal(waiter, answer);
-    if (origin === this.instanceId) return; // the handler is gone (client left): nothing to deliver
+    if (origin === this.instanceId) {
+      // The handler is gone (client left): close an unread stream so its upstream call and permit end.
+      if (answer.kind === 'stream') await answer.rest[Symbol.asyncIterator]().return?.();
+      return;
+    }
     if (answer.kind === 'json') {
       await this.send(origin, jobId, 'json', JSON.stringify({ status: answer.status, body: answer.body, upstream: answer.upstream, model: answer.model }));
       return;
@@ -158,6 +165,7 @@ export class DeliveryService implements OnApplicationBootstrap, OnApplicationShu
     }
     return new Promise<void>((consumed) => {
       waiter.consumed = consumed;
+      waiter.closeStream = () => void answer.rest[Symbol.asyncIterator]().return?.()?.catch(() => undefined);
       const events = (async function* () {
         try {
           yield* answer.first;

@@ -22,6 +22,7 @@ export interface UpstreamCallOptions {
 }
 
 const MAX_ERROR_BODY_BYTES = 64 * 1024;
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** Statuses that count as the upstream failing (ARCHITECTURE.md "What counts as an upstream failure"). */
 export const FAILURE_STATUSES = new Set([429, 500, 502, 503, 504]);
@@ -62,7 +63,8 @@ export class UpstreamClient implements OnModuleDestroy {
     const firstByte = new AbortController();
     const timer = setTimeout(
       () => firstByte.abort(new UpstreamTimeoutError(`Upstream ${upstream.name} sent no answer within ${options.firstByteTimeoutMs} ms`)),
-      options.firstByteTimeoutMs,
+      // setTimeout fires at once for delays past 2^31-1 ms.
+      Math.min(options.firstByteTimeoutMs, MAX_TIMER_MS),
     );
     const signal = AbortSignal.any([options.signal, firstByte.signal]);
     try {
@@ -73,6 +75,9 @@ export class UpstreamClient implements OnModuleDestroy {
           headers: this.headers(upstream, payload.stream),
           body: JSON.stringify(payload.body),
           signal,
+          // Our own timer bounds the wait for headers by the deadline; undici's default (300 s) would cut
+          // long non-streamed answers (async jobs may run for JOB_TIMEOUT_MS) short of it.
+          headersTimeout: 0,
           bodyTimeout: options.idleTimeoutMs,
         })
         .catch((error: unknown) => {
@@ -193,8 +198,14 @@ async function errorFromResponse(upstream: UpstreamDefinition, response: Dispatc
   }
   const status = response.statusCode;
   const upstreamMessage = extractMessage(text);
+  if (status === 401 || status === 403) {
+    // The upstream refused Bulwark's own credentials: the caller did nothing wrong, and the upstream's
+    // message may quote the gateway's key, so it is not passed on.
+    return new UpstreamError(`Upstream ${upstream.name} refused the gateway's credentials (${status}); the operator must fix its key`, status);
+  }
   if (FAILURE_STATUSES.has(status) || status >= 500) {
-    return new UpstreamError(`Upstream ${upstream.name} answered ${status}${upstreamMessage ? `: ${upstreamMessage.message}` : ''}`, status, {
+    const detail = upstreamMessage ? `: ${upstreamMessage.message.slice(0, 300)}` : '';
+    return new UpstreamError(`Upstream ${upstream.name} answered ${status}${detail}`, status, {
       retryAfterMs: parseRetryAfter(response.headers, Date.now()),
     });
   }

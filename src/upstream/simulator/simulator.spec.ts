@@ -177,6 +177,29 @@ test('model faults set by configure apply per model, yield to x_sim, and clear',
   assert.equal((await post(`${baseUrl}/chat/completions`, chat('sim-large'))).status, 200);
 });
 
+test('a fault with times hits only the first requests of its key, then the request is served', async (t) => {
+  const { baseUrl } = await startSim(t);
+  const flaky = (key: string) => chat('sim-small', { x_sim: { fault: 'error', status: 429, retryAfter: 1, times: 2, key } });
+  const statuses: number[] = [];
+  for (let i = 0; i < 3; i++) statuses.push((await post(`${baseUrl}/chat/completions`, flaky('k1'))).status);
+  statuses.push((await post(`${baseUrl}/chat/completions`, flaky('k2'))).status);
+  assert.deepEqual(statuses, [429, 429, 200, 429], 'k2 has its own count');
+  const bad = await post(`${baseUrl}/chat/completions`, chat('sim-small', { x_sim: { fault: 'error', times: 1.5 } }));
+  assert.equal(bad.status, 400);
+});
+
+test('a model fault with times counts per model and restarts when configured again', async (t) => {
+  const { baseUrl, sim } = await startSim(t);
+  sim.configure({ modelFaults: { 'sim-large': { fault: 'error', status: 503, times: 1 } } });
+  const statuses = async () => [
+    (await post(`${baseUrl}/chat/completions`, chat('sim-large'))).status,
+    (await post(`${baseUrl}/chat/completions`, chat('sim-large'))).status,
+  ];
+  assert.deepEqual(await statuses(), [503, 200]);
+  sim.configure({ modelFaults: { 'sim-large': { fault: 'error', status: 503, times: 1 } } });
+  assert.deepEqual(await statuses(), [503, 200]);
+});
+
 test('a hanging request that the client aborts is counted as a client abort', async (t) => {
   const { baseUrl, sim } = await startSim(t);
   const controller = new AbortController();

@@ -18,6 +18,13 @@ export interface SimulatedFault {
   latencyMs?: number;
   /** Content chunks in a stream / words in a completion. */
   chunks?: number;
+  /**
+   * Applies the fault to the first `times` requests only; later ones are served normally. Counted per
+   * `key` for an `x_sim` fault, per model for a model fault (`configure({modelFaults})` restarts it).
+   */
+  times?: number;
+  /** Names the `times` counter of an `x_sim` fault: requests with the same key share it. Default: the model. */
+  key?: string;
 }
 
 /** Behaviour of an {@link UpstreamSimulator}; every field may be changed at run time via `configure`. */
@@ -87,6 +94,8 @@ export class UpstreamSimulator {
   private readonly gate: CapacityGate;
   private readonly abortWaiters = new Set<AbortWaiter>();
   private counters = UpstreamSimulator.emptyCounters();
+  /** Requests that a fault with `times` has already hit, per counter. */
+  private readonly faultHits = new Map<string, number>();
   private nextId = 1;
 
   constructor(options: SimulatorOptions = {}) {
@@ -146,6 +155,9 @@ export class UpstreamSimulator {
   /** Changes behaviour at run time; `modelFaults` is replaced as a whole (`{}` clears it). */
   configure(options: Partial<SimulatorOptions>): void {
     this.options = resolveOptions(this.options, options);
+    if (options.modelFaults !== undefined) {
+      for (const counter of [...this.faultHits.keys()]) if (counter.startsWith('model:')) this.faultHits.delete(counter);
+    }
     this.gate.setCapacity(this.options.capacity);
   }
 
@@ -231,7 +243,9 @@ export class UpstreamSimulator {
     const checked = validateGeneration(kind, parsed, this.options.models);
     if (!checked.ok) return sendJson(exchange.res, checked.status, checked.error);
     const { body, model } = checked;
-    const fault = checked.fault ?? this.options.modelFaults[model] ?? {};
+    const fault = checked.fault
+      ? this.countedFault(checked.fault, `x_sim:${checked.fault.key ?? model}`)
+      : this.countedFault(this.options.modelFaults[model] ?? {}, `model:${model}`);
     exchange.model = model;
 
     if (!(await this.gate.acquire(exchange))) return;
@@ -244,6 +258,15 @@ export class UpstreamSimulator {
       chunkIntervalMs: this.options.chunkIntervalMs,
       defaultChunks: this.options.defaultChunks,
     });
+  }
+
+  /** The fault itself, or no fault once a fault limited by `times` has hit that many requests. */
+  private countedFault(fault: SimulatedFault, counter: string): SimulatedFault {
+    if (fault.times === undefined) return fault;
+    const hits = this.faultHits.get(counter) ?? 0;
+    if (hits >= fault.times) return { ...fault, fault: 'none' };
+    this.faultHits.set(counter, hits + 1);
+    return fault;
   }
 
   private track(req: IncomingMessage, res: ServerResponse, path: string): Exchange {

@@ -22,7 +22,7 @@ export type CheckedRequest =
   | { ok: false; status: number; error: OpenAiErrorBody };
 
 const FAULTS: ReadonlySet<string> = new Set(['none', 'hang', 'error', 'reset', 'stall', 'bad_json']);
-const NUMERIC_FAULT_FIELDS = ['status', 'retryAfter', 'stallAfterChunks', 'latencyMs', 'chunks'] as const;
+const NUMERIC_FAULT_FIELDS = ['status', 'retryAfter', 'stallAfterChunks', 'latencyMs', 'chunks', 'times'] as const;
 
 /** Reads the whole body; resolves `{ok:false}` for empty/invalid JSON or when the client goes away. */
 export function readJsonBody(req: IncomingMessage): Promise<ParsedBody> {
@@ -84,6 +84,10 @@ export function validateGeneration(kind: GenerationKind, parsed: ParsedBody, mod
     if (value !== undefined && (typeof value !== 'number' || !Number.isFinite(value) || value < 0)) {
       return invalid(`x_sim.${field} must be a non-negative number`, 'x_sim');
     }
+  }
+  if (fault.times !== undefined && !Number.isInteger(fault.times)) return invalid('x_sim.times must be an integer', 'x_sim');
+  if (fault.key !== undefined && (typeof fault.key !== 'string' || fault.key.length > 200)) {
+    return invalid('x_sim.key must be a string of at most 200 characters', 'x_sim');
   }
   const status = fault.status as number | undefined;
   if (status !== undefined && !(Number.isInteger(status) && status >= 400 && status <= 599)) {
