@@ -161,4 +161,25 @@ describe('dashboard: live page, JSON snapshot and SSE stream', () => {
       await browser.close();
     }
   });
+
+  // Last: it stops the gateway.
+  it('ends open streams as soon as the instance drains, so a dashboard never holds up a shutdown', async () => {
+    const response = await fetch(`${gateway.url}/dashboard/stream`, { signal: AbortSignal.timeout(30_000) });
+    assert.equal(response.status, 200);
+    const reader = response.body!.getReader();
+    await reader.read();
+    const stopped = gateway.stop('SIGTERM');
+    let ended = false;
+    for (;;) {
+      const { done } = await reader.read();
+      if (done) {
+        ended = true;
+        break;
+      }
+    }
+    assert.ok(ended, 'the server ended the stream');
+    assert.equal(await stopped, 0);
+    const messages = gateway.logLines().map((l) => String(l.msg));
+    assert.ok(!messages.some((m) => m.includes('grace period over')), `the drain waited for nothing: ${messages.filter((m) => /drain|grace/.test(m)).join(' | ')}`);
+  });
 });

@@ -81,10 +81,10 @@ describe('deadlines: no request outlives its deadline', () => {
 
   it('ends a stream that outlives its deadline with an SSE timeout error, then [DONE]', async () => {
     const abortsBefore = simulator.stats.clientAborts;
-    // 100 chunks 50 ms apart: the stream would need 5 s; its deadline is 600 ms.
+    // 100 chunks 50 ms apart: the stream would need 5 s; its deadline is 1 s.
     const response = await fetch(chatUrl, {
       method: 'POST',
-      headers: { 'content-type': 'application/json', 'x-request-timeout-ms': '600' },
+      headers: { 'content-type': 'application/json', 'x-request-timeout-ms': '1000' },
       body: JSON.stringify(chatBody({ stream: true, x_sim: { chunks: 100 } })),
       signal: AbortSignal.timeout(OUTER_TIMEOUT_MS),
     });

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { connect } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { UpstreamSimulator } from '../src/upstream/simulator/simulator';
@@ -124,4 +125,25 @@ describe('graceful shutdown', () => {
     expectErrorShape(res.json);
     assert.equal(await gateway.exited, 0);
   });
+
+  it(
+    'exits 0 on SIGTERM while a client holds a connection open without sending a request',
+    {
+      todo:
+        'bug: app.close() never finishes while a connection that sent no request is open (Fastify forceCloseConnections "idle" leaves it, ' +
+        'and Node stops expiring header timeouts once the server closes): the exit waits out the grace period + 5 s and skips the orderly close',
+    },
+    async () => {
+      const gateway = await start({ SHUTDOWN_GRACE_MS: '10000' });
+      // What a browser's preconnect or a pooled client does: connect, then stay silent.
+      const socket = connect(gateway.port, '127.0.0.1');
+      await new Promise<void>((resolveConnect, reject) => socket.once('connect', resolveConnect).once('error', reject));
+      try {
+        assert.equal(await gateway.stop('SIGTERM'), 0);
+        assert.doesNotMatch(gateway.output(), /did not finish/);
+      } finally {
+        socket.destroy();
+      }
+    },
+  );
 });

@@ -13,6 +13,7 @@ export class BreakerHealthIndicator {
     private readonly health: HealthIndicatorService,
   ) {}
 
+  /** Up with every breaker's figures, or down when all of them are open. */
   isHealthy(key = 'breakers') {
     const indicator = this.health.check(key);
     const views = this.breakers.list();

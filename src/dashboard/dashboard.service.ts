@@ -76,6 +76,7 @@ export class DashboardService implements OnApplicationBootstrap, OnApplicationSh
     return () => this.listeners.delete(listener);
   }
 
+  /** The configuration the page needs and the last two minutes of samples. */
   data(): DashboardData {
     return {
       generated_at: new Date(this.clock.now()).toISOString(),

@@ -125,6 +125,7 @@ export class MetricsService implements OnApplicationBootstrap {
     return this.registry.metrics();
   }
 
+  /** The exposition format's content type (`text/plain; version=0.0.4`). */
   get contentType(): string {
     return this.registry.contentType;
   }

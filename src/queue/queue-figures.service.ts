@@ -135,6 +135,11 @@ export class QueueFigures implements OnApplicationBootstrap, OnApplicationShutdo
     this.added[priority]++;
   }
 
+  /** The add reserved by jobAdded() did not reach Redis. */
+  jobAddFailed(priority: Priority): void {
+    this.added[priority]--;
+  }
+
   jobStarted(priority: Priority, queueWaitMs: number): void {
     this.started[priority]++;
     this.localActive++;

@@ -19,6 +19,7 @@ export class QueueHealthIndicator {
     private readonly clock: Clock,
   ) {}
 
+  /** Up with the queue figures, or down (same figures) when they are stale. */
   isHealthy(key = 'queue') {
     const indicator = this.health.check(key);
     const q = this.figures.snapshot();

@@ -106,6 +106,8 @@ export class QueueService implements OnApplicationBootstrap {
     if (snapshot.waiting >= this.config.maxQueueSize) {
       throw new QueueFullError(snapshot.waiting, this.config.maxQueueSize, 1000);
     }
+    // Reserve the place before the first await, so a burst on this instance cannot overshoot the bound.
+    this.figures.jobAdded(data.priority);
     let timer: NodeJS.Timeout | undefined;
     try {
       const job = await Promise.race([
@@ -119,9 +121,9 @@ export class QueueService implements OnApplicationBootstrap {
         }),
         new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error('queue add timed out')), ADD_TIMEOUT_MS))),
       ]);
-      this.figures.jobAdded(data.priority);
       return job;
     } catch (error) {
+      this.figures.jobAddFailed(data.priority);
       this.logger.warn(`could not queue job: ${(error as Error).message}`);
       throw new LoadShedError('the queue store (Redis) did not accept the request', 5000);
     } finally {
