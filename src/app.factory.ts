@@ -12,7 +12,8 @@ import { HttpMetricsHook } from './metrics/http-metrics.hook';
 import type { EnvironmentVariables } from './config/environment';
 import type { Runtime } from './runtime';
 
-const REQUEST_ID = /^[\x21-\x7e]{1,128}$/;
+/** Any X-Request-Id of 1 to 128 characters without control characters is echoed back (API.md §2). */
+const REQUEST_ID = /^[^\x00-\x1f\x7f]{1,128}$/;
 
 /** The caller's X-Request-Id when it is a sane token, else a new UUID. */
 function requestId(raw: IncomingMessage): string {
@@ -41,6 +42,9 @@ export async function createApp(runtime: Runtime, env: EnvironmentVariables): Pr
     keepAliveTimeout: 65_000,
     routerOptions: { maxParamLength: 512 },
     return503OnClosing: false,
+    // main.ts drains before closing, so whatever is still open at close (idle keep-alive sockets,
+    // clients that never sent a request) is closed rather than waited for.
+    forceCloseConnections: true,
   });
   const app = await NestFactory.create<NestFastifyApplication>(AppModule.forRoot(runtime, env.LOG_LEVEL), adapter, {
     bufferLogs: true,

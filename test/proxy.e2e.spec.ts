@@ -36,8 +36,6 @@ describe('proxying the OpenAI routes', () => {
         // Long enough that only the client can end the request in the cancellation test.
         REQUEST_TIMEOUT_MS: '30000',
         RETRY_MAX_ATTEMPTS: '1',
-        // Aborted fetches leave connections that hold app.close() until the grace period ends (see
-        // the todo test in shutdown.e2e.spec.ts): keep that wait short.
         SHUTDOWN_GRACE_MS: '1000',
       },
     });

@@ -99,6 +99,8 @@ export class InferenceProcessor implements OnApplicationBootstrap, OnApplication
     const timeoutMs = data.deadlineAt - data.enqueuedAt;
     const timer = setTimeout(() => controller.abort(new RequestTimeoutError(timeoutMs)), data.deadlineAt - startedAt);
     const untrack = this.delivery.track(jobId, controller);
+    // Only completed work says how long a job holds its slot; failures and cut-offs would skew the estimate.
+    let served = false;
     try {
       await this.delivery.started(data.origin, jobId, startedAt);
       const answer = await this.dispatcher.dispatch(
@@ -108,9 +110,11 @@ export class InferenceProcessor implements OnApplicationBootstrap, OnApplication
       if (data.mode === 'async') {
         const durationMs = this.clock.now() - startedAt;
         if (answer.kind !== 'json') throw new Error('async jobs are never streamed');
+        served = true;
         return { outcome: 'succeeded', status: answer.status, body: answer.body, upstream: answer.upstream, model: answer.model, queueWaitMs, durationMs };
       }
       await this.delivery.deliver(data.origin, jobId, answer);
+      served = true;
       return { outcome: 'succeeded', status: answer.status, upstream: answer.upstream, model: answer.model, queueWaitMs, durationMs: this.clock.now() - startedAt };
     } catch (error) {
       const reason = controller.signal.aborted ? controller.signal.reason : error;
@@ -126,7 +130,7 @@ export class InferenceProcessor implements OnApplicationBootstrap, OnApplication
     } finally {
       clearTimeout(timer);
       untrack();
-      this.figures.jobFinished(this.clock.now() - startedAt);
+      this.figures.jobFinished(served ? this.clock.now() - startedAt : undefined);
     }
   }
 }

@@ -126,8 +126,11 @@ export class QueueFigures implements OnApplicationBootstrap, OnApplicationShutdo
     return b.high + b.normal + b.low;
   }
 
+  /** Estimated queue wait of a new request: only the jobs ahead of it beyond the free slots make it wait. */
   estimateWaitMs(priority: Priority): number {
-    return this.estimator.estimateWaitMs(this.waitingAhead(priority), this.config.maxConcurrent);
+    const freeSlots = Math.max(0, this.config.maxConcurrent - this.active);
+    const queuedBehindBusySlots = Math.max(0, this.waitingAhead(priority) - freeSlots);
+    return this.estimator.estimateWaitMs(queuedBehindBusySlots, this.config.maxConcurrent);
   }
 
   /** A job was added here: count it at once rather than at the next refresh. */

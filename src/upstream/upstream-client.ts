@@ -3,6 +3,7 @@ import { errors as undiciErrors, Pool } from 'undici';
 import type { Dispatcher } from 'undici';
 import {
   BulwarkError,
+  ShuttingDownError,
   UpstreamBadResponseError,
   UpstreamClientError,
   UpstreamError,
@@ -179,6 +180,10 @@ function translate(error: unknown, upstream: UpstreamDefinition, signal: AbortSi
   }
   if (error instanceof undiciErrors.ConnectTimeoutError) {
     return new UpstreamError(`Could not connect to upstream ${upstream.name} in time`);
+  }
+  if (error instanceof undiciErrors.ClientDestroyedError || (error as { code?: string })?.code === 'UND_ERR_DESTROYED') {
+    // Bulwark's own pool was closed (shutdown after the grace period): not the upstream's fault.
+    return new ShuttingDownError();
   }
   const code = (error as { code?: string })?.code ?? 'error';
   return new UpstreamError(`Upstream ${upstream.name} connection failed (${code})`, undefined, { cause: error });
