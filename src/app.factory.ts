@@ -8,9 +8,15 @@ import { answerClientError } from './common/client-error-handler';
 import { registerJsonBodyParser } from './common/json-body-parser';
 import { ShutdownService } from './common/shutdown.service';
 import { AdaptiveService } from './adaptive/adaptive.service';
+import { AdmissionService } from './adaptive/admission.service';
+import { toErrorResponse } from './common/error-response';
+import { ShuttingDownError } from './common/errors';
 import { HttpMetricsHook } from './metrics/http-metrics.hook';
 import type { EnvironmentVariables } from './config/environment';
 import type { Runtime } from './runtime';
+
+/** Upstream-bound routes, whose requests may be shed before routing (see the onRequest hook). */
+const INFERENCE_PATHS = new Set(['/v1/chat/completions', '/v1/completions', '/v1/embeddings', '/v1/jobs']);
 
 /** Any X-Request-Id of 1 to 128 characters without control characters is echoed back (API.md §2). */
 const REQUEST_ID = /^[^\x00-\x1f\x7f]{1,128}$/;
@@ -58,11 +64,22 @@ export async function createApp(runtime: Runtime, env: EnvironmentVariables): Pr
   app.get(HttpMetricsHook).attach(fastify);
   const shutdown = app.get(ShutdownService);
   const adaptive = app.get(AdaptiveService);
+  const admission = app.get(AdmissionService);
   fastify.addHook('onRequest', (request, reply, done) => {
     void reply.header('x-request-id', String(request.id));
     void reply.header('x-degradation-level', adaptive.strategy);
     shutdown.requestStarted();
     reply.raw.once('close', () => shutdown.requestEnded());
+    // Shedding at the door: when every request would be refused anyway, answer before routing, auth,
+    // body parsing and logging, so that overload costs the gateway as little as possible.
+    if (request.method === 'POST' && INFERENCE_PATHS.has(request.routeOptions.url ?? '')) {
+      const refusal = shutdown.draining ? new ShuttingDownError() : admission.refusalForAll();
+      if (refusal) {
+        const { status, headers, body } = toErrorResponse(refusal);
+        void reply.code(status).headers(headers).send(body);
+        return;
+      }
+    }
     done();
   });
   return app;

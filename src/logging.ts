@@ -12,6 +12,18 @@ export const REDACTED_PATHS = [
   '*.apiKey',
 ];
 
+const LEVEL_VALUES: Record<LogLevel, number> = { trace: 10, debug: 20, info: 30, warn: 40, error: 50, fatal: 60, silent: Infinity };
+
+/**
+ * The level of a finished request's line. Refusals (429, 503) are expected under overload and arrive by
+ * the thousand: they log at debug (metrics and the periodic refusal summary count them), and a line
+ * below the configured level is skipped before pino-http builds it.
+ */
+export function requestLogLevel(statusCode: number, failed: boolean, configured: LogLevel): LogLevel {
+  const level: LogLevel = statusCode === 503 || statusCode === 429 ? 'debug' : failed || statusCode >= 500 ? 'warn' : 'info';
+  return LEVEL_VALUES[level] >= LEVEL_VALUES[configured] ? level : 'silent';
+}
+
 /** JSON lines with the request id on every line; one line per finished request. */
 export function loggerOptions(level: LogLevel): Params {
   return {
@@ -19,13 +31,12 @@ export function loggerOptions(level: LogLevel): Params {
       level,
       redact: { paths: REDACTED_PATHS, censor: '[redacted]' },
       genReqId: (req) => (req as { id?: string }).id ?? 'unknown',
-      customProps: (req) => ({ requestId: (req as { id?: string }).id }),
       autoLogging: { ignore: (req) => (req.url ?? '').startsWith('/health') || req.url === '/metrics' },
       serializers: {
         req: (req: { id?: string; method?: string; url?: string }) => ({ id: req.id, method: req.method, url: req.url }),
         res: (res: { statusCode?: number }) => ({ statusCode: res.statusCode }),
       },
-      customLogLevel: (_req, res, error) => (error || res.statusCode >= 500 ? 'warn' : 'info'),
+      customLogLevel: (_req, res, error) => requestLogLevel(res.statusCode, Boolean(error), level),
     },
     forRoutes: ['*path'],
   };

@@ -1,7 +1,7 @@
-import { Inject, Injectable } from '@nestjs/common';
+import { Inject, Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
 import type { ConfigType } from '@nestjs/config';
 import { Clock } from '../common/clock';
-import { CircuitOpenError, DeadlineUnreachableError, LoadShedError, NotFoundError, QueueFullError } from '../common/errors';
+import { CircuitOpenError, DeadlineUnreachableError, LoadShedError, NotFoundError, QueueFullError, withoutStack } from '../common/errors';
 import { RandomSource } from '../common/random';
 import { adaptiveConfig, queueConfig } from '../config/sections';
 import { UpstreamDispatcher } from '../dispatch/upstream-dispatcher';
@@ -10,6 +10,8 @@ import { UpstreamRegistry } from '../upstream/upstream-registry';
 import { AdaptiveService } from './adaptive.service';
 import { Priority, shouldShed } from './graduated-rejection';
 import { drainTimeSeconds } from './wait-estimator';
+
+const REFUSAL_SUMMARY_MS = 10_000;
 
 export interface AdmissionRequest {
   priority: Priority;
@@ -25,9 +27,31 @@ export type RejectionReason = 'queue_full' | 'load_shed_queue' | 'load_shed_aban
  * the estimated queue wait cannot meet, and models whose every upstream is open.
  */
 @Injectable()
-export class AdmissionService {
+export class AdmissionService implements OnApplicationBootstrap, OnApplicationShutdown {
   private readonly rejectionListeners: ((reason: RejectionReason) => void)[] = [];
   private readonly admissionListeners: ((priority: Priority) => void)[] = [];
+  private readonly logger = new Logger(AdmissionService.name);
+  /** Refusals are logged as one summary line per period rather than one line each. */
+  private readonly refusedSinceSummary = new Map<RejectionReason, number>();
+  private summaryTimer?: NodeJS.Timeout;
+
+  onApplicationBootstrap(): void {
+    this.summaryTimer = setInterval(() => this.logRefusalSummary(), REFUSAL_SUMMARY_MS);
+    this.summaryTimer.unref();
+  }
+
+  onApplicationShutdown(): void {
+    clearInterval(this.summaryTimer);
+    this.logRefusalSummary();
+  }
+
+  private logRefusalSummary(): void {
+    if (this.refusedSinceSummary.size === 0) return;
+    const byReason = Object.fromEntries(this.refusedSinceSummary);
+    const total = [...this.refusedSinceSummary.values()].reduce((a, b) => a + b, 0);
+    this.refusedSinceSummary.clear();
+    this.logger.warn({ refused: total, byReason, periodMs: REFUSAL_SUMMARY_MS }, `refused ${total} request(s) in the last ${REFUSAL_SUMMARY_MS / 1000} s`);
+  }
 
   constructor(
     @Inject(adaptiveConfig.KEY) private readonly config: ConfigType<typeof adaptiveConfig>,
@@ -51,26 +75,52 @@ export class AdmissionService {
 
   /** Throws the typed refusal, or returns when the request may be queued. */
   admit(request: AdmissionRequest): void {
-    try {
-      this.check(request);
-      this.adaptive.noteAdmission(true);
-      for (const listener of this.admissionListeners) listener(request.priority);
-    } catch (error) {
-      if (!(error instanceof NotFoundError)) this.adaptive.noteAdmission(false);
-      throw error;
-    }
+    this.check(request);
+    this.adaptive.noteAdmission(true);
+    for (const listener of this.admissionListeners) listener(request.priority);
   }
 
-  private refuse(reason: RejectionReason, error: Error): never {
+  private refuse(reason: RejectionReason, build: () => Error): never {
+    this.noteRefusal(reason);
+    throw withoutStack(build);
+  }
+
+  private noteRefusal(reason: RejectionReason): void {
+    this.adaptive.noteAdmission(false);
+    this.refusedSinceSummary.set(reason, (this.refusedSinceSummary.get(reason) ?? 0) + 1);
     for (const listener of this.rejectionListeners) listener(reason);
-    throw error;
+  }
+
+  /**
+   * The refusals that apply to every request whatever its key, priority or body (queue full, queue
+   * store unreachable, abandoned capacity exhausted), from cached figures. Checked before routing,
+   * guards and body parsing, so that shedding under overload costs a small fraction of serving.
+   */
+  refusalForAll(): Error | undefined {
+    const queue = this.figures.snapshot();
+    if (!queue.fresh) {
+      this.noteRefusal('store_unavailable');
+      return withoutStack(() => new LoadShedError('queue figures are unavailable: the queue store (Redis) is unreachable', 5000));
+    }
+    const retryAfterMs = () => drainTimeSeconds(queue.waiting, this.queue.maxConcurrent, queue.averageServiceMs) * 1000;
+    if (queue.waiting >= this.queue.maxQueueSize) {
+      this.noteRefusal('queue_full');
+      return withoutStack(() => new QueueFullError(queue.waiting, this.queue.maxQueueSize, retryAfterMs()));
+    }
+    const abandonedUse = this.adaptive.abandoned.capacityUsed();
+    if (abandonedUse >= 1) {
+      this.noteRefusal('load_shed_abandoned');
+      const resetMs = Math.min(this.adaptive.abandoned.timeUntilResetMs(), this.config.resetIntervalMs / 4);
+      return withoutStack(() => new LoadShedError(`${Math.round(abandonedUse * 100)}% of abandoned-request capacity in use`, Math.max(1000, resetMs)));
+    }
+    return undefined;
   }
 
   private check({ priority, model, deadlineAt }: AdmissionRequest): void {
     const queue = this.figures.snapshot();
     const retryAfterMs = drainTimeSeconds(queue.waiting, this.queue.maxConcurrent, queue.averageServiceMs) * 1000;
     if (!queue.fresh) {
-      this.refuse('store_unavailable', new LoadShedError('queue figures are unavailable: the queue store (Redis) is unreachable', 5000));
+      this.refuse('store_unavailable', () => new LoadShedError('queue figures are unavailable: the queue store (Redis) is unreachable', 5000));
     }
     if (typeof model === 'string' && !this.registry.knows(model)) {
       throw new NotFoundError('model_not_found', `The model \`${model.slice(0, 256)}\` does not exist`, 'model');
@@ -78,27 +128,27 @@ export class AdmissionService {
     // The most specific refusal first: every upstream of the model is open (the strategy follows from it).
     if (typeof model === 'string') {
       const availability = this.dispatcher.availability(model);
-      if (!availability.available) this.refuse('circuit_open', new CircuitOpenError(model, availability.retryInMs));
+      if (!availability.available) this.refuse('circuit_open', () => new CircuitOpenError(model, availability.retryInMs));
     }
     if (!this.adaptive.effects().admits(priority)) {
-      this.refuse('load_shed_strategy', new LoadShedError(`strategy ${this.adaptive.strategy}: only high priority is admitted`, retryAfterMs));
+      this.refuse('load_shed_strategy', () => new LoadShedError(`strategy ${this.adaptive.strategy}: only high priority is admitted`, retryAfterMs));
     }
     if (queue.waiting >= this.queue.maxQueueSize) {
-      this.refuse('queue_full', new QueueFullError(queue.waiting, this.queue.maxQueueSize, retryAfterMs));
+      this.refuse('queue_full', () => new QueueFullError(queue.waiting, this.queue.maxQueueSize, retryAfterMs));
     }
     const fill = queue.waiting / this.queue.maxQueueSize;
     if (shouldShed(fill, this.config.queueRejectionThreshold, priority, this.random)) {
-      this.refuse('load_shed_queue', new LoadShedError(`queue ${Math.round(fill * 100)}% full`, retryAfterMs));
+      this.refuse('load_shed_queue', () => new LoadShedError(`queue ${Math.round(fill * 100)}% full`, retryAfterMs));
     }
     const abandonedUse = this.adaptive.abandoned.capacityUsed();
     if (shouldShed(abandonedUse, this.config.abandonedRejectionThreshold, priority, this.random)) {
       const resetMs = Math.min(this.adaptive.abandoned.timeUntilResetMs(), this.config.resetIntervalMs / 4);
-      this.refuse('load_shed_abandoned', new LoadShedError(`${Math.round(abandonedUse * 100)}% of abandoned-request capacity in use`, Math.max(1000, resetMs)));
+      this.refuse('load_shed_abandoned', () => new LoadShedError(`${Math.round(abandonedUse * 100)}% of abandoned-request capacity in use`, Math.max(1000, resetMs)));
     }
     const remainingMs = deadlineAt - this.clock.now();
     const estimatedWaitMs = this.figures.estimateWaitMs(priority);
     if (estimatedWaitMs > remainingMs) {
-      this.refuse('deadline_unreachable', new DeadlineUnreachableError(estimatedWaitMs, remainingMs, retryAfterMs));
+      this.refuse('deadline_unreachable', () => new DeadlineUnreachableError(estimatedWaitMs, remainingMs, retryAfterMs));
     }
   }
 }

@@ -193,3 +193,17 @@ export class RemoteError extends BulwarkError {
     super('internal_error', response.body.error.message);
   }
 }
+
+/**
+ * Builds an error without capturing a stack trace. Refusals at the door are expected control flow at
+ * thousands per second under overload; a stack would cost more than the rest of the refusal.
+ */
+export function withoutStack<T extends Error>(build: () => T): T {
+  const limit = Error.stackTraceLimit;
+  Error.stackTraceLimit = 0;
+  try {
+    return build();
+  } finally {
+    Error.stackTraceLimit = limit;
+  }
+}
