@@ -35,6 +35,8 @@ describe('computeHealthScore', () => {
 
   it('drops below the critical threshold when all breakers are open', () => {
     assert.equal(score({ openBreakerShare: 1 }), 0);
+    // Half the breakers open (one model of two, say) is a partial outage: stressed or degraded, not critical.
+    assert.equal(score({ openBreakerShare: 0.5 }), 0.75);
   });
 
   it('stays in [0,1] and rounds to 2 decimals for wild inputs', () => {

@@ -83,7 +83,9 @@ export function computeHealthScore(inputs: HealthInputs, now: number, staleAfter
     score *= 1 - weight * unit(signal);
   };
   apply(w.queueFill, inputs.queueFill);
-  apply(w.openBreakers, inputs.openBreakerShare);
+  // Squared: one model's breaker open while the others (or its fallbacks) serve is a partial outage and
+  // should not on its own push the gateway into critical; every breaker open still scores 0.
+  apply(w.openBreakers, unit(inputs.openBreakerShare) ** 2);
   apply(w.errorRate, inputs.errorRate);
   apply(w.timeoutRate, inputs.timeoutRate);
   apply(w.abandonedUse, inputs.abandonedUse);
