@@ -6,12 +6,12 @@ import { FakeClock } from '../src/common/clock';
 import { RedisService } from '../src/redis/redis.service';
 import { gcraStep } from '../src/auth/gcra';
 import { RateLimiterService, RateLimiterUnavailableError } from '../src/auth/rate-limiter.service';
-import { UpstreamSimulator } from '../src/upstream/simulator/simulator';
 import type { authConfig } from '../src/config/sections';
 import type { ConfigType } from '@nestjs/config';
-import { GatewayProcess, startGateway } from './support/gateway-process';
+import { GatewayProcess } from './support/gateway-process';
 import { chatBody, expectErrorShape, getJson, postJson } from './support/http';
 import { startRedis, TestRedis } from './support/redis-server';
+import { Stack, startStack } from './support/stack';
 
 const KEY_A = 'sk-rl-a-11f0e2';
 const KEY_B = 'sk-rl-b-9c4d77';
@@ -73,23 +73,17 @@ describe('rate limit: the Redis script against its model, with a scripted clock'
 });
 
 describe('rate limit: one allowance per key across two instances sharing Redis', () => {
+  let stack: Stack;
   let redis: TestRedis;
-  let simulator: UpstreamSimulator;
   let gateways: GatewayProcess[];
 
   before(async () => {
-    redis = await startRedis();
-    simulator = new UpstreamSimulator({ latencyMs: 1 });
-    const { baseUrl } = await simulator.start();
-    const env = { REDIS_URL: redis.url, UPSTREAM_URL: baseUrl, API_KEYS: `${KEY_A}:normal,${KEY_B}:low`, RATE_LIMIT_RPM: String(RPM) };
-    gateways = await Promise.all([startGateway({ env }), startGateway({ env })]);
+    stack = await startStack({ simulator: { latencyMs: 1 }, env: { API_KEYS: `${KEY_A}:normal,${KEY_B}:low`, RATE_LIMIT_RPM: String(RPM) }, gateway: false });
+    redis = stack.redis;
+    gateways = await Promise.all([stack.startGateway(), stack.startGateway()]);
   });
 
-  after(async () => {
-    await Promise.all((gateways ?? []).map((g) => g.stop()));
-    await simulator?.stop();
-    await redis?.stop();
-  });
+  after(() => stack?.stop());
 
   it(`lets ${RPM} requests through over both instances, then answers 429 on either`, async () => {
     const key = { authorization: `Bearer ${KEY_A}` };

@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { UpstreamSimulator } from '../src/upstream/simulator/simulator';
-import { GatewayProcess, startGateway } from './support/gateway-process';
-import { chatBody, expectErrorShape, postJson } from './support/http';
-import { startRedis, TestRedis } from './support/redis-server';
+import { GatewayProcess } from './support/gateway-process';
+import { chatBody, expectErrorShape, postJson, request } from './support/http';
+import { Stack, startStack } from './support/stack';
 
 const KEYS = { high: 'sk-e2e-high-6a0c1e', low: 'sk-e2e-low-93bd27', admin: 'sk-e2e-admin-d41f08', upstream: 'sk-e2e-upstream-5c3b99' };
 const API_KEYS = `${KEYS.high}:high,${KEYS.low}:low`;
@@ -48,22 +48,8 @@ const ROUTES: Route[] = [
   { method: 'POST', path: '/admin/breakers/no-such-breaker/reset', expect: ADMIN_ROUTE(404) },
 ];
 
-async function call(base: string, route: Pick<Route, 'method' | 'path' | 'body'>, headers: Record<string, string>) {
-  const response = await fetch(`${base}${route.path}`, {
-    method: route.method,
-    headers: route.body === undefined ? headers : { ...headers, 'content-type': 'application/json' },
-    body: route.body === undefined ? undefined : JSON.stringify(route.body),
-    signal: AbortSignal.timeout(15_000),
-  });
-  const text = await response.text();
-  let json: any;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    json = undefined;
-  }
-  return { status: response.status, headers: response.headers, text, json };
-}
+const call = (base: string, { method, path, body }: Pick<Route, 'method' | 'path' | 'body'>, headers: Record<string, string>) =>
+  request(`${base}${path}`, { method, headers, body, timeoutMs: 15_000 });
 
 /** Asserts an error body names nothing it must not: keys, internal addresses, stack frames. */
 function assertNothingLeaks(text: string, label: string): void {
@@ -72,27 +58,25 @@ function assertNothingLeaks(text: string, label: string): void {
 }
 
 describe('auth: keys, tiers and isolation', () => {
-  let redis: TestRedis;
+  let stack: Stack;
   let simulator: UpstreamSimulator;
   let gateway: GatewayProcess;
   let closedAdmin: GatewayProcess;
 
   before(async () => {
-    redis = await startRedis();
-    simulator = new UpstreamSimulator({ latencyMs: 2, chunkIntervalMs: 2, apiKey: KEYS.upstream });
-    const { baseUrl } = await simulator.start();
-    const env = { REDIS_URL: redis.url, UPSTREAM_URL: baseUrl, UPSTREAM_API_KEY: KEYS.upstream, API_KEYS, RETRY_MAX_ATTEMPTS: '1', LOG_LEVEL: 'trace' };
+    stack = await startStack({
+      simulator: { latencyMs: 2, chunkIntervalMs: 2, apiKey: KEYS.upstream },
+      env: { UPSTREAM_API_KEY: KEYS.upstream, API_KEYS, RETRY_MAX_ATTEMPTS: '1', LOG_LEVEL: 'trace' },
+      gateway: false,
+    });
+    simulator = stack.simulator;
     [gateway, closedAdmin] = await Promise.all([
-      startGateway({ env: { ...env, ADMIN_API_KEY: KEYS.admin, METRICS_AUTH: 'admin', HEALTH_DETAILS: 'admin' } }),
-      startGateway({ env }),
+      stack.startGateway({ ADMIN_API_KEY: KEYS.admin, METRICS_AUTH: 'admin', HEALTH_DETAILS: 'admin' }),
+      stack.startGateway(),
     ]);
   });
 
-  after(async () => {
-    await Promise.all([gateway?.stop(), closedAdmin?.stop()]);
-    await simulator?.stop();
-    await redis?.stop();
-  });
+  after(() => stack?.stop());
 
   it('applies each route’s auth rule to every kind of caller', async () => {
     for (const route of ROUTES) {

@@ -1,12 +1,9 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { UpstreamSimulator } from '../src/upstream/simulator/simulator';
-import { GatewayProcess, startGateway } from './support/gateway-process';
+import { GatewayProcess } from './support/gateway-process';
 import { chatBody, expectErrorShape, getJson, postJson } from './support/http';
-import { startRedis, TestRedis } from './support/redis-server';
+import { GatewayStack, Stack, startStack } from './support/stack';
 import { waitFor } from './support/wait';
 
 const ADMIN_KEY = 'admin-breaker-e2e-key';
@@ -25,14 +22,6 @@ const BREAKER_ENV = {
   ADMIN_API_KEY: ADMIN_KEY,
 };
 
-/** Writes an UPSTREAMS_FILE into a fresh temp dir; returns its path and a remover. */
-function upstreamsFile(content: unknown): { path: string; remove: () => void } {
-  const dir = mkdtempSync(join(tmpdir(), 'bulwark-upstreams-'));
-  const path = join(dir, 'upstreams.json');
-  writeFileSync(path, JSON.stringify(content));
-  return { path, remove: () => rmSync(dir, { recursive: true, force: true }) };
-}
-
 const chatCalls = (sim: UpstreamSimulator) => sim.stats.requestsByPath['/v1/chat/completions'] ?? 0;
 
 /**
@@ -49,25 +38,20 @@ async function breakerOf(gateway: GatewayProcess, key: string): Promise<any> {
 }
 
 describe('circuit breakers: opening, refusing fast, healing', () => {
-  let redis: TestRedis;
+  let stack: GatewayStack;
   let simulator: UpstreamSimulator;
   let gateway: GatewayProcess;
-  let file: { path: string; remove: () => void };
 
   before(async () => {
-    redis = await startRedis();
-    simulator = new UpstreamSimulator({ latencyMs: 5, chunkIntervalMs: 5, models: ['sim-small', 'sim-large', 'org/tiny'] });
-    const { baseUrl } = await simulator.start();
-    file = upstreamsFile({ upstreams: [{ name: 'alpha', url: baseUrl, models: ['sim-small', 'sim-large', 'org/tiny'] }] });
-    gateway = await startGateway({ env: { REDIS_URL: redis.url, UPSTREAMS_FILE: file.path, ...BREAKER_ENV } });
+    const models = ['sim-small', 'sim-large', 'org/tiny'];
+    ({ simulator, gateway } = stack = await startStack({
+      simulator: { latencyMs: 5, chunkIntervalMs: 5, models },
+      upstreams: (url) => ({ upstreams: [{ name: 'alpha', url, models }] }),
+      env: BREAKER_ENV,
+    }));
   });
 
-  after(async () => {
-    await gateway?.stop();
-    await simulator?.stop();
-    await redis?.stop();
-    file?.remove();
-  });
+  after(() => stack?.stop());
 
   it('keeps /admin/breakers for the admin key', async () => {
     const anonymous = await getJson(`${gateway.url}/admin/breakers`);
@@ -172,29 +156,24 @@ describe('circuit breakers: opening, refusing fast, healing', () => {
 });
 
 describe('circuit breakers shared by two instances on one Redis', () => {
-  let redis: TestRedis;
+  let stack: Stack;
   let simulator: UpstreamSimulator;
   let worker: GatewayProcess;
   let front: GatewayProcess;
-  let file: { path: string; remove: () => void };
   const key = 'alpha:sim-small';
 
   before(async () => {
-    redis = await startRedis();
-    simulator = new UpstreamSimulator({ latencyMs: 5, chunkIntervalMs: 5 });
-    const { baseUrl } = await simulator.start();
-    file = upstreamsFile({ upstreams: [{ name: 'alpha', url: baseUrl, models: ['sim-small'] }] });
-    const env = { REDIS_URL: redis.url, UPSTREAMS_FILE: file.path, ...BREAKER_ENV, BREAKER_COOLDOWN_MS: '60000' };
+    stack = await startStack({
+      upstreams: (url) => ({ upstreams: [{ name: 'alpha', url, models: ['sim-small'] }] }),
+      env: { ...BREAKER_ENV, BREAKER_COOLDOWN_MS: '60000' },
+      gateway: false,
+    });
+    simulator = stack.simulator;
     // Only `worker` calls the upstream, so only its breaker sees the failures; `front` must hear of them.
-    [worker, front] = await Promise.all([startGateway({ env }), startGateway({ env: { ...env, WORKER_ENABLED: 'false' } })]);
+    [worker, front] = await Promise.all([stack.startGateway(), stack.startGateway({ WORKER_ENABLED: 'false' })]);
   });
 
-  after(async () => {
-    await Promise.all([front?.stop(), worker?.stop()]);
-    await simulator?.stop();
-    await redis?.stop();
-    file?.remove();
-  });
+  after(() => stack?.stop());
 
   it('a breaker opened by one instance is open on the other', async () => {
     simulator.configure({ modelFaults: { 'sim-small': { fault: 'error', status: 503 } } });

@@ -4,9 +4,9 @@ import { resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { parsePrometheusText } from '../src/metrics/prometheus-text';
 import { UpstreamSimulator } from '../src/upstream/simulator/simulator';
-import { GatewayProcess, startGateway } from './support/gateway-process';
+import { GatewayProcess } from './support/gateway-process';
 import { chatBody, getJson, postJson } from './support/http';
-import { startRedis, TestRedis } from './support/redis-server';
+import { GatewayStack, startStack } from './support/stack';
 import { waitFor } from './support/wait';
 
 const CHROMIUM = '/usr/bin/chromium';
@@ -16,32 +16,17 @@ const SCREENSHOT = process.env.WRITE_SCREENSHOT === '1' ? resolve(__dirname, '..
 const PRIORITIES = ['high', 'normal', 'low'];
 
 describe('dashboard: live page, JSON snapshot and SSE stream', () => {
-  let redis: TestRedis;
+  let stack: GatewayStack;
   let simulator: UpstreamSimulator;
   let gateway: GatewayProcess;
 
   before(async () => {
-    redis = await startRedis();
-    simulator = new UpstreamSimulator({ latencyMs: 5, chunkIntervalMs: 5 });
-    const { baseUrl } = await simulator.start();
-    gateway = await startGateway({
-      env: {
-        REDIS_URL: redis.url,
-        UPSTREAM_URL: baseUrl,
-        MAX_CONCURRENT_REQUESTS: '2',
-        MAX_QUEUE_SIZE: '8',
-        BREAKER_MIN_CALLS: '2',
-        BREAKER_WINDOW_SIZE: '4',
-        RETRY_MAX_ATTEMPTS: '1',
-      },
-    });
+    ({ simulator, gateway } = stack = await startStack({
+      env: { MAX_CONCURRENT_REQUESTS: '2', MAX_QUEUE_SIZE: '8', BREAKER_MIN_CALLS: '2', BREAKER_WINDOW_SIZE: '4', RETRY_MAX_ATTEMPTS: '1' },
+    }));
   });
 
-  after(async () => {
-    await gateway?.stop();
-    await simulator?.stop();
-    await redis?.stop();
-  });
+  after(() => stack?.stop());
 
   /** Mixed traffic from `clients` loops for `ms`: all priorities, some streams, some to a failing model. */
   async function load(ms: number, clients = 10): Promise<number[]> {

@@ -1,28 +1,22 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { UpstreamSimulator } from '../src/upstream/simulator/simulator';
-import { GatewayProcess, startGateway } from './support/gateway-process';
-import { chatBody, expectErrorShape, postJson, readSse } from './support/http';
-import { startRedis, TestRedis } from './support/redis-server';
+import { chatBody, expectErrorShape, postJson, postSse } from './support/http';
+import { GatewayStack, startStack } from './support/stack';
 
 const REQUEST_TIMEOUT_MS = 1500;
 /** Outer bound of every call here: far past any deadline, so a hang fails the test instead of stalling it. */
 const OUTER_TIMEOUT_MS = 15_000;
 
 describe('deadlines: no request outlives its deadline', () => {
-  let redis: TestRedis;
+  let stack: GatewayStack;
   let simulator: UpstreamSimulator;
-  let gateway: GatewayProcess;
   let chatUrl: string;
 
   before(async () => {
-    redis = await startRedis();
-    simulator = new UpstreamSimulator({ latencyMs: 5, chunkIntervalMs: 50 });
-    const { baseUrl } = await simulator.start();
-    gateway = await startGateway({
+    stack = await startStack({
+      simulator: { latencyMs: 5, chunkIntervalMs: 50 },
       env: {
-        REDIS_URL: redis.url,
-        UPSTREAM_URL: baseUrl,
         REQUEST_TIMEOUT_MS: String(REQUEST_TIMEOUT_MS),
         STREAM_IDLE_TIMEOUT_MS: '5000',
         RETRY_MAX_ATTEMPTS: '1',
@@ -33,14 +27,11 @@ describe('deadlines: no request outlives its deadline', () => {
         MAX_ABANDONED_REQUESTS: '1000',
       },
     });
-    chatUrl = `${gateway.url}/v1/chat/completions`;
+    simulator = stack.simulator;
+    chatUrl = `${stack.url}/v1/chat/completions`;
   });
 
-  after(async () => {
-    await gateway?.stop();
-    await simulator?.stop();
-    await redis?.stop();
-  });
+  after(() => stack?.stop());
 
   it('answers 504 timeout_error when the upstream hangs, and closes the upstream call', async () => {
     const abortsBefore = simulator.stats.clientAborts;
@@ -82,14 +73,8 @@ describe('deadlines: no request outlives its deadline', () => {
   it('ends a stream that outlives its deadline with an SSE timeout error, then [DONE]', async () => {
     const abortsBefore = simulator.stats.clientAborts;
     // 100 chunks 50 ms apart: the stream would need 5 s; its deadline is 1 s.
-    const response = await fetch(chatUrl, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', 'x-request-timeout-ms': '1000' },
-      body: JSON.stringify(chatBody({ stream: true, x_sim: { chunks: 100 } })),
-      signal: AbortSignal.timeout(OUTER_TIMEOUT_MS),
-    });
-    assert.equal(response.status, 200);
-    const events = await readSse(response);
+    const { status, events } = await postSse(chatUrl, chatBody({ stream: true, x_sim: { chunks: 100 } }), { 'x-request-timeout-ms': '1000' }, OUTER_TIMEOUT_MS);
+    assert.equal(status, 200);
     assert.equal(events.at(-1), '[DONE]');
     assert.equal(expectErrorShape(JSON.parse(events.at(-2)!)).type, 'timeout_error');
     const delivered = events.slice(0, -2).map((e) => JSON.parse(e).choices[0].delta.content ?? '').join('');

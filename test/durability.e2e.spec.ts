@@ -1,28 +1,23 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { UpstreamSimulator } from '../src/upstream/simulator/simulator';
-import { GatewayProcess, startGateway } from './support/gateway-process';
+import { GatewayProcess } from './support/gateway-process';
 import { chatBody, expectErrorShape, getJson, postJson } from './support/http';
-import { startRedis, TestRedis } from './support/redis-server';
+import { TestRedis } from './support/redis-server';
+import { GatewayStack, startStack } from './support/stack';
 import { waitFor } from './support/wait';
 
 describe('durability: Redis restarts', () => {
+  let stack: GatewayStack;
   let redis: TestRedis;
   let simulator: UpstreamSimulator;
   let gateway: GatewayProcess;
 
   before(async () => {
-    redis = await startRedis();
-    simulator = new UpstreamSimulator({ latencyMs: 5 });
-    const { baseUrl } = await simulator.start();
-    gateway = await startGateway({ env: { REDIS_URL: redis.url, UPSTREAM_URL: baseUrl, MAX_CONCURRENT_REQUESTS: '1', QUEUE_LOCK_MS: '2000' } });
+    ({ redis, simulator, gateway } = stack = await startStack({ simulator: { latencyMs: 5 }, env: { MAX_CONCURRENT_REQUESTS: '1', QUEUE_LOCK_MS: '2000' } }));
   });
 
-  after(async () => {
-    await gateway?.stop('SIGKILL');
-    await simulator?.stop();
-    await redis?.stop();
-  });
+  after(() => stack?.stop('SIGKILL'));
 
   it('fails closed while Redis is away, keeps health up, and finishes an accepted job once Redis is back', async () => {
     const blocker = await postJson(`${gateway.url}/v1/jobs`, chatBody({ x_sim: { latencyMs: 1000 } }));

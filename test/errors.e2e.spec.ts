@@ -1,56 +1,23 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { UpstreamSimulator } from '../src/upstream/simulator/simulator';
-import { GatewayProcess, startGateway } from './support/gateway-process';
-import { chatBody, expectErrorShape, getJson, postJson, readSse } from './support/http';
-import { startRedis, TestRedis } from './support/redis-server';
-
-async function postStream(url: string, body: unknown) {
-  const response = await fetch(url, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify(body),
-    signal: AbortSignal.timeout(15_000),
-  });
-  return { status: response.status, headers: response.headers, events: await readSse(response) };
-}
-
-/** Raw POST with any content type and body; returns the status, headers and parsed JSON. */
-async function postRaw(url: string, body: string | Uint8Array, contentType?: string) {
-  const response = await fetch(url, {
-    method: 'POST',
-    headers: contentType ? { 'content-type': contentType } : {},
-    body,
-    signal: AbortSignal.timeout(15_000),
-  });
-  const text = await response.text();
-  let json: any;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    json = undefined;
-  }
-  return { status: response.status, headers: response.headers, text, json };
-}
+import { GatewayProcess } from './support/gateway-process';
+import { chatBody, expectErrorShape, getJson, postJson, postSse } from './support/http';
+import { GatewayStack, startStack } from './support/stack';
 
 describe('errors: upstream failures and bad requests', () => {
   /** Inference calls the upstream received (its background GET /models probes excluded). */
   const inferenceCalls = () =>
     ['/v1/chat/completions', '/v1/completions', '/v1/embeddings'].reduce((sum, path) => sum + (simulator.stats.requestsByPath[path] ?? 0), 0);
 
-  let redis: TestRedis;
+  let stack: GatewayStack;
   let simulator: UpstreamSimulator;
   let gateway: GatewayProcess;
   let chatUrl: string;
 
   before(async () => {
-    redis = await startRedis();
-    simulator = new UpstreamSimulator({ latencyMs: 5, chunkIntervalMs: 5 });
-    const { baseUrl } = await simulator.start();
-    gateway = await startGateway({
+    ({ simulator, gateway } = stack = await startStack({
       env: {
-        REDIS_URL: redis.url,
-        UPSTREAM_URL: baseUrl,
         REQUEST_TIMEOUT_MS: '5000',
         STREAM_IDLE_TIMEOUT_MS: '500',
         RETRY_MAX_ATTEMPTS: '1',
@@ -58,15 +25,11 @@ describe('errors: upstream failures and bad requests', () => {
         // Every failure here is provoked on purpose: keep the breaker out of the picture.
         BREAKER_MIN_CALLS: '100',
       },
-    });
+    }));
     chatUrl = `${gateway.url}/v1/chat/completions`;
   });
 
-  after(async () => {
-    await gateway?.stop();
-    await simulator?.stop();
-    await redis?.stop();
-  });
+  after(() => stack?.stop());
 
   describe('the upstream fails', () => {
     it('turns an upstream 500 into 502 upstream_error after one attempt', async () => {
@@ -134,7 +97,7 @@ describe('errors: upstream failures and bad requests', () => {
     });
 
     it('ends a stream whose upstream sends broken JSON with an SSE error event, then [DONE]', async () => {
-      const res = await postStream(chatUrl, chatBody({ stream: true, x_sim: { fault: 'bad_json' } }));
+      const res = await postSse(chatUrl, chatBody({ stream: true, x_sim: { fault: 'bad_json' } }));
       assert.equal(res.status, 200);
       assert.equal(res.events.at(-1), '[DONE]');
       assert.equal(JSON.parse(res.events[0]).object, 'chat.completion.chunk');
@@ -145,7 +108,7 @@ describe('errors: upstream failures and bad requests', () => {
 
     it('ends a stream that stalls mid-way with the chunks so far, an SSE timeout error, then [DONE]', async () => {
       const abortsBefore = simulator.stats.clientAborts;
-      const res = await postStream(chatUrl, chatBody({ stream: true, x_sim: { fault: 'stall', stallAfterChunks: 3 } }));
+      const res = await postSse(chatUrl, chatBody({ stream: true, x_sim: { fault: 'stall', stallAfterChunks: 3 } }));
       assert.equal(res.status, 200);
       assert.equal(res.events.at(-1), '[DONE]');
       const error = expectErrorShape(JSON.parse(res.events.at(-2)!));
@@ -179,24 +142,24 @@ describe('errors: upstream failures and bad requests', () => {
     }
 
     it('refuses malformed JSON with 400 invalid_json', async () => {
-      const error = await refused(() => postRaw(chatUrl, '{"model": "sim-small", "messages": [', 'application/json'), 400, 'invalid_json');
+      const error = await refused(() => postJson(chatUrl, '{"model": "sim-small", "messages": ['), 400, 'invalid_json');
       assert.equal(error.type, 'invalid_request_error');
     });
 
     it('refuses an empty JSON body with 400 invalid_json', async () => {
-      await refused(() => postRaw(chatUrl, '', 'application/json'), 400, 'invalid_json');
+      await refused(() => postJson(chatUrl, ''), 400, 'invalid_json');
     });
 
     it('refuses a body that is not UTF-8 with 400 invalid_json', async () => {
-      await refused(() => postRaw(chatUrl, Uint8Array.from([0x7b, 0x22, 0xff, 0x22, 0x3a, 0x31, 0x7d]), 'application/json'), 400, 'invalid_json');
+      await refused(() => postJson(chatUrl, Uint8Array.from([0x7b, 0x22, 0xff, 0x22, 0x3a, 0x31, 0x7d])), 400, 'invalid_json');
     });
 
     it('refuses a prototype-polluting body with 400 invalid_json', async () => {
-      await refused(() => postRaw(chatUrl, '{"model":"sim-small","messages":[{"role":"user"}],"__proto__":{"x":1}}', 'application/json'), 400, 'invalid_json');
+      await refused(() => postJson(chatUrl, '{"model":"sim-small","messages":[{"role":"user"}],"__proto__":{"x":1}}'), 400, 'invalid_json');
     });
 
     it('refuses a body nested too deep with 400 invalid_json', async () => {
-      await refused(() => postRaw(chatUrl, `{"model":"sim-small","x":${'['.repeat(100)}${']'.repeat(100)}}`, 'application/json'), 400, 'invalid_json');
+      await refused(() => postJson(chatUrl, `{"model":"sim-small","x":${'['.repeat(100)}${']'.repeat(100)}}`), 400, 'invalid_json');
     });
 
     for (const [name, body, param] of [
@@ -216,7 +179,7 @@ describe('errors: upstream failures and bad requests', () => {
 
     it('refuses a body that is not an object with 400 invalid_body', async () => {
       for (const body of ['[1, 2]', '"a string"', '42', 'null']) {
-        await refused(() => postRaw(chatUrl, body, 'application/json'), 400, 'invalid_body');
+        await refused(() => postJson(chatUrl, body), 400, 'invalid_body');
       }
     });
 
@@ -239,7 +202,7 @@ describe('errors: upstream failures and bad requests', () => {
       for (const send of [
         () => postJson(`${gateway.url}/v1/chat/complete`, chatBody()),
         () => postJson(`${gateway.url}/v2/chat/completions`, chatBody()),
-        () => postRaw(`${gateway.url}/nothing-here`, '{}', 'application/json'),
+        () => postJson(`${gateway.url}/nothing-here`, '{}'),
         () => getJson(`${gateway.url}/v1/chat/completions`),
       ]) {
         assert.equal((await refused(send, 404, 'route_not_found')).type, 'not_found_error');
@@ -252,7 +215,7 @@ describe('errors: upstream failures and bad requests', () => {
         ['model=sim-small', 'application/x-www-form-urlencoded'],
         ['<xml/>', 'application/xml'],
       ] as const) {
-        const error = await refused(() => postRaw(chatUrl, body, type), 415, 'unsupported_media_type');
+        const error = await refused(() => postJson(chatUrl, body, { 'content-type': type }), 415, 'unsupported_media_type');
         assert.equal(error.type, 'invalid_request_error');
       }
     });

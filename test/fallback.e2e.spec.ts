@@ -1,12 +1,10 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { UpstreamSimulator } from '../src/upstream/simulator/simulator';
 import { GatewayProcess, startGateway } from './support/gateway-process';
 import { chatBody, expectErrorShape, getJson, postJson } from './support/http';
 import { startRedis, TestRedis } from './support/redis-server';
+import { TempFile, writeUpstreamsFile } from './support/stack';
 
 const ADMIN_KEY = 'admin-fallback-e2e-key';
 const ADMIN = { authorization: `Bearer ${ADMIN_KEY}` };
@@ -18,7 +16,7 @@ describe('fallbacks: other upstreams of the model, then fallback models', () => 
   let alphaSim: UpstreamSimulator;
   let betaSim: UpstreamSimulator;
   let gateway: GatewayProcess;
-  let dir: string;
+  let file: TempFile;
 
   /** High priority: failures and open breakers lower the health score, and `critical` admits only high. */
   const chat = (extra: Record<string, unknown> = {}) => postJson(`${gateway.url}/v1/chat/completions`, chatBody(extra), { 'x-priority': 'high' });
@@ -34,22 +32,17 @@ describe('fallbacks: other upstreams of the model, then fallback models', () => 
     alphaSim = new UpstreamSimulator({ latencyMs: 5, models: ['sim-small', 'sim-large'] });
     betaSim = new UpstreamSimulator({ latencyMs: 5, models: ['sim-small', 'sim-backup'] });
     const [alpha, beta] = await Promise.all([alphaSim.start(), betaSim.start()]);
-    dir = mkdtempSync(join(tmpdir(), 'bulwark-fallback-'));
-    const file = join(dir, 'upstreams.json');
-    writeFileSync(
-      file,
-      JSON.stringify({
-        upstreams: [
-          { name: 'alpha', url: alpha.baseUrl, models: ['sim-small', 'sim-large'], weight: 1 },
-          { name: 'beta', url: beta.baseUrl, models: ['sim-small', 'sim-backup'], weight: 1 },
-        ],
-        fallbacks: { 'sim-large': ['sim-backup'] },
-      }),
-    );
+    file = writeUpstreamsFile({
+      upstreams: [
+        { name: 'alpha', url: alpha.baseUrl, models: ['sim-small', 'sim-large'], weight: 1 },
+        { name: 'beta', url: beta.baseUrl, models: ['sim-small', 'sim-backup'], weight: 1 },
+      ],
+      fallbacks: { 'sim-large': ['sim-backup'] },
+    });
     gateway = await startGateway({
       env: {
         REDIS_URL: redis.url,
-        UPSTREAMS_FILE: file,
+        UPSTREAMS_FILE: file.path,
         ADMIN_API_KEY: ADMIN_KEY,
         RETRY_MAX_ATTEMPTS: '1',
         BREAKER_WINDOW_SIZE: '10',
@@ -64,7 +57,7 @@ describe('fallbacks: other upstreams of the model, then fallback models', () => 
     await gateway?.stop();
     await Promise.all([alphaSim?.stop(), betaSim?.stop()]);
     await redis?.stop();
-    if (dir) rmSync(dir, { recursive: true, force: true });
+    file?.remove();
   });
 
   it('spreads a model over the weighted upstreams that serve it and names the one that answered', async () => {

@@ -1,29 +1,18 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { UpstreamSimulator } from '../src/upstream/simulator/simulator';
-import { GatewayProcess, startGateway } from './support/gateway-process';
-import { chatBody, expectErrorShape, postJson, readSse } from './support/http';
-import { startRedis, TestRedis } from './support/redis-server';
+import { GatewayProcess } from './support/gateway-process';
+import { chatBody, expectErrorShape, postJson, postSse } from './support/http';
+import { GatewayStack, startStack } from './support/stack';
 
 describe('foundation: proxying with deadlines', () => {
-  let redis: TestRedis;
-  let simulator: UpstreamSimulator;
+  let stack: GatewayStack;
   let gateway: GatewayProcess;
 
   before(async () => {
-    redis = await startRedis();
-    simulator = new UpstreamSimulator({ latencyMs: 5, chunkIntervalMs: 5 });
-    const { baseUrl } = await simulator.start();
-    gateway = await startGateway({
-      env: { REDIS_URL: redis.url, UPSTREAM_URL: baseUrl, REQUEST_TIMEOUT_MS: '3000', STREAM_IDLE_TIMEOUT_MS: '1000', RETRY_MAX_ATTEMPTS: '1' },
-    });
+    ({ gateway } = stack = await startStack({ env: { REQUEST_TIMEOUT_MS: '3000', STREAM_IDLE_TIMEOUT_MS: '1000', RETRY_MAX_ATTEMPTS: '1' } }));
   });
 
-  after(async () => {
-    await gateway?.stop();
-    await simulator?.stop();
-    await redis?.stop();
-  });
+  after(() => stack?.stop());
 
   it('answers a plain chat completion from the upstream', async () => {
     const res = await postJson(`${gateway.url}/v1/chat/completions`, chatBody());
@@ -34,15 +23,9 @@ describe('foundation: proxying with deadlines', () => {
   });
 
   it('relays a stream and ends it with [DONE]', async () => {
-    const response = await fetch(`${gateway.url}/v1/chat/completions`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify(chatBody({ stream: true })),
-      signal: AbortSignal.timeout(10_000),
-    });
-    assert.equal(response.status, 200);
-    assert.match(response.headers.get('content-type') ?? '', /text\/event-stream/);
-    const events = await readSse(response);
+    const { status, headers, events } = await postSse(`${gateway.url}/v1/chat/completions`, chatBody({ stream: true }), {}, 10_000);
+    assert.equal(status, 200);
+    assert.match(headers.get('content-type') ?? '', /text\/event-stream/);
     assert.equal(events.at(-1), '[DONE]');
     assert.ok(events.length > 3);
     assert.equal(JSON.parse(events[0]).object, 'chat.completion.chunk');
@@ -55,13 +38,7 @@ describe('foundation: proxying with deadlines', () => {
   });
 
   it('ends a stream that stalls with an SSE error event then [DONE]', async () => {
-    const response = await fetch(`${gateway.url}/v1/chat/completions`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify(chatBody({ stream: true, x_sim: { fault: 'stall', stallAfterChunks: 2 } })),
-      signal: AbortSignal.timeout(10_000),
-    });
-    const events = await readSse(response);
+    const { events } = await postSse(`${gateway.url}/v1/chat/completions`, chatBody({ stream: true, x_sim: { fault: 'stall', stallAfterChunks: 2 } }), {}, 10_000);
     assert.equal(events.at(-1), '[DONE]');
     const error = JSON.parse(events.at(-2)!);
     assert.equal(expectErrorShape(error).type, 'timeout_error');

@@ -3,10 +3,10 @@ import type { Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
 import { UpstreamSimulator } from '../src/upstream/simulator/simulator';
-import { GatewayProcess, startGateway } from './support/gateway-process';
+import { GatewayProcess } from './support/gateway-process';
 import { chatBody, expectErrorShape, postJson } from './support/http';
 import { exchange, rawRequest, sendRaw } from './support/raw-http';
-import { startRedis, TestRedis } from './support/redis-server';
+import { GatewayStack, startStack } from './support/stack';
 
 const KEY = 'sk-http-client-41d9';
 const MAX_BODY_BYTES = 8192;
@@ -23,32 +23,24 @@ async function trickle(socket: Socket, bytes: Buffer, gapMs: number, sent: { cou
 }
 
 describe('hostile HTTP: slow clients, framing lies, oversized headers', () => {
-  let redis: TestRedis;
+  let stack: GatewayStack;
   let simulator: UpstreamSimulator;
   let gateway: GatewayProcess;
   const generations = () => simulator.stats.requestsByPath['/v1/chat/completions'] ?? 0;
 
   before(async () => {
-    redis = await startRedis();
-    simulator = new UpstreamSimulator({ latencyMs: 1 });
-    const { baseUrl } = await simulator.start();
-    gateway = await startGateway({
+    ({ simulator, gateway } = stack = await startStack({
+      simulator: { latencyMs: 1 },
       env: {
-        REDIS_URL: redis.url,
-        UPSTREAM_URL: baseUrl,
         API_KEYS: `${KEY}:normal`,
         MAX_BODY_BYTES: String(MAX_BODY_BYTES),
         CLIENT_HEADERS_TIMEOUT_MS: '1000',
         CLIENT_REQUEST_TIMEOUT_MS: '2000',
       },
-    });
+    }));
   });
 
-  after(async () => {
-    await gateway?.stop();
-    await simulator?.stop();
-    await redis?.stop();
-  });
+  after(() => stack?.stop());
 
   it('cuts off a client that sends its headers byte by byte (slow loris) with 408', async () => {
     const request = rawRequest('POST', '/v1/chat/completions', { ...AUTH, 'x-padding': 'p'.repeat(300) }, JSON.stringify(chatBody()));

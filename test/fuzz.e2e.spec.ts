@@ -2,10 +2,10 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { UpstreamSimulator } from '../src/upstream/simulator/simulator';
 import { buildFuzzCorpus, FuzzCase } from './support/fuzz-corpus';
-import { GatewayProcess, startGateway } from './support/gateway-process';
+import { GatewayProcess } from './support/gateway-process';
 import { chatBody, expectErrorShape, postJson } from './support/http';
 import { RawResponse, sendRaw } from './support/raw-http';
-import { startRedis, TestRedis } from './support/redis-server';
+import { GatewayStack, startStack } from './support/stack';
 
 const CLIENT_KEY = 'sk-fuzz-client-5b1f0c';
 const ADMIN_KEY = 'sk-fuzz-admin-77e2aa';
@@ -37,32 +37,24 @@ function problemWith(testCase: FuzzCase, response: RawResponse): string | undefi
 }
 
 describe('fuzz: a seeded corpus of malformed requests', () => {
-  let redis: TestRedis;
+  let stack: GatewayStack;
   let simulator: UpstreamSimulator;
   let gateway: GatewayProcess;
 
   before(async () => {
-    redis = await startRedis();
-    simulator = new UpstreamSimulator({ latencyMs: 1, chunkIntervalMs: 1, apiKey: UPSTREAM_KEY });
-    const { baseUrl } = await simulator.start();
-    gateway = await startGateway({
+    ({ simulator, gateway } = stack = await startStack({
+      simulator: { latencyMs: 1, chunkIntervalMs: 1, apiKey: UPSTREAM_KEY },
       env: {
-        REDIS_URL: redis.url,
-        UPSTREAM_URL: baseUrl,
         UPSTREAM_API_KEY: UPSTREAM_KEY,
         API_KEYS: `${CLIENT_KEY}:normal`,
         ADMIN_API_KEY: ADMIN_KEY,
         MAX_BODY_BYTES: String(MAX_BODY_BYTES),
         RETRY_MAX_ATTEMPTS: '1',
       },
-    });
+    }));
   });
 
-  after(async () => {
-    await gateway?.stop();
-    await simulator?.stop();
-    await redis?.stop();
-  });
+  after(() => stack?.stop());
 
   it('is reproducible and covers every kind of defect', () => {
     const options = { apiKey: CLIENT_KEY, maxBodyBytes: MAX_BODY_BYTES };

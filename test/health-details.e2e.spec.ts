@@ -1,9 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { UpstreamSimulator } from '../src/upstream/simulator/simulator';
-import { GatewayProcess, startGateway } from './support/gateway-process';
+import { GatewayProcess } from './support/gateway-process';
 import { expectErrorShape, getJson } from './support/http';
-import { startRedis, TestRedis } from './support/redis-server';
+import { GatewayStack, startStack } from './support/stack';
 
 const KEYS = { client: 'sk-e2e-details-client-2b7f', admin: 'sk-e2e-details-admin-8c1e' };
 const AS = {
@@ -13,31 +12,17 @@ const AS = {
 };
 
 describe('health details, dashboard figures and metrics behind the admin key', () => {
-  let redis: TestRedis;
-  let simulator: UpstreamSimulator;
+  let stack: GatewayStack;
   let gateway: GatewayProcess;
 
   before(async () => {
-    redis = await startRedis();
-    simulator = new UpstreamSimulator({ latencyMs: 5 });
-    const { baseUrl } = await simulator.start();
-    gateway = await startGateway({
-      env: {
-        REDIS_URL: redis.url,
-        UPSTREAM_URL: baseUrl,
-        API_KEYS: `${KEYS.client}:normal`,
-        ADMIN_API_KEY: KEYS.admin,
-        HEALTH_DETAILS: 'admin',
-        METRICS_AUTH: 'admin',
-      },
-    });
+    ({ gateway } = stack = await startStack({
+      simulator: { latencyMs: 5 },
+      env: { API_KEYS: `${KEYS.client}:normal`, ADMIN_API_KEY: KEYS.admin, HEALTH_DETAILS: 'admin', METRICS_AUTH: 'admin' },
+    }));
   });
 
-  after(async () => {
-    await gateway?.stop();
-    await simulator?.stop();
-    await redis?.stop();
-  });
+  after(() => stack?.stop());
 
   it('shows only the status of /health and /health/ready to anyone but the admin', async () => {
     for (const path of ['/health', '/health/ready']) {

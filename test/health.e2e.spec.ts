@@ -4,6 +4,7 @@ import { UpstreamSimulator } from '../src/upstream/simulator/simulator';
 import { GatewayProcess, startGateway } from './support/gateway-process';
 import { chatBody, getJson, postJson } from './support/http';
 import { freePort, startRedis, TestRedis } from './support/redis-server';
+import { GatewayStack, startStack } from './support/stack';
 import { waitFor } from './support/wait';
 
 /** The keys of API.md §5's `graceful_degradation` example, section by section. */
@@ -36,24 +37,15 @@ function assertHealthShape(body: any): any {
 }
 
 describe('health: /health under normal load and overload', () => {
-  let redis: TestRedis;
+  let stack: GatewayStack;
   let simulator: UpstreamSimulator;
   let gateway: GatewayProcess;
 
   before(async () => {
-    redis = await startRedis();
-    simulator = new UpstreamSimulator({ latencyMs: 5, chunkIntervalMs: 5 });
-    const { baseUrl } = await simulator.start();
-    gateway = await startGateway({
-      env: { REDIS_URL: redis.url, UPSTREAM_URL: baseUrl, MAX_QUEUE_SIZE: '4', MAX_CONCURRENT_REQUESTS: '1', RETRY_MAX_ATTEMPTS: '1' },
-    });
+    ({ simulator, gateway } = stack = await startStack({ env: { MAX_QUEUE_SIZE: '4', MAX_CONCURRENT_REQUESTS: '1', RETRY_MAX_ATTEMPTS: '1' } }));
   });
 
-  after(async () => {
-    await gateway?.stop();
-    await simulator?.stop();
-    await redis?.stop();
-  });
+  after(() => stack?.stop());
 
   it('answers live, ready and the detailed body with every contract field', async () => {
     assert.equal((await getJson(`${gateway.url}/health/live`)).status, 200);

@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { UpstreamSimulator } from '../src/upstream/simulator/simulator';
-import { GatewayProcess, startGateway } from './support/gateway-process';
-import { chatBody, expectErrorShape, getJson, postJson } from './support/http';
-import { startRedis, TestRedis } from './support/redis-server';
+import { GatewayProcess } from './support/gateway-process';
+import { chatBody, expectErrorShape, getJson, postJson, request } from './support/http';
+import { GatewayStack, startStack } from './support/stack';
 import { waitFor } from './support/wait';
 
 const ALICE = 'sk-alice-0123456789';
@@ -11,37 +11,21 @@ const BOB = 'sk-bob-0123456789';
 const ADMIN = 'sk-admin-0123456789';
 const as = (key: string) => ({ authorization: `Bearer ${key}` });
 
-async function deleteJob(url: string, key: string) {
-  const response = await fetch(url, { method: 'DELETE', headers: as(key), signal: AbortSignal.timeout(10_000) });
-  return { status: response.status, json: (await response.json()) as any };
-}
+const deleteJob = (url: string, key: string) => request(url, { method: 'DELETE', headers: as(key) });
 
 describe('jobs API', () => {
-  let redis: TestRedis;
+  let stack: GatewayStack;
   let simulator: UpstreamSimulator;
   let gateway: GatewayProcess;
 
   before(async () => {
-    redis = await startRedis();
-    simulator = new UpstreamSimulator({ latencyMs: 5 });
-    const { baseUrl } = await simulator.start();
-    gateway = await startGateway({
-      env: {
-        REDIS_URL: redis.url,
-        UPSTREAM_URL: baseUrl,
-        MAX_CONCURRENT_REQUESTS: '1',
-        RETRY_MAX_ATTEMPTS: '1',
-        API_KEYS: `${ALICE}:high,${BOB}:normal`,
-        ADMIN_API_KEY: ADMIN,
-      },
-    });
+    ({ simulator, gateway } = stack = await startStack({
+      simulator: { latencyMs: 5 },
+      env: { MAX_CONCURRENT_REQUESTS: '1', RETRY_MAX_ATTEMPTS: '1', API_KEYS: `${ALICE}:high,${BOB}:normal`, ADMIN_API_KEY: ADMIN },
+    }));
   });
 
-  after(async () => {
-    await gateway?.stop();
-    await simulator?.stop();
-    await redis?.stop();
-  });
+  after(() => stack?.stop());
 
   const job = (id: string, key = ALICE) => getJson(`${gateway.url}/v1/jobs/${id}`, as(key));
 

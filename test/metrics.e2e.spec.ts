@@ -1,13 +1,10 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { parsePrometheusText, PrometheusSample } from '../src/metrics/prometheus-text';
 import { UpstreamSimulator } from '../src/upstream/simulator/simulator';
-import { GatewayProcess, startGateway } from './support/gateway-process';
-import { chatBody, getJson, postJson, readSse } from './support/http';
-import { startRedis, TestRedis } from './support/redis-server';
+import { GatewayProcess } from './support/gateway-process';
+import { chatBody, getJson, postJson, postSse } from './support/http';
+import { GatewayStack, startStack } from './support/stack';
 import { waitFor } from './support/wait';
 
 /** API.md §6, and two of Node's default process metrics. */
@@ -37,10 +34,9 @@ function value(samples: PrometheusSample[], name: string, labels: Record<string,
 }
 
 describe('metrics: /metrics in Prometheus text format, moving with traffic', () => {
-  let redis: TestRedis;
+  let stack: GatewayStack;
   let simulator: UpstreamSimulator;
   let gateway: GatewayProcess;
-  let dir: string;
 
   /** Scrapes /metrics and parses it strictly: every line is a comment, blank or `name{labels} value`. */
   async function scrape(): Promise<{ text: string; samples: PrometheusSample[] }> {
@@ -51,23 +47,13 @@ describe('metrics: /metrics in Prometheus text format, moving with traffic', () 
   }
 
   before(async () => {
-    redis = await startRedis();
-    simulator = new UpstreamSimulator({ latencyMs: 5, chunkIntervalMs: 5 });
-    const { baseUrl } = await simulator.start();
-    dir = mkdtempSync(join(tmpdir(), 'bulwark-metrics-'));
-    const file = join(dir, 'upstreams.json');
-    writeFileSync(file, JSON.stringify({ upstreams: [{ name: 'sim', url: baseUrl, models: ['sim-small', 'sim-large'] }] }));
-    gateway = await startGateway({
-      env: { REDIS_URL: redis.url, UPSTREAMS_FILE: file, BREAKER_MIN_CALLS: '2', BREAKER_WINDOW_SIZE: '4', RETRY_MAX_ATTEMPTS: '1' },
-    });
+    ({ simulator, gateway } = stack = await startStack({
+      upstreams: (url) => ({ upstreams: [{ name: 'sim', url, models: ['sim-small', 'sim-large'] }] }),
+      env: { BREAKER_MIN_CALLS: '2', BREAKER_WINDOW_SIZE: '4', RETRY_MAX_ATTEMPTS: '1' },
+    }));
   });
 
-  after(async () => {
-    await gateway?.stop();
-    await simulator?.stop();
-    await redis?.stop();
-    if (dir) rmSync(dir, { recursive: true, force: true });
-  });
+  after(() => stack?.stop());
 
   it('serves every contract metric, with HELP and TYPE, in valid exposition format', async () => {
     const { text, samples } = await scrape();
@@ -82,13 +68,8 @@ describe('metrics: /metrics in Prometheus text format, moving with traffic', () 
   it('counts requests, upstream calls, queue waits and first tokens as they happen, with bounded labels', async () => {
     const before = (await scrape()).samples;
     for (let i = 0; i < 3; i++) assert.equal((await postJson(`${gateway.url}/v1/chat/completions`, chatBody())).status, 200);
-    const stream = await fetch(`${gateway.url}/v1/chat/completions`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify(chatBody({ stream: true })),
-      signal: AbortSignal.timeout(10_000),
-    });
-    assert.equal((await readSse(stream)).at(-1), '[DONE]');
+    const stream = await postSse(`${gateway.url}/v1/chat/completions`, chatBody({ stream: true }), {}, 10_000);
+    assert.equal(stream.events.at(-1), '[DONE]');
     const unknown = await postJson(`${gateway.url}/v1/chat/completions`, chatBody({ model: 'model-name-from-a-client-9f3a' }));
     assert.equal(unknown.status, 404);
 

@@ -1,53 +1,33 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { UpstreamSimulator } from '../src/upstream/simulator/simulator';
-import { GatewayProcess, startGateway } from './support/gateway-process';
-import { chatBody, getJson, postJson, readSse } from './support/http';
-import { startRedis, TestRedis } from './support/redis-server';
+import { chatBody, getJson, postJson, postSse, words } from './support/http';
+import { Stack, startStack } from './support/stack';
 import { waitFor } from './support/wait';
 
 describe('several instances on one Redis', () => {
-  let redis: TestRedis;
+  let stack: Stack;
   let simulator: UpstreamSimulator;
-  let upstreamUrl: string;
-  const gateways: GatewayProcess[] = [];
-  const start = async (env: Record<string, string> = {}) => {
-    const gateway = await startGateway({ env: { REDIS_URL: redis.url, UPSTREAM_URL: upstreamUrl, QUEUE_LOCK_MS: '2000', RETRY_MAX_ATTEMPTS: '1', ...env } });
-    gateways.push(gateway);
-    return gateway;
-  };
 
   before(async () => {
-    redis = await startRedis();
-    simulator = new UpstreamSimulator({ latencyMs: 5, chunkIntervalMs: 5 });
-    upstreamUrl = (await simulator.start()).baseUrl;
+    ({ simulator } = stack = await startStack({ env: { QUEUE_LOCK_MS: '2000', RETRY_MAX_ATTEMPTS: '1' }, gateway: false }));
   });
 
-  after(async () => {
-    await Promise.all(gateways.map((g) => g.stop('SIGKILL')));
-    await simulator?.stop();
-    await redis?.stop();
-  });
+  after(() => stack?.stop('SIGKILL'));
 
   it('relays a stream whose job runs on another instance, chunk by chunk', async () => {
-    const front = await start({ WORKER_ENABLED: 'false' });
-    const worker = await start();
+    const front = await stack.startGateway({ WORKER_ENABLED: 'false' });
+    const worker = await stack.startGateway();
     simulator.resetStats();
-    const response = await fetch(`${front.url}/v1/chat/completions`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify(chatBody({ stream: true, x_sim: { chunks: 12 } })),
-      signal: AbortSignal.timeout(15_000),
-    });
-    assert.equal(response.status, 200);
-    assert.equal(response.headers.get('x-upstream'), 'primary');
-    const events = await readSse(response);
+    const { status, headers, events } = await postSse(`${front.url}/v1/chat/completions`, chatBody({ stream: true, x_sim: { chunks: 12 } }));
+    assert.equal(status, 200);
+    assert.equal(headers.get('x-upstream'), 'primary');
     assert.equal(events.at(-1), '[DONE]');
     const text = events
       .slice(0, -1)
       .map((e) => JSON.parse(e).choices[0]?.delta?.content ?? '')
       .join('');
-    assert.equal(text, Array.from({ length: 12 }, (_, i) => `word${i + 1} `).join(''));
+    assert.equal(text, words(12));
     // The front door runs no worker (WORKER_ENABLED=false): the job ran on the other instance.
     assert.match(front.output(), /WORKER_ENABLED=false/);
     assert.equal(simulator.stats.requestsByPath['/v1/chat/completions'], 1);
@@ -59,8 +39,8 @@ describe('several instances on one Redis', () => {
   });
 
   it('keeps MAX_CONCURRENT_REQUESTS across instances (global concurrency)', async () => {
-    const a = await start({ MAX_CONCURRENT_REQUESTS: '2' });
-    const b = await start({ MAX_CONCURRENT_REQUESTS: '2' });
+    const a = await stack.startGateway({ MAX_CONCURRENT_REQUESTS: '2' });
+    const b = await stack.startGateway({ MAX_CONCURRENT_REQUESTS: '2' });
     simulator.resetStats();
     const requests = Array.from({ length: 12 }, (_, i) => postJson(`${(i % 2 ? a : b).url}/v1/chat/completions`, chatBody({ x_sim: { latencyMs: 60 } })));
     const results = await Promise.all(requests);
@@ -72,13 +52,13 @@ describe('several instances on one Redis', () => {
   });
 
   it('finishes a job whose worker process was killed mid-call on another instance', async () => {
-    const first = await start();
+    const first = await stack.startGateway();
     simulator.resetStats();
     const created = await postJson(`${first.url}/v1/jobs`, chatBody({ x_sim: { latencyMs: 2500 } }));
     assert.equal(created.status, 202);
     await waitFor('the upstream call to start', () => simulator.stats.running === 1);
     await first.stop('SIGKILL');
-    const second = await start();
+    const second = await stack.startGateway();
     const done = await waitFor(
       'the job to complete on the second instance',
       async () => {

@@ -2,10 +2,10 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import OpenAI from 'openai';
 import { UpstreamSimulator } from '../src/upstream/simulator/simulator';
-import { GatewayProcess, startGateway } from './support/gateway-process';
-import { startRedis, TestRedis } from './support/redis-server';
+import { GatewayProcess } from './support/gateway-process';
+import { words } from './support/http';
+import { GatewayStack, startStack } from './support/stack';
 
-const words = (n: number) => Array.from({ length: n }, (_, i) => `word${i + 1} `).join('');
 const messages: OpenAI.Chat.ChatCompletionMessageParam[] = [{ role: 'user', content: 'Say hello' }];
 
 /** A request body with fields the SDK's types do not know (vLLM extras, the simulator's x_sim). */
@@ -25,26 +25,17 @@ async function apiError(promise: Promise<unknown>): Promise<InstanceType<typeof 
 }
 
 describe('the official openai client against Bulwark', () => {
-  let redis: TestRedis;
+  let stack: GatewayStack;
   let simulator: UpstreamSimulator;
   let gateway: GatewayProcess;
   let client: OpenAI;
 
   before(async () => {
-    redis = await startRedis();
-    simulator = new UpstreamSimulator({ latencyMs: 5, chunkIntervalMs: 5 });
-    const { baseUrl } = await simulator.start();
-    gateway = await startGateway({
-      env: { REDIS_URL: redis.url, UPSTREAM_URL: baseUrl, REQUEST_TIMEOUT_MS: '10000', RETRY_MAX_ATTEMPTS: '1' },
-    });
+    ({ simulator, gateway } = stack = await startStack({ env: { REQUEST_TIMEOUT_MS: '10000', RETRY_MAX_ATTEMPTS: '1' } }));
     client = new OpenAI({ baseURL: `${gateway.url}/v1`, apiKey: 'unused', maxRetries: 0, timeout: 20_000 });
   });
 
-  after(async () => {
-    await gateway?.stop();
-    await simulator?.stop();
-    await redis?.stop();
-  });
+  after(() => stack?.stop());
 
   it('creates a chat completion', async () => {
     const completion = await client.chat.completions.create({ model: 'sim-small', messages, max_tokens: 5 });

@@ -1,51 +1,31 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { UpstreamSimulator } from '../src/upstream/simulator/simulator';
-import { GatewayProcess, startGateway } from './support/gateway-process';
-import { chatBody, expectErrorShape, getJson, postJson, readSse } from './support/http';
-import { startRedis, TestRedis } from './support/redis-server';
+import { GatewayProcess } from './support/gateway-process';
+import { chatBody, expectErrorShape, getJson, postJson, postSse, send, words } from './support/http';
+import { GatewayStack, startStack } from './support/stack';
 
 const UPSTREAM_KEY = 'sk-upstream-secret-7f3a9c';
-/** The simulator's deterministic answer of `n` words. */
-const words = (n: number) => Array.from({ length: n }, (_, i) => `word${i + 1} `).join('');
-
-async function postStream(url: string, body: unknown, headers: Record<string, string> = {}) {
-  const response = await fetch(url, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', ...headers },
-    body: JSON.stringify(body),
-    signal: AbortSignal.timeout(15_000),
-  });
-  return { status: response.status, headers: response.headers, events: await readSse(response) };
-}
 
 describe('proxying the OpenAI routes', () => {
-  let redis: TestRedis;
+  let stack: GatewayStack;
   let simulator: UpstreamSimulator;
   let gateway: GatewayProcess;
 
   before(async () => {
-    redis = await startRedis();
-    simulator = new UpstreamSimulator({ latencyMs: 5, chunkIntervalMs: 5, apiKey: UPSTREAM_KEY });
-    const { baseUrl } = await simulator.start();
-    gateway = await startGateway({
+    ({ simulator, gateway } = stack = await startStack({
+      simulator: { latencyMs: 5, chunkIntervalMs: 5, apiKey: UPSTREAM_KEY },
       env: {
-        REDIS_URL: redis.url,
-        UPSTREAM_URL: baseUrl,
         UPSTREAM_API_KEY: UPSTREAM_KEY,
         // Long enough that only the client can end the request in the cancellation test.
         REQUEST_TIMEOUT_MS: '30000',
         RETRY_MAX_ATTEMPTS: '1',
         SHUTDOWN_GRACE_MS: '1000',
       },
-    });
+    }));
   });
 
-  after(async () => {
-    await gateway?.stop();
-    await simulator?.stop();
-    await redis?.stop();
-  });
+  after(() => stack?.stop());
 
   it('answers a plain chat completion with the upstream answer', async () => {
     const before = simulator.stats.requestsByPath['/v1/chat/completions'] ?? 0;
@@ -63,7 +43,7 @@ describe('proxying the OpenAI routes', () => {
   });
 
   it('relays a streamed chat completion chunk by chunk, ending with [DONE]', async () => {
-    const res = await postStream(`${gateway.url}/v1/chat/completions`, chatBody({ stream: true, x_sim: { chunks: 5 } }));
+    const res = await postSse(`${gateway.url}/v1/chat/completions`, chatBody({ stream: true, x_sim: { chunks: 5 } }));
     assert.equal(res.status, 200);
     assert.match(res.headers.get('content-type') ?? '', /text\/event-stream/);
     assert.equal(res.events.at(-1), '[DONE]');
@@ -77,7 +57,7 @@ describe('proxying the OpenAI routes', () => {
   });
 
   it('passes stream_options through, so the usage chunk arrives', async () => {
-    const res = await postStream(`${gateway.url}/v1/chat/completions`, chatBody({ stream: true, stream_options: { include_usage: true }, x_sim: { chunks: 3 } }));
+    const res = await postSse(`${gateway.url}/v1/chat/completions`, chatBody({ stream: true, stream_options: { include_usage: true }, x_sim: { chunks: 3 } }));
     const last = JSON.parse(res.events.at(-2)!);
     assert.deepEqual(last.choices, []);
     assert.equal(last.usage.completion_tokens, 3);
@@ -92,7 +72,7 @@ describe('proxying the OpenAI routes', () => {
   });
 
   it('streams a legacy completion', async () => {
-    const res = await postStream(`${gateway.url}/v1/completions`, { model: 'sim-small', prompt: 'Say this is a test', stream: true, x_sim: { chunks: 6 } });
+    const res = await postSse(`${gateway.url}/v1/completions`, { model: 'sim-small', prompt: 'Say this is a test', stream: true, x_sim: { chunks: 6 } });
     assert.equal(res.status, 200);
     assert.equal(res.events.at(-1), '[DONE]');
     const chunks = res.events.slice(0, -1).map((e) => JSON.parse(e));
@@ -149,12 +129,7 @@ describe('proxying the OpenAI routes', () => {
     const res = await postJson(`${gateway.url}/v1/chat/completions`, chatBody(), { authorization: 'Bearer client-own-key' });
     assert.equal(res.status, 200, res.text);
     assert.equal(simulator.stats.lastHeaders?.authorization, `Bearer ${UPSTREAM_KEY}`);
-    const stream = await fetch(`${gateway.url}/v1/chat/completions`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify(chatBody({ stream: true })),
-      signal: AbortSignal.timeout(15_000),
-    });
+    const stream = await send(`${gateway.url}/v1/chat/completions`, { method: 'POST', body: chatBody({ stream: true }), timeoutMs: 15_000 });
     const streamText = await stream.text();
     const error = await postJson(`${gateway.url}/v1/chat/completions`, chatBody({ x_sim: { fault: 'error', status: 400 } }));
     for (const [headers, text] of [
@@ -170,11 +145,11 @@ describe('proxying the OpenAI routes', () => {
   it('echoes X-Request-Id when given, on answers, streams and errors', async () => {
     const ok = await postJson(`${gateway.url}/v1/chat/completions`, chatBody(), { 'x-request-id': 'trace-4f2a-0001' });
     assert.equal(ok.headers.get('x-request-id'), 'trace-4f2a-0001');
-    const stream = await fetch(`${gateway.url}/v1/chat/completions`, {
+    const stream = await send(`${gateway.url}/v1/chat/completions`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json', 'x-request-id': 'trace-4f2a-0002' },
-      body: JSON.stringify(chatBody({ stream: true })),
-      signal: AbortSignal.timeout(15_000),
+      headers: { 'x-request-id': 'trace-4f2a-0002' },
+      body: chatBody({ stream: true }),
+      timeoutMs: 15_000,
     });
     await stream.text();
     assert.equal(stream.headers.get('x-request-id'), 'trace-4f2a-0002');
@@ -197,10 +172,9 @@ describe('proxying the OpenAI routes', () => {
     const chatCalls = () => simulator.stats.requestsByPath['/v1/chat/completions'] ?? 0;
     const requestsBefore = chatCalls();
     const controller = new AbortController();
-    const pending = fetch(`${gateway.url}/v1/chat/completions`, {
+    const pending = send(`${gateway.url}/v1/chat/completions`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify(chatBody({ x_sim: { fault: 'hang' } })),
+      body: chatBody({ x_sim: { fault: 'hang' } }),
       signal: controller.signal,
     }).catch((error: unknown) => error);
     // Wait until the upstream holds the request, then hang up.
@@ -218,10 +192,9 @@ describe('proxying the OpenAI routes', () => {
     try {
       const abortsBefore = simulator.stats.clientAborts;
       const controller = new AbortController();
-      const response = await fetch(`${gateway.url}/v1/chat/completions`, {
+      const response = await send(`${gateway.url}/v1/chat/completions`, {
         method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify(chatBody({ stream: true, x_sim: { chunks: 200 } })),
+        body: chatBody({ stream: true, x_sim: { chunks: 200 } }),
         signal: controller.signal,
       });
       assert.equal(response.status, 200);

@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import { UpstreamSimulator } from '../src/upstream/simulator/simulator';
-import { GatewayProcess, startGateway } from './support/gateway-process';
-import { chatBody, expectErrorShape, getJson, postJson } from './support/http';
-import { startRedis, TestRedis } from './support/redis-server';
+import { GatewayProcess } from './support/gateway-process';
+import { chatBody, expectErrorShape, getJson, postJson, send } from './support/http';
+import { GatewayStack, startStack } from './support/stack';
 import { waitFor } from './support/wait';
 
 async function waitingCount(gateway: GatewayProcess): Promise<number> {
@@ -11,17 +11,14 @@ async function waitingCount(gateway: GatewayProcess): Promise<number> {
 }
 
 describe('queue: priority, concurrency, admission', () => {
-  let redis: TestRedis;
+  let stack: GatewayStack;
   let simulator: UpstreamSimulator;
   let gateway: GatewayProcess;
 
   before(async () => {
-    redis = await startRedis();
-    simulator = new UpstreamSimulator({ latencyMs: 5, chunkIntervalMs: 5 });
-    const { baseUrl } = await simulator.start();
-    gateway = await startGateway({
-      env: { REDIS_URL: redis.url, UPSTREAM_URL: baseUrl, MAX_CONCURRENT_REQUESTS: '1', MAX_QUEUE_SIZE: '8', QUEUE_REJECTION_THRESHOLD: '1', RETRY_MAX_ATTEMPTS: '1' },
-    });
+    ({ simulator, gateway } = stack = await startStack({
+      env: { MAX_CONCURRENT_REQUESTS: '1', MAX_QUEUE_SIZE: '8', QUEUE_REJECTION_THRESHOLD: '1', RETRY_MAX_ATTEMPTS: '1' },
+    }));
   });
 
   // A busy queue lowers the health score; each test starts from a healthy strategy (it recovers with hysteresis).
@@ -29,11 +26,7 @@ describe('queue: priority, concurrency, admission', () => {
     await waitFor('a healthy strategy', async () => (await getJson(`${gateway.url}/v1/queue/stats`)).headers.get('x-degradation-level') === 'healthy', 20_000, 200);
   });
 
-  after(async () => {
-    await gateway?.stop();
-    await simulator?.stop();
-    await redis?.stop();
-  });
+  after(() => stack?.stop());
 
   it('starts queued high-priority requests before earlier low ones (concurrency 1)', async () => {
     simulator.resetStats();
@@ -86,10 +79,9 @@ describe('queue: priority, concurrency, admission', () => {
     const blocker = postJson(`${gateway.url}/v1/chat/completions`, chatBody({ x_sim: { latencyMs: 600 } }));
     await waitFor('the blocker to run', () => simulator.stats.running === 1);
     const controller = new AbortController();
-    const abandoned = fetch(`${gateway.url}/v1/chat/completions`, {
+    const abandoned = send(`${gateway.url}/v1/chat/completions`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify(chatBody({ x_sim: { fault: 'error', status: 500 } })),
+      body: chatBody({ x_sim: { fault: 'error', status: 500 } }),
       signal: controller.signal,
     }).catch((error: Error) => error);
     await waitFor('the second request to queue', async () => (await waitingCount(gateway)) === 1);

@@ -2,9 +2,9 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { UpstreamSimulator } from '../src/upstream/simulator/simulator';
-import { GatewayProcess, startGateway } from './support/gateway-process';
-import { chatBody, expectErrorShape, postJson, readSse } from './support/http';
-import { startRedis, TestRedis } from './support/redis-server';
+import { GatewayProcess } from './support/gateway-process';
+import { chatBody, expectErrorShape, postJson, postSse } from './support/http';
+import { GatewayStack, startStack } from './support/stack';
 
 const chatCalls = (sim: UpstreamSimulator) => sim.stats.requestsByPath['/v1/chat/completions'] ?? 0;
 
@@ -12,35 +12,21 @@ const chatCalls = (sim: UpstreamSimulator) => sim.stats.requestsByPath['/v1/chat
 const flaky = (fault: Record<string, unknown>, times: number) => ({ fault: 'error', times, key: randomUUID(), ...fault });
 
 describe('retries within the deadline and the budget', () => {
-  let redis: TestRedis;
+  let stack: GatewayStack;
   let simulator: UpstreamSimulator;
   let gateway: GatewayProcess;
 
   before(async () => {
-    redis = await startRedis();
-    simulator = new UpstreamSimulator({ latencyMs: 5, chunkIntervalMs: 5 });
-    const { baseUrl } = await simulator.start();
-    gateway = await startGateway({
-      env: {
-        REDIS_URL: redis.url,
-        UPSTREAM_URL: baseUrl,
-        RETRY_MAX_ATTEMPTS: '3',
-        RETRY_BASE_DELAY_MS: '50',
-        RETRY_MAX_DELAY_MS: '200',
-        REQUEST_TIMEOUT_MS: '10000',
-      },
-    });
+    ({ simulator, gateway } = stack = await startStack({
+      env: { RETRY_MAX_ATTEMPTS: '3', RETRY_BASE_DELAY_MS: '50', RETRY_MAX_DELAY_MS: '200', REQUEST_TIMEOUT_MS: '10000' },
+    }));
     // The adaptive strategy judges the recent error rate without a minimum of calls: on an idle gateway
     // the first failed attempt alone would read as 100 % errors, switch to `degraded` and turn retries
     // off. Ordinary traffic first, so that this suite's few failures stay a small share.
     for (let i = 0; i < 40; i++) assert.equal((await postJson(`${gateway.url}/v1/chat/completions`, chatBody())).status, 200);
   });
 
-  after(async () => {
-    await gateway?.stop();
-    await simulator?.stop();
-    await redis?.stop();
-  });
+  after(() => stack?.stop());
 
   it('retries a 429 after its Retry-After of 1 s and answers 200', async () => {
     const before = chatCalls(simulator);
@@ -90,14 +76,8 @@ describe('retries within the deadline and the budget', () => {
 
   it('retries a stream that fails before its first byte, and answers it in full', async () => {
     const before = chatCalls(simulator);
-    const response = await fetch(`${gateway.url}/v1/chat/completions`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify(chatBody({ stream: true, x_sim: flaky({ status: 502 }, 1) })),
-      signal: AbortSignal.timeout(10_000),
-    });
-    assert.equal(response.status, 200);
-    const events = await readSse(response);
+    const { status, events } = await postSse(`${gateway.url}/v1/chat/completions`, chatBody({ stream: true, x_sim: flaky({ status: 502 }, 1) }), {}, 10_000);
+    assert.equal(status, 200);
     assert.equal(events.at(-1), '[DONE]');
     assert.ok(events.slice(0, -1).every((e) => JSON.parse(e).object === 'chat.completion.chunk'));
     assert.equal(chatCalls(simulator) - before, 2);
@@ -105,13 +85,7 @@ describe('retries within the deadline and the budget', () => {
 
   it('never retries a stream after its first byte: it ends with an SSE error event', async () => {
     const before = chatCalls(simulator);
-    const response = await fetch(`${gateway.url}/v1/chat/completions`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify(chatBody({ stream: true, x_sim: { fault: 'bad_json' } })),
-      signal: AbortSignal.timeout(10_000),
-    });
-    const events = await readSse(response);
+    const { events } = await postSse(`${gateway.url}/v1/chat/completions`, chatBody({ stream: true, x_sim: { fault: 'bad_json' } }), {}, 10_000);
     assert.equal(events.at(-1), '[DONE]');
     assert.equal(expectErrorShape(JSON.parse(events.at(-2)!)).type, 'upstream_error');
     assert.equal(chatCalls(simulator) - before, 1);

@@ -1,63 +1,34 @@
 import assert from 'node:assert/strict';
 import { connect } from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { UpstreamSimulator } from '../src/upstream/simulator/simulator';
-import { GatewayProcess, startGateway } from './support/gateway-process';
-import { chatBody, expectErrorShape, getJson, postJson } from './support/http';
-import { startRedis, TestRedis } from './support/redis-server';
+import { chatBody, expectErrorShape, getJson, parseSse, postJson, send, words } from './support/http';
+import { Stack, startStack } from './support/stack';
+import { waitFor } from './support/wait';
 
 const OUTER_TIMEOUT_MS = 30_000;
-const words = (n: number) => Array.from({ length: n }, (_, i) => `word${i + 1} `).join('');
-
-/** Polls `probe` until it returns true; fails after `timeoutMs`. */
-async function eventually(what: string, probe: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
-  const giveUpAt = Date.now() + timeoutMs;
-  while (Date.now() < giveUpAt) {
-    if (await probe()) return;
-    await sleep(50);
-  }
-  assert.fail(`timed out waiting until ${what}`);
-}
 
 describe('graceful shutdown', () => {
-  let redis: TestRedis;
+  let stack: Stack;
   let simulator: UpstreamSimulator;
-  let baseUrl: string;
-  const gateways: GatewayProcess[] = [];
-
-  const start = async (env: Record<string, string>) => {
-    const gateway = await startGateway({
-      env: { REDIS_URL: redis.url, UPSTREAM_URL: baseUrl, REQUEST_TIMEOUT_MS: '30000', RETRY_MAX_ATTEMPTS: '1', ...env },
-    });
-    gateways.push(gateway);
-    return gateway;
-  };
 
   before(async () => {
-    redis = await startRedis();
-    // 20 chunks 100 ms apart: a stream that lasts about two seconds.
-    simulator = new UpstreamSimulator({ latencyMs: 5, chunkIntervalMs: 100 });
-    ({ baseUrl } = await simulator.start());
+    ({ simulator } = stack = await startStack({
+      // 20 chunks 100 ms apart: a stream that lasts about two seconds.
+      simulator: { latencyMs: 5, chunkIntervalMs: 100 },
+      env: { REQUEST_TIMEOUT_MS: '30000', RETRY_MAX_ATTEMPTS: '1' },
+      gateway: false,
+    }));
   });
 
-  after(async () => {
-    for (const gateway of gateways) await gateway.stop('SIGKILL');
-    await simulator?.stop();
-    await redis?.stop();
-  });
+  after(() => stack?.stop('SIGKILL'));
 
   it('lets a stream in flight finish, refuses new work with 503 shutting_down, fails readiness, then exits 0', async () => {
-    const gateway = await start({ SHUTDOWN_GRACE_MS: '10000', STREAM_IDLE_TIMEOUT_MS: '5000' });
+    const gateway = await stack.startGateway({ SHUTDOWN_GRACE_MS: '10000', STREAM_IDLE_TIMEOUT_MS: '5000' });
     const ready = await getJson(`${gateway.url}/health/ready`);
     assert.equal(ready.status, 200, ready.text);
 
-    const response = await fetch(`${gateway.url}/v1/chat/completions`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify(chatBody({ stream: true, x_sim: { chunks: 20 } })),
-      signal: AbortSignal.timeout(OUTER_TIMEOUT_MS),
-    });
+    const response = await send(`${gateway.url}/v1/chat/completions`, { method: 'POST', body: chatBody({ stream: true, x_sim: { chunks: 20 } }), timeoutMs: OUTER_TIMEOUT_MS });
     assert.equal(response.status, 200);
     const reader = response.body!.getReader();
     const decoder = new TextDecoder();
@@ -70,10 +41,15 @@ describe('graceful shutdown', () => {
 
     // Readiness fails while draining, so a load balancer stops sending traffic.
     let draining: Awaited<ReturnType<typeof getJson>> | undefined;
-    await eventually('/health/ready answers 503', async () => {
-      draining = await getJson(`${gateway.url}/health/ready`);
-      return draining.status === 503;
-    });
+    await waitFor(
+      '/health/ready to answer 503',
+      async () => {
+        draining = await getJson(`${gateway.url}/health/ready`);
+        return draining.status === 503;
+      },
+      10_000,
+      50,
+    );
     assert.match(draining!.text, /draining/);
 
     // New work is refused, with the headers that send a client elsewhere.
@@ -94,10 +70,7 @@ describe('graceful shutdown', () => {
       if (done) break;
       text += decoder.decode(value, { stream: true });
     }
-    const events = text
-      .split('\n\n')
-      .filter((e) => e.startsWith('data: '))
-      .map((e) => e.slice(6));
+    const events = parseSse(text);
     assert.equal(events.at(-1), '[DONE]');
     const chunks = events.slice(0, -1).map((e) => JSON.parse(e));
     assert.ok(chunks.every((c) => !('error' in c)), 'the stream carries an error event');
@@ -107,18 +80,18 @@ describe('graceful shutdown', () => {
   });
 
   it('exits 0 at once when idle, and stops listening', async () => {
-    const gateway = await start({ SHUTDOWN_GRACE_MS: '10000' });
+    const gateway = await stack.startGateway({ SHUTDOWN_GRACE_MS: '10000' });
     assert.equal((await postJson(`${gateway.url}/v1/chat/completions`, chatBody({ x_sim: { chunks: 1 } }))).status, 200);
     assert.equal(await gateway.stop('SIGTERM'), 0);
     await assert.rejects(fetch(`${gateway.url}/health/live`, { signal: AbortSignal.timeout(5000) }));
   });
 
   it('answers a request still in flight when the grace period ends, then exits 0', async () => {
-    const gateway = await start({ SHUTDOWN_GRACE_MS: '1000' });
+    const gateway = await stack.startGateway({ SHUTDOWN_GRACE_MS: '1000' });
     const calls = () => simulator.stats.requestsByPath['/v1/chat/completions'] ?? 0;
     const before = calls();
     const pending = postJson(`${gateway.url}/v1/chat/completions`, chatBody({ x_sim: { fault: 'hang' } }), {}, OUTER_TIMEOUT_MS);
-    await eventually('the upstream holds the request', async () => calls() > before);
+    await waitFor('the upstream to hold the request', () => calls() > before, 10_000, 50);
     gateway.child.kill('SIGTERM');
     const res = await pending;
     assert.ok(res.status >= 500, `status ${res.status}`);
@@ -129,7 +102,7 @@ describe('graceful shutdown', () => {
   it(
     'exits 0 on SIGTERM while a client holds a connection open without sending a request',
     async () => {
-      const gateway = await start({ SHUTDOWN_GRACE_MS: '10000' });
+      const gateway = await stack.startGateway({ SHUTDOWN_GRACE_MS: '10000' });
       // What a browser's preconnect or a pooled client does: connect, then stay silent.
       const socket = connect(gateway.port, '127.0.0.1');
       await new Promise<void>((resolveConnect, reject) => socket.once('connect', resolveConnect).once('error', reject));

@@ -4,10 +4,10 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, w
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { UpstreamSimulator } from '../src/upstream/simulator/simulator';
 import { startGateway } from './support/gateway-process';
 import { chatBody, getJson, postJson } from './support/http';
-import { startRedis, TestRedis } from './support/redis-server';
+import { TestRedis } from './support/redis-server';
+import { Stack, startStack } from './support/stack';
 
 const MAIN = resolve(__dirname, '../src/main.js');
 
@@ -40,22 +40,19 @@ function processAlive(pid: number): boolean {
 }
 
 describe('start-up', () => {
+  let stack: Stack;
   let redis: TestRedis;
-  let simulator: UpstreamSimulator;
   let upstreamUrl: string;
   let dir: string;
 
   before(async () => {
-    redis = await startRedis();
-    simulator = new UpstreamSimulator({ latencyMs: 5, chunkIntervalMs: 5 });
-    ({ baseUrl: upstreamUrl } = await simulator.start());
+    ({ redis, upstreamUrl } = stack = await startStack({ gateway: false }));
     dir = mkdtempSync(join(tmpdir(), 'bulwark-startup-'));
   });
 
   after(async () => {
-    await simulator?.stop();
-    await redis?.stop();
-    rmSync(dir, { recursive: true, force: true });
+    await stack?.stop();
+    if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
   describe('a bad configuration stops the start with a non-zero exit and a message', () => {
