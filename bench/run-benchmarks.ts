@@ -72,7 +72,7 @@ function parseWrk(output: string) {
   return { requestsPerSecond: rps ? Number(rps[1]) : NaN, p50: pct('50'), p90: pct('90'), p99: pct('99'), total: total ? Number(total[1]) : NaN, refused: non2xx ? Number(non2xx[1]) : 0 };
 }
 
-async function refusalCost(seconds: number, connections: number) {
+async function refusalCost(seconds: number, connectionCounts: number[]) {
   if (spawnSync('wrk', ['--version']).error) return { skipped: 'wrk is not installed (apt-get install -y wrk)' };
   const redis = await startRedis();
   const simulator = new UpstreamSimulator({ latencyMs: 0 });
@@ -87,9 +87,14 @@ async function refusalCost(seconds: number, connections: number) {
     await new Promise((r) => setTimeout(r, 1000));
     const script = join(tmpdir(), 'bulwark-wrk.lua');
     writeFileSync(script, `wrk.method = "POST"\nwrk.body = '${BODY}'\nwrk.headers["Content-Type"] = "application/json"\n`);
-    const run = spawnSync('wrk', ['-t2', `-c${connections}`, `-d${seconds}s`, '--latency', '-s', script, `${gateway.url}/v1/chat/completions`], { encoding: 'utf8' });
+    const results: Record<string, ReturnType<typeof parseWrk>> = {};
+    for (const connections of connectionCounts) {
+      // One wrk thread: the load generator shares this machine's two cores with Bulwark.
+      const run = spawnSync('wrk', ['-t1', `-c${connections}`, `-d${seconds}s`, '--latency', '-s', script, `${gateway.url}/v1/chat/completions`], { encoding: 'utf8' });
+      results[`${connections} connections`] = parseWrk(run.stdout);
+    }
     void holders;
-    return parseWrk(run.stdout);
+    return results;
   } finally {
     await gateway.stop('SIGKILL');
     await simulator.stop();
@@ -103,8 +108,9 @@ async function main() {
   const overhead = await queueOverhead(count);
   console.table([overhead.direct, overhead.through].map((s) => ({ ...s, p50: s.p50.toFixed(2), p90: s.p90.toFixed(2), p99: s.p99.toFixed(2) })));
   console.log(`added latency of the queue path (ms): p50 ${overhead.added.p50.toFixed(2)}, p90 ${overhead.added.p90.toFixed(2)}, p99 ${overhead.added.p99.toFixed(2)}`);
-  const refusals = await refusalCost(10, 64);
-  console.log('refusals under overload (wrk, 64 connections, 10 s, queue held full):', refusals);
+  const refusals = await refusalCost(10, [8, 64]);
+  console.log('refusals under overload (wrk, 1 thread, 10 s each, queue held full, every answer a 503):');
+  console.table(refusals);
 }
 
 void main().then(

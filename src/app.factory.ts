@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify';
+import type { FastifyInstance } from 'fastify';
 import { Logger as PinoLogger } from 'nestjs-pino';
 import type { IncomingMessage } from 'node:http';
 import { AppModule } from './app.module';
@@ -52,6 +53,10 @@ export async function createApp(runtime: Runtime, env: EnvironmentVariables): Pr
     // clients that never sent a request) is closed rather than waited for.
     forceCloseConnections: true,
   });
+  // The front door is the first onRequest hook, registered before Nest adds its middleware (logging),
+  // so that a request shed there costs no routing, guard, body parsing or log line.
+  const door: { services?: FrontDoorServices } = {};
+  registerFrontDoor(adapter.getInstance(), () => door.services);
   const app = await NestFactory.create<NestFastifyApplication>(AppModule.forRoot(runtime, env.LOG_LEVEL), adapter, {
     bufferLogs: true,
     abortOnError: false,
@@ -59,21 +64,39 @@ export async function createApp(runtime: Runtime, env: EnvironmentVariables): Pr
     bodyParser: false,
   });
   app.useLogger(app.get(PinoLogger));
-  const fastify = app.getHttpAdapter().getInstance();
-  registerJsonBodyParser(fastify, env.MAX_BODY_BYTES);
-  app.get(HttpMetricsHook).attach(fastify);
-  const shutdown = app.get(ShutdownService);
-  const adaptive = app.get(AdaptiveService);
-  const admission = app.get(AdmissionService);
+  registerJsonBodyParser(app.getHttpAdapter().getInstance(), env.MAX_BODY_BYTES);
+  door.services = {
+    shutdown: app.get(ShutdownService),
+    adaptive: app.get(AdaptiveService),
+    admission: app.get(AdmissionService),
+    metrics: app.get(HttpMetricsHook),
+  };
+  return app;
+}
+
+interface FrontDoorServices {
+  shutdown: ShutdownService;
+  adaptive: AdaptiveService;
+  admission: AdmissionService;
+  metrics: HttpMetricsHook;
+}
+
+/**
+ * Every request's first step: its id and degradation headers, in-flight counting for the drain, HTTP
+ * metrics, and shedding at the door: when every upstream-bound request would be refused anyway (draining,
+ * queue full, queue store away, abandoned capacity exhausted), the answer goes out right here.
+ */
+function registerFrontDoor(fastify: FastifyInstance, services: () => FrontDoorServices | undefined): void {
   fastify.addHook('onRequest', (request, reply, done) => {
+    const door = services();
+    if (!door) return done();
     void reply.header('x-request-id', String(request.id));
-    void reply.header('x-degradation-level', adaptive.strategy);
-    shutdown.requestStarted();
-    reply.raw.once('close', () => shutdown.requestEnded());
-    // Shedding at the door: when every request would be refused anyway, answer before routing, auth,
-    // body parsing and logging, so that overload costs the gateway as little as possible.
+    void reply.header('x-degradation-level', door.adaptive.strategy);
+    door.shutdown.requestStarted();
+    reply.raw.once('close', () => door.shutdown.requestEnded());
+    door.metrics.observe(request, reply);
     if (request.method === 'POST' && INFERENCE_PATHS.has(request.routeOptions.url ?? '')) {
-      const refusal = shutdown.draining ? new ShuttingDownError() : admission.refusalForAll();
+      const refusal = door.shutdown.draining ? new ShuttingDownError() : door.admission.refusalForAll();
       if (refusal) {
         const { status, headers, body } = toErrorResponse(refusal);
         void reply.code(status).headers(headers).send(body);
@@ -82,5 +105,4 @@ export async function createApp(runtime: Runtime, env: EnvironmentVariables): Pr
     }
     done();
   });
-  return app;
 }

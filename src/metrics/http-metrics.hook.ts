@@ -1,5 +1,5 @@
 import { Injectable } from '@nestjs/common';
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import { routeLabel, statusLabel } from './metric-labels';
 import { MetricsService } from './metrics.service';
 
@@ -15,13 +15,10 @@ const EARLY_REFUSALS: Record<number, string> = { 401: 'unauthenticated', 429: 'r
 export class HttpMetricsHook {
   constructor(private readonly metrics: MetricsService) {}
 
-  /** Registers the hook; call once, where the application registers its other Fastify hooks. */
-  attach(fastify: FastifyInstance): void {
-    fastify.addHook('onRequest', (request, reply, done) => {
-      const started = performance.now();
-      reply.raw.once('close', () => this.record(request, reply.raw.statusCode, reply.raw.headersSent, started));
-      done();
-    });
+  /** Starts timing one exchange; call from the application's first `onRequest` hook. */
+  observe(request: FastifyRequest, reply: FastifyReply): void {
+    const started = performance.now();
+    reply.raw.once('close', () => this.record(request, reply.raw.statusCode, reply.raw.headersSent, started));
   }
 
   private record(request: FastifyRequest, statusCode: number, headersSent: boolean, started: number): void {
