@@ -83,7 +83,9 @@ async function refusalCost(seconds: number, connectionCounts: number[]) {
   try {
     // Hold the queue full: one request runs (the upstream hangs) and one waits.
     const hold = { model: 'sim-small', messages: [{ role: 'user', content: 'hold' }], x_sim: { fault: 'hang' } };
-    const holders = [0, 1].map(() => fetch(`${gateway.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(hold) }).catch(() => undefined));
+    for (let i = 0; i < 2; i++) {
+      void fetch(`${gateway.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(hold) }).catch(() => undefined);
+    }
     await new Promise((r) => setTimeout(r, 1000));
     const script = join(tmpdir(), 'bulwark-wrk.lua');
     writeFileSync(script, `wrk.method = "POST"\nwrk.body = '${BODY}'\nwrk.headers["Content-Type"] = "application/json"\n`);
@@ -93,7 +95,6 @@ async function refusalCost(seconds: number, connectionCounts: number[]) {
       const run = spawnSync('wrk', ['-t1', `-c${connections}`, `-d${seconds}s`, '--latency', '-s', script, `${gateway.url}/v1/chat/completions`], { encoding: 'utf8' });
       results[`${connections} connections`] = parseWrk(run.stdout);
     }
-    void holders;
     return results;
   } finally {
     await gateway.stop('SIGKILL');
