@@ -117,11 +117,11 @@ export class AdmissionService implements OnApplicationBootstrap, OnApplicationSh
   }
 
   private check({ priority, model, deadlineAt }: AdmissionRequest): void {
+    // The door's refusals first (figures may have moved since the request passed it).
+    const forAll = this.refusalForAll();
+    if (forAll) throw forAll;
     const queue = this.figures.snapshot();
     const retryAfterMs = drainTimeSeconds(queue.waiting, this.queue.maxConcurrent, queue.averageServiceMs) * 1000;
-    if (!queue.fresh) {
-      this.refuse('store_unavailable', () => new LoadShedError('queue figures are unavailable: the queue store (Redis) is unreachable', 5000));
-    }
     if (typeof model === 'string' && !this.registry.knows(model)) {
       throw new NotFoundError('model_not_found', `The model \`${model.slice(0, 256)}\` does not exist`, 'model');
     }
@@ -132,9 +132,6 @@ export class AdmissionService implements OnApplicationBootstrap, OnApplicationSh
     }
     if (!this.adaptive.effects().admits(priority)) {
       this.refuse('load_shed_strategy', () => new LoadShedError(`strategy ${this.adaptive.strategy}: only high priority is admitted`, retryAfterMs));
-    }
-    if (queue.waiting >= this.queue.maxQueueSize) {
-      this.refuse('queue_full', () => new QueueFullError(queue.waiting, this.queue.maxQueueSize, retryAfterMs));
     }
     const fill = queue.waiting / this.queue.maxQueueSize;
     if (shouldShed(fill, this.config.queueRejectionThreshold, priority, this.random)) {

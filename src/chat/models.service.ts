@@ -1,10 +1,6 @@
-import { Injectable, Logger } from '@nestjs/common';
-import { Clock } from '../common/clock';
-import { UpstreamClient } from '../upstream/upstream-client';
+import { Injectable } from '@nestjs/common';
+import { UpstreamProbeService } from '../upstream/upstream-probe.service';
 import { UpstreamRegistry } from '../upstream/upstream-registry';
-
-const CACHE_MS = 30_000;
-const LIST_TIMEOUT_MS = 2000;
 
 export interface ModelEntry {
   id: string;
@@ -13,42 +9,31 @@ export interface ModelEntry {
   owned_by: string;
 }
 
-/** `/v1/models`: the configured models, plus those that open-ended upstreams report (cached). */
+/**
+ * `/v1/models`: the configured models, plus what open-ended upstreams reported to the background probe
+ * (at most one probe period old; reachable upstreams only).
+ */
 @Injectable()
 export class ModelsService {
-  private readonly logger = new Logger(ModelsService.name);
-  private cache?: { at: number; models: ModelEntry[] };
   private readonly created = Math.floor(Date.now() / 1000);
 
   constructor(
     private readonly registry: UpstreamRegistry,
-    private readonly client: UpstreamClient,
-    private readonly clock: Clock,
+    private readonly probes: UpstreamProbeService,
   ) {}
 
   async list(): Promise<{ object: 'list'; data: ModelEntry[] }> {
-    if (!this.cache || this.clock.now() - this.cache.at > CACHE_MS) {
-      this.cache = { at: this.clock.now(), models: await this.collect() };
-    }
-    return { object: 'list', data: this.cache.models };
-  }
-
-  private async collect(): Promise<ModelEntry[]> {
+    const openEnded = this.registry.all().filter((u) => u.models.length === 0);
+    // Right after start the first probe may not have answered yet: run it now rather than list nothing.
+    if (openEnded.some((u) => this.probes.get(u.name)?.checkedAt === null)) await this.probes.probeAll();
     const byId = new Map<string, ModelEntry>();
-    const add = (id: string, owner: string) => {
-      if (!byId.has(id)) byId.set(id, { id, object: 'model', created: this.created, owned_by: owner });
-    };
     for (const upstream of this.registry.all()) {
-      if (upstream.models.length > 0) {
-        upstream.models.forEach((id) => add(id, upstream.name));
-        continue;
-      }
-      try {
-        (await this.client.listModels(upstream, LIST_TIMEOUT_MS)).forEach((id) => add(id, upstream.name));
-      } catch (error) {
-        this.logger.warn(`could not list the models of upstream ${upstream.name}: ${(error as Error).message}`);
+      const probe = this.probes.get(upstream.name);
+      const ids = upstream.models.length > 0 ? upstream.models : probe?.reachable ? (probe.models ?? []) : [];
+      for (const id of ids) {
+        if (!byId.has(id)) byId.set(id, { id, object: 'model', created: this.created, owned_by: upstream.name });
       }
     }
-    return [...byId.values()];
+    return { object: 'list', data: [...byId.values()] };
   }
 }

@@ -11,11 +11,14 @@ export interface UpstreamProbe {
   reachable: boolean;
   checkedAt: number | null;
   latencyMs: number | null;
+  /** What the upstream's `GET /models` listed at the last successful probe; null before one. */
+  models: string[] | null;
   error?: string;
 }
 
 /**
- * Polls each upstream's `GET /models` in the background so readiness never waits on an upstream.
+ * Polls each upstream's `GET /models` in the background so readiness never waits on an upstream; the
+ * list it gets is also what `/v1/models` shows for upstreams configured without a model list.
  * Until the first probe answers, an upstream counts as reachable (no news is not bad news at start).
  */
 @Injectable()
@@ -29,7 +32,7 @@ export class UpstreamProbeService implements OnApplicationBootstrap, OnApplicati
     private readonly client: UpstreamClient,
     private readonly clock: Clock,
   ) {
-    for (const u of registry.all()) this.probes.set(u.name, { name: u.name, reachable: true, checkedAt: null, latencyMs: null });
+    for (const u of registry.all()) this.probes.set(u.name, { name: u.name, reachable: true, checkedAt: null, latencyMs: null, models: null });
   }
 
   onApplicationBootstrap(): void {
@@ -55,10 +58,11 @@ export class UpstreamProbeService implements OnApplicationBootstrap, OnApplicati
       this.registry.all().map(async (upstream) => {
         const started = this.clock.now();
         try {
-          await this.client.listModels(upstream, PROBE_TIMEOUT_MS);
-          this.update({ name: upstream.name, reachable: true, checkedAt: this.clock.now(), latencyMs: this.clock.now() - started });
+          const models = await this.client.listModels(upstream, PROBE_TIMEOUT_MS);
+          this.update({ name: upstream.name, reachable: true, checkedAt: this.clock.now(), latencyMs: this.clock.now() - started, models });
         } catch (error) {
-          this.update({ name: upstream.name, reachable: false, checkedAt: this.clock.now(), latencyMs: null, error: (error as Error).message });
+          const models = this.probes.get(upstream.name)?.models ?? null;
+          this.update({ name: upstream.name, reachable: false, checkedAt: this.clock.now(), latencyMs: null, models, error: (error as Error).message });
         }
       }),
     );
