@@ -55,9 +55,12 @@ async function main(): Promise<void> {
     shutdown.beginDrain();
     logger.info({ signal, inflight: shutdown.inflightRequests, graceMs: env.SHUTDOWN_GRACE_MS }, 'shutting down: draining in-flight work');
     const drained = await shutdown.waitForIdle(env.SHUTDOWN_GRACE_MS);
-    if (!drained) logger.warn({ inflight: shutdown.inflightRequests }, 'grace period over: closing with work in flight');
-    // Async jobs may use what is left of the grace period; closing connections gets 5 s more, and a
-    // Redis that is gone must not hold the exit hostage.
+    if (!drained) {
+      // Cut what still runs: async jobs go back to the queue for another instance (or the next start).
+      logger.warn({ inflight: shutdown.inflightRequests }, 'grace period over: handing back the work still in flight');
+      await shutdown.endGrace();
+    }
+    // Closing connections gets 5 s, and a Redis that is gone must not hold the exit hostage.
     const closeBoundMs = Math.max(0, graceEndsAt - Date.now()) + 5000;
     const hardStop = setTimeout(() => {
       logger.error('shutdown did not finish in time: exiting');

@@ -79,10 +79,16 @@ describe('jobs API', () => {
     const created = await postJson(`${gateway.url}/v1/jobs`, chatBody({ x_sim: { fault: 'hang' } }), as(ALICE));
     await waitFor('the job to run', async () => (await job(created.json.id)).json.status === 'active');
     await waitFor('the upstream call to start', () => simulator.stats.running === 1);
-    const cancelled = await deleteJob(`${gateway.url}/v1/jobs/${created.json.id}`, ALICE);
-    assert.equal(cancelled.json.status, 'cancelled');
+    const cancelling = await deleteJob(`${gateway.url}/v1/jobs/${created.json.id}`, ALICE);
+    assert.equal(cancelling.status, 200);
+    // Running: cancelled only once its worker confirms.
+    assert.equal(cancelling.json.status, 'cancelling');
     await simulator.waitForClientAborts(1, 5000);
     await waitFor('the job to settle as cancelled', async () => (await job(created.json.id)).json.status === 'cancelled');
+    // Cancelling again answers the cancelled job, not a conflict.
+    const again = await deleteJob(`${gateway.url}/v1/jobs/${created.json.id}`, ALICE);
+    assert.equal(again.status, 200);
+    assert.equal(again.json.status, 'cancelled');
   });
 
   it('keeps jobs that failed for good in the dead-letter list for the admin', async () => {

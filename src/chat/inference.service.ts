@@ -1,6 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { AdaptiveService } from '../adaptive/adaptive.service';
+import { InvalidRequestError } from '../common/errors';
 import { effectivePriority, RequestContext } from '../common/request-context';
 import { JobsService } from '../queue/jobs.service';
 import { QueueService } from '../queue/queue.service';
@@ -33,8 +34,9 @@ export class InferenceService {
         retriesAllowed: this.adaptive.effects().retriesAllowed,
       };
       if (context.mode === 'async' && path === '/chat/completions') {
-        const job = await this.queue.submit(queued);
-        const view = await this.jobs.view(job);
+        const submitted = await this.queue.submit(queued, idempotencyKey(request));
+        const view = submitted.job ? await this.jobs.submitted(submitted.job) : await this.jobs.get(submitted.id, context.client.id);
+        if (submitted.replayed) void reply.header('idempotent-replayed', 'true');
         void reply.status(202).header('location', `/v1/jobs/${view.id}`).header('x-queue-wait-ms', '0').send(view);
         return;
       }
@@ -50,4 +52,13 @@ export class InferenceService {
       context.finish();
     }
   }
+}
+
+/** The `Idempotency-Key` header (API.md §2): any string of 1 to 128 characters. */
+function idempotencyKey(request: FastifyRequest): string | undefined {
+  const raw = request.headers['idempotency-key'];
+  const value = Array.isArray(raw) ? raw[0] : raw;
+  if (value === undefined || value === '') return undefined;
+  if (value.length > 128) throw new InvalidRequestError('invalid_header', 'Idempotency-Key must be at most 128 characters', 'Idempotency-Key');
+  return value;
 }

@@ -1,20 +1,28 @@
 import { Injectable, Logger } from '@nestjs/common';
 
 /**
- * The instance's life-cycle state and its in-flight HTTP requests. Draining starts on SIGTERM: the
- * readiness probe fails, new work is refused, and in-flight work gets the grace period to finish.
+ * The instance's life-cycle state, its in-flight HTTP requests and the queued work its worker runs.
+ * Draining starts on SIGTERM: the readiness probe fails, new work is refused, and in-flight work gets the
+ * grace period to finish; what is still running when it ends is handed back (see `endGrace`).
  */
 @Injectable()
 export class ShutdownService {
   private readonly logger = new Logger(ShutdownService.name);
   private state: 'serving' | 'draining' = 'serving';
   private inflight = 0;
+  private work = 0;
   private idleWaiters: (() => void)[] = [];
   private readonly drainListeners: (() => void)[] = [];
+  private readonly graceOverListeners: (() => Promise<void>)[] = [];
 
   /** Called once when draining starts (e.g. workers stop taking new jobs). */
   onDrain(listener: () => void): void {
     this.drainListeners.push(listener);
+  }
+
+  /** Called when the grace period is over with work still running: stop it and hand it back. */
+  onGraceOver(listener: () => Promise<void>): void {
+    this.graceOverListeners.push(listener);
   }
 
   get draining(): boolean {
@@ -31,7 +39,23 @@ export class ShutdownService {
 
   requestEnded(): void {
     this.inflight = Math.max(0, this.inflight - 1);
-    if (this.inflight === 0) {
+    this.wakeIfIdle();
+  }
+
+  /** Counts a piece of queued work (a job run by this instance's worker) until the returned call. */
+  trackWork(): () => void {
+    this.work++;
+    let done = false;
+    return () => {
+      if (done) return;
+      done = true;
+      this.work--;
+      this.wakeIfIdle();
+    };
+  }
+
+  private wakeIfIdle(): void {
+    if (this.inflight === 0 && this.work === 0) {
       for (const wake of this.idleWaiters.splice(0)) wake();
     }
   }
@@ -39,13 +63,19 @@ export class ShutdownService {
   beginDrain(): void {
     if (this.state === 'draining') return;
     this.state = 'draining';
-    this.logger.log(`draining: refusing new work, ${this.inflight} request(s) in flight`);
-    for (const listener of this.drainListeners) listener();
+    this.logger.log(`draining: refusing new work, ${this.inflight} request(s) and ${this.work} job(s) in flight`);
+    for (const listener of this.drainListeners) {
+      try {
+        listener();
+      } catch (error) {
+        this.logger.error(`drain listener failed: ${(error as Error).message}`);
+      }
+    }
   }
 
-  /** Resolves true when no request is in flight, false when `graceMs` passed first. */
+  /** Resolves true when no request or job is in flight, false when `graceMs` passed first. */
   async waitForIdle(graceMs: number): Promise<boolean> {
-    if (this.inflight === 0) return true;
+    if (this.inflight === 0 && this.work === 0) return true;
     let timer: NodeJS.Timeout | undefined;
     const idle = await Promise.race([
       new Promise<boolean>((resolve) => this.idleWaiters.push(() => resolve(true))),
@@ -53,5 +83,10 @@ export class ShutdownService {
     ]);
     clearTimeout(timer);
     return idle;
+  }
+
+  /** The grace period is over: every listener stops and hands back what it still runs. */
+  async endGrace(): Promise<void> {
+    await Promise.allSettled(this.graceOverListeners.map((listener) => listener()));
   }
 }

@@ -174,9 +174,12 @@ export class EnvironmentVariables {
   @IsIn(['true', 'false'])
   WORKER_ENABLED: 'true' | 'false' = 'true';
 
-  /** BullMQ job lock: a job whose worker stops renewing it for this long is picked up by another instance. */
+  /**
+   * Lease of a running request's slot and lock of its job: renewed while it runs, so a crashed instance's
+   * slots come back and its async jobs are picked up by another instance about this long after the crash.
+   */
   @Transform(toInt) @IsInt() @Min(1000) @Max(600_000)
-  QUEUE_LOCK_MS = 30_000;
+  QUEUE_LOCK_MS = 5_000;
 
   /** Poll period of the upstreams' own /metrics (vLLM load figures); 0 turns polling off. */
   @Transform(toInt) @IsInt() @Min(0) @Max(3_600_000)

@@ -6,6 +6,7 @@ import {
   BulwarkError,
   CircuitOpenError,
   NotFoundError,
+  QueueTimeoutError,
   RequestTimeoutError,
   UpstreamBadResponseError,
   UpstreamClientError,
@@ -29,6 +30,8 @@ export interface DispatchOptions {
   deadlineAt: number;
   /** False in the degraded strategy: one attempt per upstream, no backoff. */
   retriesAllowed: boolean;
+  /** Called before each upstream call (retries and fallbacks included). */
+  onAttempt?: () => void;
 }
 
 /**
@@ -85,11 +88,19 @@ export class UpstreamDispatcher {
     }
     const startedAt = this.clock.now();
     this.budget.recordRequest();
+    let attempted = false;
+    const counted: DispatchOptions = {
+      ...options,
+      onAttempt: () => {
+        attempted = true;
+        options.onAttempt?.();
+      },
+    };
     let firstError: unknown;
     let soonestRetryMs = Number.POSITIVE_INFINITY;
     for (const model of this.candidateModels(payload.model)) {
       for (const upstream of this.weightedOrder(this.registry.servingModel(model))) {
-        const result = await this.tryUpstream(upstream, model, payload, options, (own) => this.timeUp(options, startedAt, firstError ?? own));
+        const result = await this.tryUpstream(upstream, model, payload, counted, (own) => this.timeUp(options, startedAt, firstError ?? own, attempted));
         if (result.kind === 'served') return result.answer;
         if (result.kind === 'refused') soonestRetryMs = Math.min(soonestRetryMs, result.retryInMs);
         else firstError ??= result.error;
@@ -123,6 +134,7 @@ export class UpstreamDispatcher {
       }
       const lease = answer.lease;
       const started = this.clock.now();
+      options.onAttempt?.();
       try {
         const body = model === payload.model ? payload.body : { ...payload.body, model };
         const sent = await this.client.send(
@@ -202,12 +214,14 @@ export class UpstreamDispatcher {
   /**
    * What the caller gets when the request is stopped between two calls: a cancellation as is; the
    * deadline as the first upstream failure when there was one (the root cause: it is why the time ran
-   * out), else as a timeout.
+   * out), as `queue_timeout` when the upstream was never called, else as a timeout.
    */
-  private timeUp(options: DispatchOptions, startedAt: number, upstreamError: unknown): unknown {
+  private timeUp(options: DispatchOptions, startedAt: number, upstreamError: unknown, attempted: boolean): unknown {
     const reason: unknown = options.signal.aborted ? options.signal.reason : undefined;
     if (reason !== undefined && !(reason instanceof RequestTimeoutError)) return reason;
-    return upstreamError ?? reason ?? new RequestTimeoutError(Math.max(0, Math.round(options.deadlineAt - startedAt)), 'Bulwark was about to call the upstream');
+    if (upstreamError !== undefined) return upstreamError;
+    if (!attempted) return new QueueTimeoutError(Math.max(0, this.clock.now() - startedAt));
+    return reason ?? new RequestTimeoutError(Math.max(0, Math.round(options.deadlineAt - startedAt)), 'Bulwark was about to call the upstream');
   }
 
   /** The model, then its fallbacks, each once. */

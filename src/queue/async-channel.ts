@@ -8,6 +8,11 @@ export class AsyncChannel<T> implements AsyncIterable<T> {
   private ended = false;
   private failure?: { error: unknown };
 
+  /** Items pushed and not read yet. */
+  get buffered(): number {
+    return this.items.length;
+  }
+
   push(item: T): void {
     if (this.ended) return;
     if (this.waiting) {

@@ -1,29 +1,31 @@
 import { Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
-import { randomUUID } from 'node:crypto';
 import type Redis from 'ioredis';
 import { toErrorResponse } from '../common/error-response';
-import { CancelledError, RemoteError } from '../common/errors';
+import { CancelledError, RemoteError, UpstreamError } from '../common/errors';
 import { RedisService } from '../redis/redis.service';
 import type { ServedAnswer } from '../upstream/upstream.types';
 import { AsyncChannel } from './async-channel';
+import { InstanceIdentity } from './instance-identity';
+import { StreamBatcher } from './stream-batcher';
 
 /** An answer as the waiting HTTP handler receives it, wherever the job ran. */
 export type DeliveredAnswer =
   | { kind: 'json'; status: number; body: unknown; upstream: string; model: string }
   | { kind: 'stream'; events: AsyncIterable<string>; upstream: string; model: string };
 
-/** The handler's side of one sync job. */
+/** The handler's side of one queued sync job. */
 export interface PendingDelivery {
   answer: Promise<DeliveredAnswer>;
   /** Set once a worker (here or elsewhere) has picked the job. */
   startedAt(): number | undefined;
-  /** Resolves when a worker picks the job. */
-  started: Promise<void>;
+  /** Whether the whole answer arrived (a JSON answer, or a stream through its end). */
+  complete(): boolean;
   dispose(): void;
 }
 
 interface Waiter {
   startedAt?: number;
+  complete: boolean;
   markStarted(at: number): void;
   resolve(answer: DeliveredAnswer): void;
   reject(error: unknown): void;
@@ -35,30 +37,44 @@ interface Waiter {
 }
 
 const INBOX_PREFIX = 'bulwark:inbox:';
-const CANCEL_CHANNEL = 'bulwark:jobs:cancel';
-const INBOX_MAX_LENGTH = 100_000;
 const INBOX_TTL_SECONDS = 3600;
+const CANCEL_CHANNEL = 'bulwark:jobs:cancel';
+const CANCEL_KEY_PREFIX = 'bulwark:jobs:cancel:';
+const CANCEL_KEY_TTL_MS = 3600_000;
+/** Cancels are also read from their keys this often, so one lost while a subscriber reconnects still lands. */
+const CANCEL_POLL_MS = 150;
+/** Most chunks a handler buffers for a stream relayed from another instance before it gives up on it. */
+const RELAY_BUFFER_CHUNKS = 2000;
 
 /**
- * Carries answers from the worker that ran a job to the HTTP handler that waits for it: in memory
+ * Carries answers from the worker that ran a queued job to the HTTP handler that waits for it: in memory
  * when both are in this process, else through the handler instance's Redis Stream inbox (one blocking
- * reader per instance, not per request). Also carries cancellations to whichever instance runs a job.
+ * reader per instance, not per request; stream chunks batched per round trip; the reader trims only what
+ * it has read). Also carries cancellations to whichever instance runs a job: a key per cancelled job that
+ * every worker polls while it runs jobs, plus pub/sub to make it immediate.
  */
 @Injectable()
 export class DeliveryService implements OnApplicationBootstrap, OnApplicationShutdown {
   private readonly logger = new Logger(DeliveryService.name);
-  readonly instanceId = randomUUID();
   private readonly waiters = new Map<string, Waiter>();
   private readonly running = new Map<string, AbortController>();
   private reader?: Redis;
   private subscriber?: Redis;
   private stopped = false;
   private readerLoop?: Promise<void>;
+  private cancelPoll?: NodeJS.Timeout;
 
-  constructor(private readonly redis: RedisService) {}
+  constructor(
+    private readonly redis: RedisService,
+    private readonly identity: InstanceIdentity,
+  ) {}
+
+  get instanceId(): string {
+    return this.identity.id;
+  }
 
   private get inbox(): string {
-    return INBOX_PREFIX + this.instanceId;
+    return INBOX_PREFIX + this.identity.id;
   }
 
   async onApplicationBootstrap(): Promise<void> {
@@ -66,11 +82,14 @@ export class DeliveryService implements OnApplicationBootstrap, OnApplicationShu
     this.subscriber = this.redis.create('jobs-cancel', { enableOfflineQueue: true, maxRetriesPerRequest: null });
     this.subscriber.on('message', (_channel: string, jobId: string) => this.running.get(jobId)?.abort(new CancelledError('job_cancel')));
     await this.subscriber.subscribe(CANCEL_CHANNEL).catch((error: Error) => this.logger.warn(`cancel subscribe failed: ${error.message}`));
+    this.cancelPoll = setInterval(() => void this.pollCancels(), CANCEL_POLL_MS);
+    this.cancelPoll.unref();
     this.readerLoop = this.readInbox();
   }
 
   async onApplicationShutdown(): Promise<void> {
     this.stopped = true;
+    clearInterval(this.cancelPoll);
     this.reader?.disconnect();
     await this.readerLoop?.catch(() => undefined);
     for (const waiter of this.waiters.values()) waiter.reject(new Error('shutting down'));
@@ -84,21 +103,17 @@ export class DeliveryService implements OnApplicationBootstrap, OnApplicationShu
     let reject!: (error: unknown) => void;
     const answer = new Promise<DeliveredAnswer>((res, rej) => ((resolve = res), (reject = rej)));
     answer.catch(() => undefined);
-    let markStarted!: () => void;
-    const started = new Promise<void>((res) => (markStarted = res));
     const waiter: Waiter = {
-      markStarted: (at) => {
-        waiter.startedAt ??= at;
-        markStarted();
-      },
+      complete: false,
+      markStarted: (at) => (waiter.startedAt ??= at),
       resolve,
       reject,
     };
     this.waiters.set(jobId, waiter);
     return {
       answer,
-      started,
       startedAt: () => waiter.startedAt,
+      complete: () => waiter.complete,
       dispose: () => {
         this.waiters.delete(jobId);
         waiter.closeStream?.();
@@ -110,13 +125,8 @@ export class DeliveryService implements OnApplicationBootstrap, OnApplicationShu
 
   // ---- worker side --------------------------------------------------------------------------
 
-  /** Whether the handler of a job waits in this very process. */
-  isLocal(origin: string, jobId: string): boolean {
-    return origin === this.instanceId && this.waiters.has(jobId);
-  }
-
   async started(origin: string, jobId: string, at: number): Promise<void> {
-    if (origin === this.instanceId) {
+    if (origin === this.identity.id) {
       this.waiters.get(jobId)?.markStarted(at);
       return;
     }
@@ -125,12 +135,12 @@ export class DeliveryService implements OnApplicationBootstrap, OnApplicationShu
 
   /**
    * Hands a served answer to its handler and resolves when it is delivered: for a stream, once the
-   * last chunk was handed over, so the job (and its concurrency slot) lasts as long as the upstream call.
+   * last chunk was handed over, so the job (and its slot) lasts as long as the upstream call.
    */
   async deliver(origin: string, jobId: string, answer: ServedAnswer): Promise<void> {
-    const waiter = origin === this.instanceId ? this.waiters.get(jobId) : undefined;
+    const waiter = origin === this.identity.id ? this.waiters.get(jobId) : undefined;
     if (waiter) return this.deliverLocal(waiter, answer);
-    if (origin === this.instanceId) {
+    if (origin === this.identity.id) {
       // The handler is gone (client left): close an unread stream so its upstream call and permit end.
       if (answer.kind === 'stream') await answer.rest[Symbol.asyncIterator]().return?.();
       return;
@@ -140,18 +150,21 @@ export class DeliveryService implements OnApplicationBootstrap, OnApplicationShu
       return;
     }
     await this.send(origin, jobId, 'stream', JSON.stringify({ upstream: answer.upstream, model: answer.model }));
+    const batcher = new StreamBatcher((chunks) => this.send(origin, jobId, 'chunks', JSON.stringify(chunks)));
     try {
-      for (const data of answer.first) await this.send(origin, jobId, 'chunk', data);
-      for await (const data of answer.rest) await this.send(origin, jobId, 'chunk', data);
+      for (const data of answer.first) await batcher.push(data);
+      for await (const data of answer.rest) await batcher.push(data);
+      await batcher.flush();
       await this.send(origin, jobId, 'end', '');
     } catch (error) {
+      await batcher.flush().catch(() => undefined);
       await this.send(origin, jobId, 'stream_error', JSON.stringify(toErrorResponse(error)));
       throw error;
     }
   }
 
   async fail(origin: string, jobId: string, error: unknown): Promise<void> {
-    if (origin === this.instanceId) {
+    if (origin === this.identity.id) {
       this.waiters.get(jobId)?.reject(error);
       return;
     }
@@ -160,6 +173,7 @@ export class DeliveryService implements OnApplicationBootstrap, OnApplicationShu
 
   private deliverLocal(waiter: Waiter, answer: ServedAnswer): Promise<void> {
     if (answer.kind === 'json') {
+      waiter.complete = true;
       waiter.resolve({ kind: 'json', status: answer.status, body: answer.body, upstream: answer.upstream, model: answer.model });
       return Promise.resolve();
     }
@@ -170,6 +184,7 @@ export class DeliveryService implements OnApplicationBootstrap, OnApplicationShu
         try {
           yield* answer.first;
           yield* answer.rest;
+          waiter.complete = true;
         } finally {
           consumed();
         }
@@ -186,25 +201,41 @@ export class DeliveryService implements OnApplicationBootstrap, OnApplicationShu
     return () => this.running.delete(jobId);
   }
 
-  /** Aborts a running job wherever it runs. */
+  /** Whether a cancel was asked for `jobId` (from any instance). */
+  async cancelRequested(jobId: string): Promise<boolean> {
+    return (await this.redis.client.exists(CANCEL_KEY_PREFIX + jobId)) === 1;
+  }
+
+  /** Aborts a running job wherever it runs: a key that every worker polls, and a message to be quick. */
   async cancel(jobId: string): Promise<void> {
     this.running.get(jobId)?.abort(new CancelledError('job_cancel'));
+    await this.redis.client.set(CANCEL_KEY_PREFIX + jobId, '1', 'PX', CANCEL_KEY_TTL_MS);
     await this.redis.client.publish(CANCEL_CHANNEL, jobId).catch(() => undefined);
+  }
+
+  private async pollCancels(): Promise<void> {
+    if (this.running.size === 0 || !this.redis.ready) return;
+    const ids = [...this.running.keys()];
+    try {
+      const marks = await this.redis.client.mget(ids.map((id) => CANCEL_KEY_PREFIX + id));
+      marks.forEach((mark, i) => {
+        if (mark !== null) this.running.get(ids[i])?.abort(new CancelledError('job_cancel'));
+      });
+    } catch {
+      // Redis is away: the next poll tries again.
+    }
   }
 
   // ---- the inbox ----------------------------------------------------------------------------
 
   private async send(origin: string, jobId: string, type: string, payload: string): Promise<void> {
     const key = INBOX_PREFIX + origin;
-    await this.redis.client
-      .multi()
-      .xadd(key, 'MAXLEN', '~', String(INBOX_MAX_LENGTH), '*', 'j', jobId, 't', type, 'p', payload)
-      .expire(key, INBOX_TTL_SECONDS)
-      .exec();
+    await this.redis.client.multi().xadd(key, '*', 'j', jobId, 't', type, 'p', payload).expire(key, INBOX_TTL_SECONDS).exec();
   }
 
   private async readInbox(): Promise<void> {
-    let lastId = '$';
+    // The inbox is new with this process (its id is), so reading from the start misses nothing.
+    let lastId = '0-0';
     while (!this.stopped) {
       try {
         const result = (await this.reader!.xread('COUNT', 1000, 'BLOCK', 1000, 'STREAMS', this.inbox, lastId)) as [string, [string, string[]][]][] | null;
@@ -215,6 +246,8 @@ export class DeliveryService implements OnApplicationBootstrap, OnApplicationShu
             this.onInboxMessage(fields[1], fields[3], fields[5]);
           }
         }
+        // Only what was read is trimmed: a live stream's unread chunks are never cut.
+        void this.reader!.xtrim(this.inbox, 'MINID', lastId).catch(() => undefined);
       } catch (error) {
         if (this.stopped) return;
         this.logger.warn(`inbox read failed: ${(error as Error).message}`);
@@ -232,6 +265,7 @@ export class DeliveryService implements OnApplicationBootstrap, OnApplicationShu
         break;
       case 'json': {
         const answer = JSON.parse(payload) as { status: number; body: unknown; upstream: string; model: string };
+        waiter.complete = true;
         waiter.resolve({ kind: 'json', ...answer });
         break;
       }
@@ -241,10 +275,19 @@ export class DeliveryService implements OnApplicationBootstrap, OnApplicationShu
         waiter.resolve({ kind: 'stream', events: waiter.channel, ...head });
         break;
       }
-      case 'chunk':
-        waiter.channel?.push(payload);
+      case 'chunks': {
+        const channel = waiter.channel;
+        if (!channel) break;
+        for (const data of JSON.parse(payload) as string[]) channel.push(data);
+        if (channel.buffered > RELAY_BUFFER_CHUNKS) {
+          // The client reads slower than the upstream writes: end its stream rather than buffer without bound.
+          channel.fail(new UpstreamError('The client read the stream too slowly; it was ended to keep the gateway\'s memory bounded'));
+          void this.cancel(jobId).catch(() => undefined);
+        }
         break;
+      }
       case 'end':
+        waiter.complete = true;
         waiter.channel?.end();
         break;
       case 'stream_error':

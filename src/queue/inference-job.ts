@@ -28,8 +28,11 @@ export interface InferenceJobData {
 
 /** What a finished job stores (its BullMQ return value). */
 export type InferenceJobResult =
-  | { outcome: 'succeeded'; status: number; body?: unknown; upstream: string; model: string; queueWaitMs: number; durationMs: number }
-  | { outcome: 'cancelled'; queueWaitMs: number }
+  /** `attempts`: upstream calls made, retries and fallbacks included. */
+  | { outcome: 'succeeded'; status: number; body?: unknown; upstream: string; model: string; queueWaitMs: number; durationMs: number; attempts: number }
+  | { outcome: 'cancelled'; queueWaitMs: number; attempts: number }
   | { outcome: 'expired'; queueWaitMs: number }
+  /** Never run: its add was refused to its caller, or its sync caller's instance is gone. */
+  | { outcome: 'dropped'; queueWaitMs: number }
   /** A sync request that failed: its caller got the error; nothing for the dead-letter list. */
-  | { outcome: 'failed'; queueWaitMs: number; error: { message: string; type: string; code: string | null } };
+  | { outcome: 'failed'; queueWaitMs: number; attempts: number; error: { message: string; type: string; code: string | null } };

@@ -1,53 +1,67 @@
 import { Inject, Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
 import type { ConfigType } from '@nestjs/config';
 import { Job, Worker } from 'bullmq';
-import { RedisService } from '../redis/redis.service';
+import { randomUUID } from 'node:crypto';
 import { Clock } from '../common/clock';
 import { toErrorResponse } from '../common/error-response';
-import { CancelledError, QueueTimeoutError, RequestTimeoutError } from '../common/errors';
-import { queueConfig, serverConfig } from '../config/sections';
+import { CancelledError, QueueTimeoutError, RequestTimeoutError, ShuttingDownError } from '../common/errors';
 import { ShutdownService } from '../common/shutdown.service';
+import { queueConfig } from '../config/sections';
 import { UpstreamDispatcher } from '../dispatch/upstream-dispatcher';
+import { RedisService } from '../redis/redis.service';
 import { DeliveryService } from './delivery.service';
 import { INFERENCE_QUEUE, InferenceJobData, InferenceJobResult } from './inference-job';
 import { QueueFigures } from './queue-figures.service';
+import { SlotService, SlotTaker } from './slot.service';
+
+/** How often an idle worker looks for waiting work it was not woken for (a lapsed lease, a lost wake-up). */
+const POLL_MS = 250;
+/** How long handing back jobs at the end of the grace period may take. */
+const HAND_BACK_MS = 5000;
+
+interface RunningJob {
+  job: Job<InferenceJobData, InferenceJobResult>;
+  token: string;
+  controller: AbortController;
+  settled: Promise<void>;
+}
 
 /**
- * The worker: runs queued requests on any instance, within BullMQ's global concurrency. Drops a job
- * whose deadline passed without touching the upstream; otherwise dispatches it (breakers, retries,
- * fallbacks) and delivers the answer to whoever waits.
- *
- * The BullMQ Worker is built here rather than with @Processor(): its lock and concurrency come from
- * typed config, which a decorator (evaluated at import time) cannot read.
+ * The worker: takes queued requests with BullMQ's manual fetching, one global slot lease each, and runs
+ * them. Drops a job that must not run (its add was refused, its sync caller's instance is gone) or whose
+ * deadline passed, without touching the upstream; otherwise dispatches it (breakers, retries, fallbacks)
+ * and delivers the answer to whoever waits. A job cut off by shutdown is handed back to the queue.
  */
 @Injectable()
-export class InferenceProcessor implements OnApplicationBootstrap, OnApplicationShutdown {
-  private worker?: Worker<InferenceJobData, InferenceJobResult>;
+export class InferenceProcessor implements OnApplicationBootstrap, OnApplicationShutdown, SlotTaker {
   private readonly logger = new Logger(InferenceProcessor.name);
+  private worker?: Worker<InferenceJobData, InferenceJobResult>;
+  private readonly running = new Map<string, RunningJob>();
+  private pulling = false;
+  private pullAgain = false;
+  private draining = false;
+  private pollTimer?: NodeJS.Timeout;
 
   constructor(
     private readonly dispatcher: UpstreamDispatcher,
     private readonly delivery: DeliveryService,
     private readonly figures: QueueFigures,
+    private readonly slots: SlotService,
     private readonly clock: Clock,
     private readonly shutdown: ShutdownService,
     private readonly redis: RedisService,
     @Inject(queueConfig.KEY) private readonly config: ConfigType<typeof queueConfig>,
-    @Inject(serverConfig.KEY) private readonly server: ConfigType<typeof serverConfig>,
   ) {}
-
-  private closing?: Promise<void>;
-  private drainStartedAt?: number;
 
   onApplicationBootstrap(): void {
     if (!this.config.workerEnabled) {
       this.logger.log('WORKER_ENABLED=false: this instance queues work but runs none');
       return;
     }
-    const worker = new Worker<InferenceJobData, InferenceJobResult>(INFERENCE_QUEUE, (job) => this.process(job), {
+    const worker = new Worker<InferenceJobData, InferenceJobResult>(INFERENCE_QUEUE, undefined, {
       connection: this.redis.bullConnection('worker'),
       prefix: 'bulwark',
-      concurrency: this.config.maxConcurrent,
+      autorun: false,
       lockDuration: this.config.lockMs,
       stalledInterval: Math.max(500, Math.floor(this.config.lockMs / 2)),
       // A job whose worker died is run once more by another instance, then fails for good.
@@ -55,82 +69,185 @@ export class InferenceProcessor implements OnApplicationBootstrap, OnApplication
     });
     this.worker = worker;
     worker.on('error', (error) => this.logger.warn(`worker: ${error.message}`));
-    // Draining: take no new jobs, let the running ones finish within the grace period.
-    this.shutdown.onDrain(() => {
-      this.drainStartedAt = this.clock.now();
-      this.closing ??= worker.close();
-    });
+    void worker.startStalledCheckTimer().catch((error: Error) => this.logger.warn(`stalled-job check: ${error.message}`));
+    this.slots.setTaker(this);
+    this.slots.onWake(() => this.pull());
+    this.slots.onRenew(() => this.extendLocks());
+    this.shutdown.onDrain(() => (this.draining = true));
+    this.shutdown.onGraceOver(() => this.handBack());
+    this.pollTimer = setInterval(() => {
+      if (this.figures.snapshot().waiting > 0) this.pull();
+    }, POLL_MS);
+    this.pollTimer.unref();
+    this.pull();
   }
 
   async onApplicationShutdown(): Promise<void> {
-    const worker = this.worker;
-    if (!worker) return;
-    this.closing ??= worker.close();
+    clearInterval(this.pollTimer);
+    this.draining = true;
+    await this.worker?.close(true).catch(() => undefined);
+  }
+
+  canTake(): boolean {
+    return this.worker !== undefined && !this.draining && this.running.size < this.config.maxConcurrent;
+  }
+
+  take(lease: string): void {
+    void this.startNext(lease);
+  }
+
+  /** Starts queued jobs while this instance can run more, slots are free and work waits. */
+  pull(): void {
+    if (this.pulling) {
+      this.pullAgain = true;
+      return;
+    }
+    this.pulling = true;
+    void (async () => {
+      try {
+        while (this.canTake()) {
+          const { lease } = await this.slots.claim();
+          if (!lease || !(await this.startNext(lease))) break;
+        }
+      } catch (error) {
+        this.logger.debug(`pull failed: ${(error as Error).message}`);
+      } finally {
+        this.pulling = false;
+        if (this.pullAgain) {
+          this.pullAgain = false;
+          this.pull();
+        }
+      }
+    })();
+  }
+
+  /** Takes the queue's head under `lease`; false (lease given back) when nothing was there. */
+  private async startNext(lease: string): Promise<boolean> {
+    const token = randomUUID();
+    const job = this.canTake() ? await this.worker!.getNextJob(token, { block: false }).catch(() => undefined) : undefined;
+    if (!job) {
+      await this.slots.release(lease);
+      return false;
+    }
+    const done = this.shutdown.trackWork();
+    const controller = new AbortController();
+    const entry = { job, token, controller } as RunningJob;
+    this.running.set(String(job.id), entry);
+    entry.settled = this.run(job, token, controller).finally(() => {
+      this.running.delete(String(job.id));
+      done();
+      void this.slots.release(lease);
+    });
+    return true;
+  }
+
+  /** Extends the BullMQ locks of the jobs running here, in one call (on the slot renewal tick). */
+  private async extendLocks(): Promise<void> {
+    if (!this.worker || this.running.size === 0) return;
+    const entries = [...this.running.values()];
+    await this.worker.extendJobLocks(
+      entries.map((e) => String(e.job.id)),
+      entries.map((e) => e.token),
+      this.config.lockMs,
+    );
+  }
+
+  /** Grace period over: stop what still runs and hand async jobs back to the queue for another instance. */
+  private async handBack(): Promise<void> {
+    const entries = [...this.running.values()];
+    for (const entry of entries) entry.controller.abort(new CancelledError('shutdown'));
     let timer: NodeJS.Timeout | undefined;
-    const finished = await Promise.race([
-      this.closing.then(() => true),
-      new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), this.remainingGraceMs()))),
+    await Promise.race([
+      Promise.allSettled(entries.map((e) => e.settled)),
+      new Promise((resolve) => (timer = setTimeout(resolve, HAND_BACK_MS))),
     ]);
     clearTimeout(timer);
-    if (!finished) {
-      // Jobs cut off here keep their lock until it expires; another instance then recovers them as stalled.
-      this.logger.warn('jobs still running after the grace period: closing the worker by force');
-      await worker.close(true);
+  }
+
+  private async run(job: Job<InferenceJobData, InferenceJobResult>, token: string, controller: AbortController): Promise<void> {
+    try {
+      const result = await this.process(job, controller);
+      if (result === 'hand_back') {
+        await job.moveToWait(token);
+        this.logger.log({ jobId: job.id }, 'job handed back to the queue at shutdown');
+      } else {
+        await job.moveToCompleted(result, token, false);
+      }
+    } catch (error) {
+      if (error instanceof AsyncJobFailure) {
+        await job.moveToFailed(new Error(error.message), token, false).catch((e: Error) => this.logger.warn(`job ${job.id}: ${e.message}`));
+      } else {
+        // The lock was lost (this instance stalled): another worker owns the job now.
+        this.logger.warn(`job ${job.id}: ${(error as Error).message}`);
+      }
     }
   }
 
-  private remainingGraceMs(): number {
-    const spent = this.drainStartedAt === undefined ? 0 : this.clock.now() - this.drainStartedAt;
-    return Math.max(0, this.server.shutdownGraceMs - spent);
-  }
-
-  async process(job: Job<InferenceJobData>): Promise<InferenceJobResult> {
+  /** Runs one job to its result; throws AsyncJobFailure for an async job that failed for good. */
+  async process(job: Job<InferenceJobData>, controller: AbortController): Promise<InferenceJobResult | 'hand_back'> {
     const data = job.data;
     const jobId = String(job.id);
+    const { refused, originAlive } = await this.slots.bind(jobId, data.mode === 'sync' ? data.origin : undefined);
+    if (refused || !originAlive) {
+      // Its caller was told it failed, or is gone with its instance: nobody may get an answer from it.
+      return { outcome: 'dropped', queueWaitMs: this.clock.now() - data.enqueuedAt };
+    }
     const startedAt = this.clock.now();
     const queueWaitMs = startedAt - data.enqueuedAt;
     this.figures.jobStarted(data.priority, queueWaitMs);
     if (startedAt >= data.deadlineAt) {
       this.figures.jobFinished(undefined);
-      await this.delivery.fail(data.origin, jobId, new QueueTimeoutError(queueWaitMs));
+      if (data.mode === 'sync') await this.delivery.fail(data.origin, jobId, new QueueTimeoutError(queueWaitMs)).catch(() => undefined);
       return { outcome: 'expired', queueWaitMs };
     }
-    const controller = new AbortController();
     const timeoutMs = data.deadlineAt - data.enqueuedAt;
     const timer = setTimeout(() => controller.abort(new RequestTimeoutError(timeoutMs)), data.deadlineAt - startedAt);
     const untrack = this.delivery.track(jobId, controller);
+    let attempts = 0;
     // Only completed work says how long a job holds its slot; failures and cut-offs would skew the estimate.
     let served = false;
     try {
-      await this.delivery.started(data.origin, jobId, startedAt);
+      if (data.mode === 'sync') await this.delivery.started(data.origin, jobId, startedAt);
       const answer = await this.dispatcher.dispatch(
         { path: data.path, model: data.model, body: data.body, stream: data.stream },
-        { signal: controller.signal, deadlineAt: data.deadlineAt, retriesAllowed: data.retriesAllowed },
+        { signal: controller.signal, deadlineAt: data.deadlineAt, retriesAllowed: data.retriesAllowed, onAttempt: () => attempts++ },
       );
       if (data.mode === 'async') {
-        const durationMs = this.clock.now() - startedAt;
         if (answer.kind !== 'json') throw new Error('async jobs are never streamed');
         served = true;
-        return { outcome: 'succeeded', status: answer.status, body: answer.body, upstream: answer.upstream, model: answer.model, queueWaitMs, durationMs };
+        const durationMs = this.clock.now() - startedAt;
+        return { outcome: 'succeeded', status: answer.status, body: answer.body, upstream: answer.upstream, model: answer.model, queueWaitMs, durationMs, attempts };
       }
       await this.delivery.deliver(data.origin, jobId, answer);
       served = true;
-      return { outcome: 'succeeded', status: answer.status, upstream: answer.upstream, model: answer.model, queueWaitMs, durationMs: this.clock.now() - startedAt };
+      return { outcome: 'succeeded', status: answer.status, upstream: answer.upstream, model: answer.model, queueWaitMs, durationMs: this.clock.now() - startedAt, attempts };
     } catch (error) {
-      const reason = controller.signal.aborted ? controller.signal.reason : error;
-      if (reason instanceof CancelledError) return { outcome: 'cancelled', queueWaitMs };
+      const reason: unknown = controller.signal.aborted ? controller.signal.reason : error;
+      if (reason instanceof CancelledError && reason.by === 'shutdown') {
+        if (data.mode === 'async') return 'hand_back';
+        await this.delivery.fail(data.origin, jobId, new ShuttingDownError()).catch(() => undefined);
+        return { outcome: 'failed', queueWaitMs, attempts, error: errorSummary(new ShuttingDownError()) };
+      }
+      if (reason instanceof CancelledError) return { outcome: 'cancelled', queueWaitMs, attempts };
       if (data.mode === 'sync') {
         await this.delivery.fail(data.origin, jobId, reason).catch(() => undefined);
         // The caller has its answer; a sync request's failure is not an operator's dead letter.
-        const { message, type, code } = toErrorResponse(reason).body.error;
-        return { outcome: 'failed', queueWaitMs, error: { message, type, code } };
+        return { outcome: 'failed', queueWaitMs, attempts, error: errorSummary(reason) };
       }
       // BullMQ keeps only a message for failed jobs: carry the contract-shaped error in it.
-      throw new Error(JSON.stringify(toErrorResponse(reason)));
+      throw new AsyncJobFailure(JSON.stringify({ ...toErrorResponse(reason), attempts }));
     } finally {
       clearTimeout(timer);
       untrack();
       this.figures.jobFinished(served ? this.clock.now() - startedAt : undefined);
     }
   }
+}
+
+/** An async job failed for good; its message is the contract-shaped error, kept in the dead-letter list. */
+class AsyncJobFailure extends Error {}
+
+function errorSummary(error: unknown): { message: string; type: string; code: string | null } {
+  const { message, type, code } = toErrorResponse(error).body.error;
+  return { message, type, code };
 }

@@ -9,7 +9,7 @@ import { DeliveryService } from './delivery.service';
 import { INFERENCE_QUEUE, InferenceJobData, InferenceJobResult } from './inference-job';
 import { QueueFigures } from './queue-figures.service';
 
-export type JobStatus = 'queued' | 'active' | 'completed' | 'failed' | 'cancelled' | 'expired';
+export type JobStatus = 'queued' | 'active' | 'cancelling' | 'completed' | 'failed' | 'cancelled' | 'expired';
 
 /** The job object of the jobs API. */
 export interface JobView {
@@ -26,6 +26,8 @@ export interface JobView {
   queue_wait_ms: number | null;
   duration_ms: number | null;
   upstream: string | null;
+  /** Upstream calls made for the job so far (retries and fallbacks included); null until it ends. */
+  attempts: number | null;
   result: unknown;
   error: { message: string; type: string; code: string | null } | null;
 }
@@ -59,25 +61,31 @@ export class JobsService {
     throw new NotFoundError('job_not_found', `No job ${id}`, 'id');
   }
 
+  /**
+   * Cancels a job of `clientId`'s. A queued job is removed at once (`cancelled`); a running one is
+   * `cancelling` until its worker confirms, then `cancelled`. Cancelling a cancelled job answers it again;
+   * a job that already completed or failed cannot be cancelled.
+   */
   async cancel(id: string, clientId: string): Promise<JobView> {
     const job = await this.queue.getJob(id);
     if (!job || job.data.mode !== 'async' || job.data.clientId !== clientId) return this.get(id, clientId);
-    const state = await job.getState();
-    if (state === 'active') {
-      await this.delivery.cancel(id);
-      return { ...(await this.view(job)), status: 'cancelled' };
-    }
-    if (state === 'completed' || state === 'failed') throw new JobNotCancellableError(state);
-    const view: JobView = { ...(await this.view(job)), status: 'cancelled', position: null, finished_at: seconds(Date.now()) };
-    try {
-      await job.remove();
-    } catch {
+    const current = await this.view(job);
+    if (current.status === 'cancelled' || current.status === 'cancelling') return current;
+    if (current.status !== 'queued' && current.status !== 'active') throw new JobNotCancellableError(current.status);
+    if (current.status === 'queued') {
+      const removed = await job.remove().then(
+        () => true,
+        () => false,
+      );
+      if (removed) {
+        const view: JobView = { ...current, status: 'cancelled', position: null, finished_at: seconds(Date.now()) };
+        await this.redis.client.set(TOMBSTONE_PREFIX + id, JSON.stringify({ ...view, owner: clientId }), 'PX', this.config.jobResultTtlMs);
+        return view;
+      }
       // Became active meanwhile: cancel it where it runs.
-      await this.delivery.cancel(id);
-      return view;
     }
-    await this.redis.client.set(TOMBSTONE_PREFIX + id, JSON.stringify({ ...view, owner: clientId }), 'PX', this.config.jobResultTtlMs);
-    return view;
+    await this.delivery.cancel(id);
+    return { ...current, status: 'cancelling', position: null };
   }
 
   async view(job: Job<InferenceJobData, InferenceJobResult>): Promise<JobView> {
@@ -96,20 +104,34 @@ export class JobsService {
       queue_wait_ms: job.processedOn ? job.processedOn - job.data.enqueuedAt : null,
       duration_ms: job.processedOn && job.finishedOn ? job.finishedOn - job.processedOn : null,
       upstream: null,
+      attempts: null,
       result: null,
       error: null,
     };
-    if (state === 'active') return { ...base, status: 'active' };
-    if (state === 'failed') return { ...base, status: 'failed', error: parseFailure(job.failedReason) };
-    if (state === 'completed' && result) {
-      if (result.outcome === 'succeeded') return { ...base, status: 'completed', upstream: result.upstream, result: result.body ?? null };
-      if (result.outcome === 'cancelled') return { ...base, status: 'cancelled' };
-      if (result.outcome === 'expired') {
-        return { ...base, status: 'expired', error: { message: 'The job\'s deadline passed before it started', type: 'timeout_error', code: 'queue_timeout' } };
-      }
-      return { ...base, status: 'failed', error: result.error };
+    if (state === 'active') {
+      const cancelling = await this.delivery.cancelRequested(String(job.id)).catch(() => false);
+      return { ...base, status: cancelling ? 'cancelling' : 'active' };
     }
-    return { ...base, status: 'queued', position: await this.position(String(job.id)) };
+    if (state === 'failed') {
+      const failure = parseFailure(job.failedReason);
+      return { ...base, status: 'failed', attempts: failure.attempts, error: failure.error };
+    }
+    if (state === 'completed' && result) {
+      if (result.outcome === 'succeeded') return { ...base, status: 'completed', upstream: result.upstream, attempts: result.attempts ?? null, result: result.body ?? null };
+      if (result.outcome === 'cancelled') return { ...base, status: 'cancelled', attempts: result.attempts ?? null };
+      if (result.outcome === 'expired' || result.outcome === 'dropped') {
+        return { ...base, status: 'expired', attempts: 0, error: { message: 'The job\'s deadline passed before it started', type: 'timeout_error', code: 'queue_timeout' } };
+      }
+      return { ...base, status: 'failed', attempts: result.attempts ?? null, error: result.error };
+    }
+    // Waiting (prioritized), or taken by a worker that has not started it yet: queued until it starts.
+    return { ...base, status: 'queued', started_at: null, queue_wait_ms: null, position: await this.position(String(job.id)) };
+  }
+
+  /** The job object of a job just submitted: queued, whatever a fast worker may have done meanwhile. */
+  async submitted(job: Job<InferenceJobData, InferenceJobResult>): Promise<JobView> {
+    const view = await this.view(job);
+    return view.status === 'active' ? { ...view, status: 'queued', started_at: null, queue_wait_ms: null } : view;
   }
 
   private async position(id: string): Promise<number | null> {
@@ -129,8 +151,7 @@ export class JobsService {
         priority: job.data.priority,
         created_at: Math.floor(job.timestamp / 1000),
         failed_at: seconds(job.finishedOn),
-        attempts: job.attemptsMade,
-        error: parseFailure(job.failedReason),
+        ...parseFailure(job.failedReason),
       })),
     };
   }
@@ -149,16 +170,18 @@ export class JobsService {
   }
 }
 
-/** Failed jobs carry the contract-shaped error as their message (see InferenceProcessor). */
-function parseFailure(reason: string | undefined): { message: string; type: string; code: string | null } {
+type ErrorSummary = { message: string; type: string; code: string | null };
+
+/** Failed jobs carry the contract-shaped error and the upstream attempts as their message (see InferenceProcessor). */
+function parseFailure(reason: string | undefined): { error: ErrorSummary; attempts: number | null } {
   try {
-    const parsed = JSON.parse(reason ?? '') as { body?: { error?: { message: string; type: string; code: string | null } } };
+    const parsed = JSON.parse(reason ?? '') as { body?: { error?: ErrorSummary }; attempts?: number };
     if (parsed.body?.error) {
       const { message, type, code } = parsed.body.error;
-      return { message, type, code };
+      return { error: { message, type, code }, attempts: typeof parsed.attempts === 'number' ? parsed.attempts : null };
     }
   } catch {
     // BullMQ's own reasons (e.g. a job stalled too often) are plain text.
   }
-  return { message: reason ?? 'The job failed', type: 'upstream_error', code: 'upstream_error' };
+  return { error: { message: reason ?? 'The job failed', type: 'upstream_error', code: 'upstream_error' }, attempts: null };
 }

@@ -1,12 +1,10 @@
-import { InjectQueue } from '@nestjs/bullmq';
 import { Inject, Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
 import type { ConfigType } from '@nestjs/config';
-import type { Queue } from 'bullmq';
 import type { Priority } from '../adaptive/graduated-rejection';
 import { ServiceTimeEstimator } from '../adaptive/wait-estimator';
 import { Clock } from '../common/clock';
 import { queueConfig } from '../config/sections';
-import { BULL_PRIORITY, INFERENCE_QUEUE } from './inference-job';
+import { SlotService } from './slot.service';
 
 const REFRESH_MS = 200;
 /** Older than this, the figures are not trusted: admission fails closed (Redis is probably away). */
@@ -15,7 +13,7 @@ const STALE_AFTER_MS = 3000;
 export interface QueueSnapshot {
   waiting: number;
   byPriority: Record<Priority, number>;
-  /** Jobs running on any instance. */
+  /** Slots in use on every instance (upstream calls in flight, fast lane and queued). */
   active: number;
   /** Jobs running on this instance. */
   localActive: number;
@@ -26,7 +24,8 @@ export interface QueueSnapshot {
 
 /**
  * Cached queue figures across all instances, refreshed in the background every 200 ms and nudged
- * locally between refreshes, so admission decisions never wait on Redis.
+ * locally between refreshes, so shedding decisions never wait on Redis. The hard bounds (queue size,
+ * slots) are not decided here but atomically in Redis (SlotService).
  */
 @Injectable()
 export class QueueFigures implements OnApplicationBootstrap, OnApplicationShutdown {
@@ -47,7 +46,7 @@ export class QueueFigures implements OnApplicationBootstrap, OnApplicationShutdo
   private readonly waitListeners: ((queueWaitMs: number) => void)[] = [];
 
   constructor(
-    @InjectQueue(INFERENCE_QUEUE) private readonly queue: Queue,
+    private readonly slots: SlotService,
     @Inject(queueConfig.KEY) private readonly config: ConfigType<typeof queueConfig>,
     private readonly clock: Clock,
   ) {}
@@ -73,16 +72,9 @@ export class QueueFigures implements OnApplicationBootstrap, OnApplicationShutdo
     const added = { ...this.added };
     const started = { ...this.started };
     try {
-      const [counts, active] = await Promise.all([
-        this.queue.getCountsPerPriority(Object.values(BULL_PRIORITY)),
-        this.queue.getActiveCount(),
-      ]);
-      this.byPriority = {
-        high: Number(counts[BULL_PRIORITY.high] ?? 0),
-        normal: Number(counts[BULL_PRIORITY.normal] ?? 0),
-        low: Number(counts[BULL_PRIORITY.low] ?? 0),
-      };
-      this.active = active;
+      const figures = await this.slots.figures();
+      this.byPriority = figures.byPriority;
+      this.active = figures.inUse;
       this.addedAtRefresh = added;
       this.startedAtRefresh = started;
       this.refreshedAt = this.clock.now();
@@ -143,8 +135,9 @@ export class QueueFigures implements OnApplicationBootstrap, OnApplicationShutdo
     this.added[priority]--;
   }
 
-  jobStarted(priority: Priority, queueWaitMs: number): void {
-    this.started[priority]++;
+  /** A request started here: taken from the queue, or on the fast lane (it never waited). */
+  jobStarted(priority: Priority, queueWaitMs: number, fromQueue = true): void {
+    if (fromQueue) this.started[priority]++;
     this.localActive++;
     for (const listener of this.waitListeners) listener(queueWaitMs);
   }

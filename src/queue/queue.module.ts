@@ -11,11 +11,13 @@ import { JobsService } from './jobs.service';
 import { QueueFigures } from './queue-figures.service';
 import { QueueService } from './queue.service';
 import { QueueHealthIndicator } from './queue.health';
+import { InstanceIdentity } from './instance-identity';
+import { SlotService } from './slot.service';
 
 @Module({
   imports: [BullModule.registerQueue({ name: INFERENCE_QUEUE }), DispatchModule, TerminusModule],
   controllers: [JobsController, AdminJobsController],
-  providers: [QueueService, JobsService, DeliveryService, QueueFigures, InferenceProcessor, QueueHealthIndicator],
+  providers: [QueueService, JobsService, DeliveryService, QueueFigures, InferenceProcessor, QueueHealthIndicator, SlotService, InstanceIdentity],
   exports: [QueueService, JobsService, QueueFigures, QueueHealthIndicator],
 })
 export class QueueModule {}

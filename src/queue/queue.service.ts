@@ -1,21 +1,32 @@
 import { InjectQueue } from '@nestjs/bullmq';
-import { Inject, Injectable, Logger, OnApplicationBootstrap } from '@nestjs/common';
+import { Inject, Injectable, Logger } from '@nestjs/common';
 import type { ConfigType } from '@nestjs/config';
 import type { Job, Queue } from 'bullmq';
-import { randomUUID } from 'node:crypto';
+import type Redis from 'ioredis';
+import { createHash, randomUUID } from 'node:crypto';
 import type { Priority } from '../adaptive/graduated-rejection';
 import { Clock } from '../common/clock';
 import { LoadShedError, QueueFullError, QueueTimeoutError, RequestTimeoutError, UpstreamError } from '../common/errors';
+import { DeadlineExceededError, withDeadline } from '../common/deadline';
+import { ShutdownService } from '../common/shutdown.service';
 import { queueConfig } from '../config/sections';
+import { UpstreamDispatcher } from '../dispatch/upstream-dispatcher';
 import { RedisService } from '../redis/redis.service';
 import type { InferencePayload } from '../upstream/upstream.types';
-import { DeliveredAnswer, DeliveryService } from './delivery.service';
+import { DeliveredAnswer, DeliveryService, PendingDelivery } from './delivery.service';
 import { BULL_PRIORITY, INFERENCE_QUEUE, InferenceJobData, InferenceJobResult } from './inference-job';
 import { QueueFigures } from './queue-figures.service';
+import { SlotService } from './slot.service';
+import { drainTimeSeconds } from '../adaptive/wait-estimator';
 
+/** Longest wait for Redis to take a request into the queue; past it the caller is refused (and the add voided). */
 const ADD_TIMEOUT_MS = 2000;
 /** How often a handler that has heard nothing checks that its job still exists. */
 const WATCHDOG_MS = 5000;
+/** How long a handler whose deadline passed waits for the worker's own verdict on a running job. */
+const VERDICT_GRACE_MS = 500;
+/** How long the marker that voids a refused add is kept (longer than any Redis blip an add could survive). */
+const REFUSED_MARKER_MS = 24 * 3600 * 1000;
 
 export interface QueuedRequest {
   payload: InferencePayload;
@@ -29,16 +40,25 @@ export interface QueuedRequest {
 export interface RunningAnswer {
   answer: DeliveredAnswer;
   queueWaitMs: number;
-  /** Call once the answer has been written (or abandoned): frees the delivery slot. */
+  /** Call once the answer has been written (or abandoned): frees the slot or the delivery. */
   release(): void;
 }
 
+/** An async job as submitted: new, or the one an earlier call with the same Idempotency-Key made. */
+export interface SubmittedJob {
+  job?: Job<InferenceJobData, InferenceJobResult>;
+  id: string;
+  replayed: boolean;
+}
+
 /**
- * Puts upstream-bound work through the BullMQ priority queue. Sync requests wait for their answer
- * (delivered in memory or through Redis); async jobs are stored for the jobs API.
+ * The queue core's entry: admission into the global bounds and the queue in one atomic step in Redis,
+ * then either the fast lane (a free slot and nobody of equal or higher priority waiting: the request runs
+ * here at once, no queue round trip) or the BullMQ priority queue, from which any instance's worker takes
+ * it when a slot frees. Async jobs always go through the queue, which keeps them durable.
  */
 @Injectable()
-export class QueueService implements OnApplicationBootstrap {
+export class QueueService {
   private readonly logger = new Logger(QueueService.name);
 
   constructor(
@@ -46,34 +66,45 @@ export class QueueService implements OnApplicationBootstrap {
     @Inject(queueConfig.KEY) private readonly config: ConfigType<typeof queueConfig>,
     private readonly delivery: DeliveryService,
     private readonly figures: QueueFigures,
+    private readonly slots: SlotService,
+    private readonly dispatcher: UpstreamDispatcher,
+    private readonly shutdown: ShutdownService,
     private readonly redis: RedisService,
     private readonly clock: Clock,
   ) {}
 
-  async onApplicationBootstrap(): Promise<void> {
-    // BullMQ's global concurrency makes MAX_CONCURRENT_REQUESTS hold across every instance.
-    await this.queue.setGlobalConcurrency(this.config.maxConcurrent);
-  }
-
-  /** Queues a request and waits, within its deadline, until a worker answers it. */
+  /** Runs a request (fast lane or through the queue) and waits, within its deadline, for its answer. */
   async run(request: QueuedRequest, signal: AbortSignal): Promise<RunningAnswer> {
-    const jobId = randomUUID();
+    const id = randomUUID();
+    const fastLane = this.config.workerEnabled && !this.shutdown.draining;
+    const admitted = await this.admit(id, request.priority, fastLane);
+    if (admitted.kind === 'fast') return this.runHere(id, request, signal);
+    if (admitted.kind === 'duplicate') throw new Error(`job id ${id} exists already`);
     const enqueuedAt = this.clock.now();
-    const pending = this.delivery.expect(jobId);
+    const pending = this.delivery.expect(id);
     try {
-      await this.add(jobId, { ...this.jobData(request, enqueuedAt), mode: 'sync', origin: this.delivery.instanceId }, true);
-      const answer = await this.await(jobId, pending.answer, signal, () => pending.startedAt(), enqueuedAt);
+      await this.add(id, { ...this.jobData(request, enqueuedAt), mode: 'sync', origin: this.delivery.instanceId }, admitted.freeSlots);
+      const answer = await this.await(id, pending, signal, enqueuedAt);
       const startedAt = pending.startedAt() ?? this.clock.now();
-      return { answer, queueWaitMs: Math.max(0, startedAt - enqueuedAt), release: () => pending.dispose() };
+      const release = () => {
+        // The handler leaves before the whole answer arrived (a client gone mid-stream): stop the work
+        // wherever it runs, so the upstream call and its slot end now rather than with the stream.
+        if (!pending.complete()) void this.delivery.cancel(id).catch(() => undefined);
+        pending.dispose();
+      };
+      return { answer, queueWaitMs: Math.max(0, startedAt - enqueuedAt), release };
     } catch (error) {
       pending.dispose();
       throw error;
     }
   }
 
-  /** Queues an async job (jobs API); answers at once. */
-  async submit(request: QueuedRequest): Promise<Job<InferenceJobData, InferenceJobResult>> {
-    const jobId = randomUUID();
+  /**
+   * Queues an async job (jobs API); answers at once. With an `idempotencyKey`, a second submission by
+   * the same client answers with the first one's job and runs nothing.
+   */
+  async submit(request: QueuedRequest, idempotencyKey?: string): Promise<SubmittedJob> {
+    const id = idempotencyKey ? idempotentJobId(request.clientId, idempotencyKey) : randomUUID();
     const data: InferenceJobData = {
       ...this.jobData(request, this.clock.now()),
       // A job's answer is stored, not relayed: never a stream.
@@ -82,7 +113,11 @@ export class QueueService implements OnApplicationBootstrap {
       mode: 'async',
       origin: this.delivery.instanceId,
     };
-    return this.add(jobId, data, false);
+    const admitted = await this.admit(id, request.priority, false);
+    if (admitted.kind === 'duplicate') return { id, replayed: true, job: await this.queue.getJob(id) };
+    if (admitted.kind === 'fast') throw new Error('async jobs never take the fast lane');
+    // Two submissions racing with one key both reach here; BullMQ adds one job under that id.
+    return { id, job: await this.add(id, data, admitted.freeSlots), replayed: false };
   }
 
   private jobData(request: QueuedRequest, enqueuedAt: number): Omit<InferenceJobData, 'mode' | 'origin'> {
@@ -100,48 +135,85 @@ export class QueueService implements OnApplicationBootstrap {
     };
   }
 
-  private async add(jobId: string, data: InferenceJobData, sync: boolean): Promise<Job<InferenceJobData, InferenceJobResult>> {
+  /** The atomic admission step; refuses with the contract's errors. */
+  private async admit(id: string, priority: Priority, fastLane: boolean) {
     if (!this.redis.ready) throw new LoadShedError('the queue store (Redis) is unreachable', 5000);
-    const snapshot = this.figures.snapshot();
-    if (snapshot.waiting >= this.config.maxQueueSize) {
-      throw new QueueFullError(snapshot.waiting, this.config.maxQueueSize, 1000);
-    }
-    // Reserve the place before the first await, so a burst on this instance cannot overshoot the bound.
-    this.figures.jobAdded(data.priority);
-    let timer: NodeJS.Timeout | undefined;
+    let admitted;
     try {
-      const job = await Promise.race([
-        this.queue.add(INFERENCE_QUEUE, data, {
-          jobId,
-          priority: BULL_PRIORITY[data.priority],
-          attempts: 1,
-          removeOnComplete: sync ? true : { age: Math.ceil(this.config.jobResultTtlMs / 1000) },
-          // Sync failures were answered to their caller; async ones stay as dead letters.
-          removeOnFail: sync ? true : false,
-        }),
-        new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error('queue add timed out')), ADD_TIMEOUT_MS))),
-      ]);
-      return job;
+      admitted = await withDeadline(this.slots.admit(id, priority, fastLane), ADD_TIMEOUT_MS);
     } catch (error) {
-      this.figures.jobAddFailed(data.priority);
-      this.logger.warn(`could not queue job: ${(error as Error).message}`);
-      throw new LoadShedError('the queue store (Redis) did not accept the request', 5000);
-    } finally {
-      clearTimeout(timer);
+      this.logger.warn(`could not admit a request: ${(error as Error).message}`);
+      throw new LoadShedError('the queue store (Redis) did not answer', 5000);
+    }
+    if (admitted.kind === 'full') {
+      const snapshot = this.figures.snapshot();
+      const retryAfterMs = drainTimeSeconds(admitted.waiting, this.config.maxConcurrent, snapshot.averageServiceMs) * 1000;
+      throw new QueueFullError(admitted.waiting, this.config.maxQueueSize, retryAfterMs);
+    }
+    return admitted;
+  }
+
+  /** Fast lane: the slot is held already; call the upstream from here, the caller's signal in charge. */
+  private async runHere(lease: string, request: QueuedRequest, signal: AbortSignal): Promise<RunningAnswer> {
+    const startedAt = this.clock.now();
+    this.figures.jobStarted(request.priority, 0, false);
+    let released = false;
+    const release = (served: boolean) => {
+      if (released) return;
+      released = true;
+      this.figures.jobFinished(served ? this.clock.now() - startedAt : undefined);
+      void this.slots.release(lease);
+    };
+    try {
+      const served = await this.dispatcher.dispatch(request.payload, { signal, deadlineAt: request.deadlineAt, retriesAllowed: request.retriesAllowed });
+      const answer: DeliveredAnswer =
+        served.kind === 'json'
+          ? { kind: 'json', status: served.status, body: served.body, upstream: served.upstream, model: served.model }
+          : { kind: 'stream', events: concatEvents(served.first, served.rest), upstream: served.upstream, model: served.model };
+      return { answer, queueWaitMs: 0, release: () => release(true) };
+    } catch (error) {
+      release(false);
+      throw error;
     }
   }
 
   /**
-   * Waits for a sync job's answer, its caller's signal, or proof that the job is gone. On abort, a job
-   * still waiting is removed (it never reaches the upstream); a running one is cancelled where it runs.
+   * Adds a job whose queue place is reserved. An add that does not finish in time is answered 503 and
+   * voided: a marker, sent on the queue's own connection and so always after the add, stops any worker
+   * from running it, so a caller told "no" never has its request run.
    */
-  private async await(
-    jobId: string,
-    answer: Promise<DeliveredAnswer>,
-    signal: AbortSignal,
-    startedAt: () => number | undefined,
-    enqueuedAt: number,
-  ): Promise<DeliveredAnswer> {
+  private async add(id: string, data: InferenceJobData, freeSlots: number): Promise<Job<InferenceJobData, InferenceJobResult>> {
+    this.figures.jobAdded(data.priority);
+    const sync = data.mode === 'sync';
+    const adding = this.queue.add(INFERENCE_QUEUE, data, {
+      jobId: id,
+      priority: BULL_PRIORITY[data.priority],
+      attempts: 1,
+      removeOnComplete: sync ? true : { age: Math.ceil(this.config.jobResultTtlMs / 1000) },
+      // Sync failures were answered to their caller; async ones stay as dead letters.
+      removeOnFail: sync ? true : false,
+    });
+    try {
+      const job = await withDeadline(adding, ADD_TIMEOUT_MS);
+      void this.slots.unreserve(id).catch(() => undefined);
+      // A slot is free while the job waits (it could not take the fast lane): wake whoever can run it.
+      if (freeSlots > 0) this.slots.wakeWorkers();
+      return job;
+    } catch (error) {
+      this.figures.jobAddFailed(data.priority);
+      adding.catch(() => undefined);
+      void this.queue.backend.client.then((c) => (c as unknown as Redis).set(this.slots.refusedKey(id), '1', 'PX', REFUSED_MARKER_MS)).catch(() => undefined);
+      void this.slots.unreserve(id).catch(() => undefined);
+      this.logger.warn(`could not queue job: ${(error as Error).message}`);
+      throw new LoadShedError('the queue store (Redis) did not accept the request', 5000);
+    }
+  }
+
+  /**
+   * Waits for a queued sync job's answer, its caller's signal, or proof that the job is gone. On abort, a
+   * job still waiting is removed (it never reaches the upstream); a running one is cancelled where it runs.
+   */
+  private async await(jobId: string, pending: PendingDelivery, signal: AbortSignal, enqueuedAt: number): Promise<DeliveredAnswer> {
     let onAbort!: () => void;
     const aborted = new Promise<never>((_, reject) => {
       onAbort = () => reject(signal.reason);
@@ -165,11 +237,9 @@ export class QueueService implements OnApplicationBootstrap {
     });
     lost.catch(() => undefined);
     try {
-      return await Promise.race([answer, aborted, lost]);
+      return await Promise.race([pending.answer, aborted, lost]);
     } catch (error) {
-      if (signal.aborted && error === signal.reason) {
-        throw await this.abandon(jobId, signal.reason, startedAt() !== undefined, enqueuedAt);
-      }
+      if (signal.aborted && error === signal.reason) throw await this.abandon(jobId, pending, signal.reason, enqueuedAt);
       throw error;
     } finally {
       clearInterval(watchdog);
@@ -177,17 +247,38 @@ export class QueueService implements OnApplicationBootstrap {
     }
   }
 
-  /** The caller stopped waiting: take the job back and say why. */
-  private async abandon(jobId: string, reason: unknown, started: boolean, enqueuedAt: number): Promise<unknown> {
-    let removed = false;
-    if (!started) {
-      removed = await this.queue
+  /**
+   * The caller stopped waiting: take the job back and say why. A job removed before any worker took it
+   * never reached the upstream (`queue_timeout`); for one already running, the worker knows whether the
+   * upstream was called, so its verdict is awaited briefly.
+   */
+  private async abandon(jobId: string, pending: PendingDelivery, reason: unknown, enqueuedAt: number): Promise<unknown> {
+    const removed =
+      pending.startedAt() === undefined &&
+      (await this.queue
         .remove(jobId)
         .then((count) => count > 0)
-        .catch(() => false);
+        .catch(() => false));
+    if (removed) {
+      void this.slots.unreserve(jobId).catch(() => undefined);
+      return reason instanceof RequestTimeoutError ? new QueueTimeoutError(this.clock.now() - enqueuedAt) : reason;
     }
-    if (!removed) await this.delivery.cancel(jobId).catch(() => undefined);
-    if (reason instanceof RequestTimeoutError && removed) return new QueueTimeoutError(this.clock.now() - enqueuedAt);
-    return reason;
+    await this.delivery.cancel(jobId).catch(() => undefined);
+    if (!(reason instanceof RequestTimeoutError)) return reason;
+    const verdict = await withDeadline(pending.answer, VERDICT_GRACE_MS).then(
+      () => reason,
+      (error: unknown) => (error instanceof DeadlineExceededError ? reason : error),
+    );
+    return verdict;
   }
+}
+
+/** A job id that is the same for the same client and Idempotency-Key, and reveals neither. */
+export function idempotentJobId(clientId: string, key: string): string {
+  return 'idem-' + createHash('sha256').update(`${clientId}\u0000${key}`).digest('hex').slice(0, 40);
+}
+
+async function* concatEvents(first: string[], rest: AsyncIterable<string>): AsyncIterable<string> {
+  yield* first;
+  yield* rest;
 }

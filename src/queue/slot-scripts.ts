@@ -1,0 +1,133 @@
+/**
+ * The Lua scripts behind the queue core's cross-instance promises. Each runs atomically in Redis, reads
+ * time from Redis itself (`TIME`, so instances' clocks never disagree about a lease) and touches only:
+ *
+ * - `slots`: ZSET of running requests' leases (member: lease id, score: expiry in ms). Its size after
+ *   purging expired members is the number of upstream calls in flight across every instance.
+ * - `adding`: ZSET of queue places reserved by an add still on its way into BullMQ (member: job id,
+ *   score: band * BAND + reservation time), so a burst of adds cannot overshoot the bound.
+ * - BullMQ's own `prioritized` ZSET (score: priority * 2^32 + FIFO counter) and `wait` list: the truth
+ *   of what waits.
+ * - `instances`: ZSET of live instances (member: instance id, score: heartbeat expiry).
+ *
+ * Priority bands are BullMQ priorities 1 (high), 2 (normal), 3 (low); lower runs first.
+ */
+
+/** Scores of `adding` carry the band in the high digits: band * BAND + epoch ms. */
+export const BAND = 1e13;
+/** A reservation older than this without its job is an add that never landed. */
+export const STALE_RESERVATION_MS = 30_000;
+
+const PRELUDE = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local BAND = ${BAND}
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+for b = 1, 3 do
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], b * BAND, b * BAND + now - ${STALE_RESERVATION_MS})
+end
+local function waitingUpTo(band)
+  return redis.call('ZCOUNT', KEYS[3], '-inf', (band + 1) * 4294967296 - 1)
+    + redis.call('LLEN', KEYS[4])
+    + redis.call('ZCOUNT', KEYS[2], '-inf', (band + 1) * BAND - 1)
+end
+`;
+
+/**
+ * Admission and enqueue as one step. KEYS: slots, adding, prioritized, wait, job hash.
+ * ARGV: band, id, maxQueue, maxConcurrent, leaseMs, fastLaneAllowed (1/0).
+ * Returns [kind, figure]: kind 1 = fast lane (a lease `id` is held; figure = slots in use), 2 = a queue
+ * place is reserved (figure = free slots now), 0 = queue full (figure = waiting), 3 = the job exists already.
+ */
+export const ADMIT = `${PRELUDE}
+if redis.call('EXISTS', KEYS[5]) == 1 then return {3, 0} end
+local band = tonumber(ARGV[1])
+local maxConcurrent = tonumber(ARGV[4])
+local inUse = redis.call('ZCARD', KEYS[1])
+if ARGV[6] == '1' and inUse < maxConcurrent and waitingUpTo(band) == 0 then
+  redis.call('ZADD', KEYS[1], now + tonumber(ARGV[5]), ARGV[2])
+  return {1, inUse + 1}
+end
+local waiting = waitingUpTo(3)
+if waiting >= tonumber(ARGV[3]) then return {0, waiting} end
+redis.call('ZADD', KEYS[2], band * BAND + now, ARGV[2])
+return {2, maxConcurrent - inUse}
+`;
+
+/**
+ * A worker asks for a slot to run the head of the queue. KEYS: slots, adding, prioritized, wait.
+ * ARGV: ticket, maxConcurrent, leaseMs. Returns 1 (granted: lease `ticket` held), 0 (no free slot),
+ * -1 (nothing waits).
+ */
+export const CLAIM = `${PRELUDE}
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
+if redis.call('ZCARD', KEYS[3]) + redis.call('LLEN', KEYS[4]) == 0 then return -1 end
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
+return 1
+`;
+
+/**
+ * Gives a slot back, and hands it straight to the queue's head when something waits. KEYS: slots,
+ * adding, prioritized, wait. ARGV: lease, nextTicket ('' = no hand-off), maxConcurrent, leaseMs.
+ * Returns [handedOff 1/0, waiting].
+ */
+export const RELEASE = `${PRELUDE}
+redis.call('ZREM', KEYS[1], ARGV[1])
+local waiting = redis.call('ZCARD', KEYS[3]) + redis.call('LLEN', KEYS[4])
+if waiting > 0 and ARGV[2] ~= '' and redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[3]) then
+  redis.call('ZADD', KEYS[1], now + tonumber(ARGV[4]), ARGV[2])
+  return {1, waiting}
+end
+return {0, waiting}
+`;
+
+/**
+ * A worker took job `id` out of BullMQ: its reservation (if still there) is gone, and the worker learns
+ * whether the job may run. KEYS: adding, refused marker, instances. ARGV: id, origin instance (or '').
+ * Returns [refused 1/0, origin alive 1/0].
+ */
+export const BIND = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREM', KEYS[1], ARGV[1])
+local alive = 1
+if ARGV[2] ~= '' then
+  local expiry = redis.call('ZSCORE', KEYS[3], ARGV[2])
+  if not expiry or tonumber(expiry) < now then alive = 0 end
+end
+return {redis.call('EXISTS', KEYS[2]), alive}
+`;
+
+/**
+ * Renews this instance's heartbeat and leases in one call, and forgets instances whose heartbeat
+ * lapsed. KEYS: slots, instances. ARGV: instance id, leaseMs, lease ids...
+ * A lease that lapsed while its request still runs (a long pause) is asserted again.
+ */
+export const RENEW = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local expiry = now + tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+redis.call('ZADD', KEYS[2], expiry, ARGV[1])
+for i = 3, #ARGV do redis.call('ZADD', KEYS[1], expiry, ARGV[i]) end
+return #ARGV - 2
+`;
+
+/**
+ * The queue's figures in one read. KEYS: slots, adding, prioritized, wait.
+ * Returns [waiting high, waiting normal, waiting low, slots in use].
+ */
+export const FIGURES = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local BAND = ${BAND}
+local out = {}
+for b = 1, 3 do
+  local queued = redis.call('ZCOUNT', KEYS[3], b * 4294967296, (b + 1) * 4294967296 - 1)
+  local adding = redis.call('ZCOUNT', KEYS[2], b * BAND + now - ${STALE_RESERVATION_MS}, (b + 1) * BAND - 1)
+  out[b] = queued + adding
+end
+out[1] = out[1] + redis.call('LLEN', KEYS[4])
+out[4] = redis.call('ZCOUNT', KEYS[1], now, '+inf')
+return out
+`;

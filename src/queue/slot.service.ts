@@ -1,0 +1,174 @@
+import { InjectQueue } from '@nestjs/bullmq';
+import { Inject, Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
+import type { ConfigType } from '@nestjs/config';
+import type { Queue } from 'bullmq';
+import type Redis from 'ioredis';
+import { randomUUID } from 'node:crypto';
+import type { Priority } from '../adaptive/graduated-rejection';
+import { queueConfig } from '../config/sections';
+import { RedisService } from '../redis/redis.service';
+import { INFERENCE_QUEUE } from './inference-job';
+import { InstanceIdentity } from './instance-identity';
+import { AdmitResult, SlotFigures, SlotStore } from './slot-store';
+
+/** Whoever runs queued work on this instance. */
+export interface SlotTaker {
+  /** Whether it can start one more job now. */
+  canTake(): boolean;
+  /** Runs the queue's head under `lease` (or gives the lease back when nothing is there). */
+  take(lease: string): void;
+}
+
+const WAKE_CHANNEL = 'bulwark:queue:wake';
+
+/**
+ * The global slots (MAX_CONCURRENT_REQUESTS across every instance) as leases in Redis. This instance's
+ * leases are renewed together by one timer; a crashed instance's leases lapse after QUEUE_LOCK_MS and its
+ * slots come back. Workers are woken when work may be waiting for them (a best-effort channel: the
+ * puller's own poll covers a lost message).
+ */
+@Injectable()
+export class SlotService implements OnApplicationBootstrap, OnApplicationShutdown {
+  private readonly logger = new Logger(SlotService.name);
+  private readonly store: SlotStore;
+  private readonly leases = new Set<string>();
+  private readonly wakeListeners: (() => void)[] = [];
+  private readonly renewListeners: (() => Promise<void>)[] = [];
+  private subscriber?: Redis;
+  private taker?: SlotTaker;
+  private renewTimer?: NodeJS.Timeout;
+
+  constructor(
+    @InjectQueue(INFERENCE_QUEUE) queue: Queue,
+    @Inject(queueConfig.KEY) private readonly config: ConfigType<typeof queueConfig>,
+    private readonly redis: RedisService,
+    private readonly identity: InstanceIdentity,
+  ) {
+    const keys = queue.keys;
+    this.store = new SlotStore(redis.client, {
+      slots: 'bulwark:slots',
+      adding: 'bulwark:slots:adding',
+      instances: 'bulwark:instances',
+      prioritized: keys.prioritized,
+      wait: keys.wait,
+      job: (id) => `${keys['']}${id}`,
+      refused: (id) => `bulwark:jobs:refused:${id}`,
+    });
+  }
+
+  async onApplicationBootstrap(): Promise<void> {
+    this.subscriber = this.redis.create('queue-wake', { enableOfflineQueue: true, maxRetriesPerRequest: null });
+    this.subscriber.on('message', () => {
+      for (const listener of this.wakeListeners) listener();
+    });
+    await this.subscriber.subscribe(WAKE_CHANNEL).catch((error: Error) => this.logger.warn(`wake channel: ${error.message}`));
+    await this.renew();
+    this.renewTimer = setInterval(() => void this.renew(), Math.max(200, Math.floor(this.config.lockMs / 3)));
+    this.renewTimer.unref();
+  }
+
+  async onApplicationShutdown(): Promise<void> {
+    clearInterval(this.renewTimer);
+    await this.store.forget(this.identity.id).catch(() => undefined);
+  }
+
+  /** The key of the marker that stops a refused add from ever running. */
+  refusedKey(id: string): string {
+    return `bulwark:jobs:refused:${id}`;
+  }
+
+  /**
+   * Takes a free slot for `id` at once when nothing of its priority or higher waits (fast lane), else
+   * reserves a queue place for it; both against the exact figures in Redis.
+   */
+  async admit(id: string, priority: Priority, fastLane: boolean): Promise<AdmitResult> {
+    const result = await this.store.admit(id, priority, {
+      maxQueue: this.config.maxQueueSize,
+      maxConcurrent: this.config.maxConcurrent,
+      leaseMs: this.config.lockMs,
+      fastLane,
+    });
+    if (result.kind === 'fast') this.leases.add(id);
+    return result;
+  }
+
+  /** A slot for the queue's head, as a lease id; none when no slot is free (`empty`: nothing waits). */
+  async claim(): Promise<{ lease?: string; empty: boolean }> {
+    const ticket = randomUUID();
+    const result = await this.store.claim(ticket, this.config.maxConcurrent, this.config.lockMs);
+    if (result !== 'granted') return { empty: result === 'empty' };
+    this.leases.add(ticket);
+    return { lease: ticket, empty: false };
+  }
+
+  /**
+   * Gives `lease` back. When work waits and this instance's worker can run more, the slot goes straight
+   * to it as a new lease for the queue's head (no round trip through the wake channel); otherwise every
+   * instance's workers are woken to take it.
+   */
+  async release(lease: string): Promise<void> {
+    if (!this.leases.delete(lease)) return;
+    const next = this.taker?.canTake() ? randomUUID() : undefined;
+    try {
+      const { handedOff, waiting } = await this.store.release(lease, next, this.config.maxConcurrent, this.config.lockMs);
+      if (handedOff && next) {
+        this.leases.add(next);
+        this.taker?.take(next);
+      } else if (waiting > 0) {
+        this.wakeWorkers();
+      }
+    } catch (error) {
+      // Not renewed any more, the lease lapses by itself within QUEUE_LOCK_MS.
+      this.logger.debug(`slot release failed: ${(error as Error).message}`);
+    }
+  }
+
+  /** The worker of this instance, to which freed slots are handed while work waits. */
+  setTaker(taker: SlotTaker): void {
+    this.taker = taker;
+  }
+
+  /** A worker took job `id` from the queue: may it run? */
+  bind(id: string, origin: string | undefined) {
+    return this.store.bind(id, origin);
+  }
+
+  /** The add of `id` settled: its reservation is no longer needed. */
+  unreserve(id: string): Promise<void> {
+    return this.store.unreserve(id);
+  }
+
+  figures(): Promise<SlotFigures> {
+    return this.store.figures();
+  }
+
+  /** Slots held by this instance. */
+  get held(): number {
+    return this.leases.size;
+  }
+
+  /** Called when work may be waiting (a job was queued or a slot freed elsewhere). */
+  onWake(listener: () => void): void {
+    this.wakeListeners.push(listener);
+  }
+
+  /** Called on every renewal tick (e.g. to extend the BullMQ locks of the jobs running here). */
+  onRenew(listener: () => Promise<void>): void {
+    this.renewListeners.push(listener);
+  }
+
+  /** Tells every instance's workers that work may be waiting for a slot. */
+  wakeWorkers(): void {
+    for (const listener of this.wakeListeners) listener();
+    void this.redis.client.publish(WAKE_CHANNEL, this.identity.id).catch(() => undefined);
+  }
+
+  private async renew(): Promise<void> {
+    try {
+      await this.store.renew(this.identity.id, this.config.lockMs, [...this.leases]);
+    } catch (error) {
+      this.logger.debug(`lease renewal failed: ${(error as Error).message}`);
+    }
+    for (const listener of this.renewListeners) await listener().catch(() => undefined);
+  }
+}
