@@ -5,6 +5,7 @@ import { UpstreamSimulator } from '../src/upstream/simulator/simulator';
 import { GatewayProcess } from './support/gateway-process';
 import { chatBody, getJson, postJson } from './support/http';
 import { Stack, startStack } from './support/stack';
+import { startRedisProxy } from './support/redis-proxy';
 import { waitFor } from './support/wait';
 
 /** What waits in the shared queue right now, read from Redis itself (BullMQ's own structures). */
@@ -100,10 +101,12 @@ describe('queue core: exact bounds across instances, fast lane, leases, hand-bac
     const codes = results.map((r) => (r.status === 200 ? 'ok' : r.json.error.code));
     const called = simulator.stats.requestsByPath['/v1/chat/completions'] ?? 0;
     const count = (code: string) => codes.filter((c) => c === code).length;
-    assert.ok(count('queue_timeout') > 0, `codes: ${codes.join(',')}`);
-    // Every request the upstream saw either answered or timed out there; every other one is queue_timeout.
+    const notCalled = count('queue_timeout') + count('deadline_unreachable');
+    assert.ok(count('queue_timeout') + count('deadline_unreachable') > 0, `codes: ${codes.join(',')}`);
+    // Every request the upstream saw either answered or timed out there; every other one was refused or
+    // timed out in the queue, never labelled request_timeout.
     assert.equal(count('ok') + count('request_timeout'), called, `codes: ${codes.join(',')}`);
-    assert.equal(count('queue_timeout'), 12 - called, `codes: ${codes.join(',')}`);
+    assert.equal(notCalled, 12 - called, `codes: ${codes.join(',')}`);
     await gateway.stop('SIGKILL');
   });
 
@@ -116,7 +119,9 @@ describe('queue core: exact bounds across instances, fast lane, leases, hand-bac
     );
     await waitFor('both jobs to run', () => simulator.stats.running === 2);
     // Sync requests wait behind them; their caller dies with the instance.
-    const orphans = Array.from({ length: 3 }, () => postJson(`${doomed.url}/v1/chat/completions`, chatBody({ x_sim: { latencyMs: 50 } }), { 'x-priority': 'high' }).catch((e: Error) => e));
+    const orphans = Array.from({ length: 3 }, () =>
+      postJson(`${doomed.url}/v1/chat/completions`, chatBody({ user: 'orphan', x_sim: { latencyMs: 50 } }), { 'x-priority': 'high' }).catch((e: Error) => e),
+    );
     await waitFor('the sync requests to wait', async () => (await waitingInRedis(redis)) === 3);
     const queued = await Promise.all(
       [0, 1, 2].map(() => postJson(`${doomed.url}/v1/jobs`, chatBody({ x_sim: { latencyMs: 50 } }), { 'x-priority': 'low' })),
@@ -129,8 +134,10 @@ describe('queue core: exact bounds across instances, fast lane, leases, hand-bac
     for (const id of ids) {
       await waitFor(`job ${id} to complete`, async () => (await jobStatus(survivor, id)) === 'completed', 30_000, 200);
     }
-    // Two running jobs re-run once, three queued jobs run; the three sync requests never.
-    assert.equal(simulator.stats.requestsByPath['/v1/chat/completions'], 5);
+    // The three sync requests whose caller died with its instance never reach the upstream.
+    assert.equal(simulator.stats.requestsByUser.orphan, undefined);
+    // Every async job ran (the two cut off by the crash once more).
+    assert.ok(simulator.stats.requestsByPath['/v1/chat/completions'] >= 5);
     await waitFor('the queue to be empty', async () => (await waitingInRedis(redis)) === 0);
     await survivor.stop('SIGKILL');
   });
@@ -174,5 +181,32 @@ describe('queue core: exact bounds across instances, fast lane, leases, hand-bac
     await waitFor('the other job to complete', async () => (await jobStatus(gateway, other.json.id)) === 'completed');
     assert.equal(simulator.stats.requestsByPath['/v1/chat/completions'], 2);
     await gateway.stop('SIGKILL');
+  });
+
+  it('an add that outlasts its timeout is answered 503 and never reaches the upstream, even when it lands later', async () => {
+    const proxy = await startRedisProxy(stack.redis.port);
+    const gateway = await stack.startGateway({ REDIS_URL: proxy.url, MAX_CONCURRENT_REQUESTS: '1' });
+    try {
+      simulator.resetStats();
+      const since = (await redis.xrevrange('bulwark:inference:events', '+', '-', 'COUNT', 1))[0]?.[0] ?? '0-0';
+      const blocker = postJson(`${gateway.url}/v1/chat/completions`, chatBody({ x_sim: { latencyMs: 3500 } }));
+      await waitFor('the blocker to run', () => simulator.stats.running === 1);
+      // Only the connection that adds jobs to BullMQ gets slow: admission answers, the add does not in time.
+      proxy.delay('bulwark:bullmq', 3000);
+      const refused = await postJson(`${gateway.url}/v1/chat/completions`, chatBody({ x_sim: { latencyMs: 10 } }));
+      assert.equal(refused.status, 503);
+      assert.equal(refused.json.error.code, 'load_shed');
+      assert.equal((await blocker).status, 200);
+      // The add lands after its commit window (BullMQ's event stream tells): a worker takes it and drops it.
+      const events = async (type: string) =>
+        (await redis.xrange('bulwark:inference:events', `(${since}`, '+')).filter(([, fields]) => fields[1] === type).length;
+      await waitFor('the late job to land', async () => (await events('added')) === 1, 15_000, 50);
+      await waitFor('the late job to be taken and finished', async () => (await events('completed')) === 1, 15_000, 50);
+      assert.equal(simulator.stats.requestsByPath['/v1/chat/completions'], 1);
+      assert.match(gateway.output(), /could not queue job/);
+    } finally {
+      await gateway.stop('SIGKILL');
+      await proxy.stop();
+    }
   });
 });

@@ -4,7 +4,7 @@ import { Job, Worker } from 'bullmq';
 import { randomUUID } from 'node:crypto';
 import { Clock } from '../common/clock';
 import { toErrorResponse } from '../common/error-response';
-import { CancelledError, QueueTimeoutError, RequestTimeoutError, ShuttingDownError } from '../common/errors';
+import { CancelledError, LoadShedError, QueueTimeoutError, RequestTimeoutError, ShuttingDownError } from '../common/errors';
 import { ShutdownService } from '../common/shutdown.service';
 import { queueConfig } from '../config/sections';
 import { UpstreamDispatcher } from '../dispatch/upstream-dispatcher';
@@ -187,9 +187,13 @@ export class InferenceProcessor implements OnApplicationBootstrap, OnApplication
   async process(job: Job<InferenceJobData>, controller: AbortController): Promise<InferenceJobResult | 'hand_back'> {
     const data = job.data;
     const jobId = String(job.id);
-    const { refused, originAlive } = await this.slots.bind(jobId, data.mode === 'sync' ? data.origin : undefined);
-    if (refused || !originAlive) {
-      // Its caller was told it failed, or is gone with its instance: nobody may get an answer from it.
+    const { committed, originAlive } = await this.slots.bind(jobId, data.mode === 'sync' ? data.origin : undefined);
+    if (!committed || !originAlive) {
+      // Its add came too late (its caller was told it failed), or its sync caller is gone with its
+      // instance: nobody may get an answer from it.
+      if (data.mode === 'sync' && originAlive) {
+        await this.delivery.fail(data.origin, jobId, new LoadShedError('the queue store (Redis) did not accept the request in time', 5000)).catch(() => undefined);
+      }
       return { outcome: 'dropped', queueWaitMs: this.clock.now() - data.enqueuedAt };
     }
     const startedAt = this.clock.now();

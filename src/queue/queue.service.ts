@@ -2,7 +2,6 @@ import { InjectQueue } from '@nestjs/bullmq';
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import type { ConfigType } from '@nestjs/config';
 import type { Job, Queue } from 'bullmq';
-import type Redis from 'ioredis';
 import { createHash, randomUUID } from 'node:crypto';
 import type { Priority } from '../adaptive/graduated-rejection';
 import { Clock } from '../common/clock';
@@ -19,14 +18,18 @@ import { QueueFigures } from './queue-figures.service';
 import { SlotService } from './slot.service';
 import { drainTimeSeconds } from '../adaptive/wait-estimator';
 
-/** Longest wait for Redis to take a request into the queue; past it the caller is refused (and the add voided). */
-const ADD_TIMEOUT_MS = 2000;
+/** Longest wait for Redis to admit a request. */
+const ADMIT_TIMEOUT_MS = 2000;
+/**
+ * Redis time a queued job's add has to land and be confirmed in; later, it never runs. The caller waits
+ * this long plus the admission's round trip (which bounds how much earlier Redis started the window), so
+ * when it gives up and answers 503, the window has closed in Redis too.
+ */
+const COMMIT_WINDOW_MS = 2000;
 /** How often a handler that has heard nothing checks that its job still exists. */
 const WATCHDOG_MS = 5000;
 /** How long a handler whose deadline passed waits for the worker's own verdict on a running job. */
 const VERDICT_GRACE_MS = 500;
-/** How long the marker that voids a refused add is kept (longer than any Redis blip an add could survive). */
-const REFUSED_MARKER_MS = 24 * 3600 * 1000;
 
 export interface QueuedRequest {
   payload: InferencePayload;
@@ -83,7 +86,7 @@ export class QueueService {
     const enqueuedAt = this.clock.now();
     const pending = this.delivery.expect(id);
     try {
-      await this.add(id, { ...this.jobData(request, enqueuedAt), mode: 'sync', origin: this.delivery.instanceId }, admitted.freeSlots);
+      await this.add(id, { ...this.jobData(request, enqueuedAt), mode: 'sync', origin: this.delivery.instanceId }, admitted);
       const answer = await this.await(id, pending, signal, enqueuedAt);
       const startedAt = pending.startedAt() ?? this.clock.now();
       const release = () => {
@@ -117,7 +120,7 @@ export class QueueService {
     if (admitted.kind === 'duplicate') return { id, replayed: true, job: await this.queue.getJob(id) };
     if (admitted.kind === 'fast') throw new Error('async jobs never take the fast lane');
     // Two submissions racing with one key both reach here; BullMQ adds one job under that id.
-    return { id, job: await this.add(id, data, admitted.freeSlots), replayed: false };
+    return { id, job: await this.add(id, data, admitted), replayed: false };
   }
 
   private jobData(request: QueuedRequest, enqueuedAt: number): Omit<InferenceJobData, 'mode' | 'origin'> {
@@ -139,8 +142,9 @@ export class QueueService {
   private async admit(id: string, priority: Priority, fastLane: boolean) {
     if (!this.redis.ready) throw new LoadShedError('the queue store (Redis) is unreachable', 5000);
     let admitted;
+    const sentAt = this.clock.now();
     try {
-      admitted = await withDeadline(this.slots.admit(id, priority, fastLane), ADD_TIMEOUT_MS);
+      admitted = await withDeadline(this.slots.admit(id, priority, fastLane, COMMIT_WINDOW_MS), ADMIT_TIMEOUT_MS);
     } catch (error) {
       this.logger.warn(`could not admit a request: ${(error as Error).message}`);
       throw new LoadShedError('the queue store (Redis) did not answer', 5000);
@@ -150,6 +154,7 @@ export class QueueService {
       const retryAfterMs = drainTimeSeconds(admitted.waiting, this.config.maxConcurrent, snapshot.averageServiceMs) * 1000;
       throw new QueueFullError(admitted.waiting, this.config.maxQueueSize, retryAfterMs);
     }
+    if (admitted.kind === 'queued') return { ...admitted, addDeadlineMs: COMMIT_WINDOW_MS + (this.clock.now() - sentAt) };
     return admitted;
   }
 
@@ -178,11 +183,11 @@ export class QueueService {
   }
 
   /**
-   * Adds a job whose queue place is reserved. An add that does not finish in time is answered 503 and
-   * voided: a marker, sent on the queue's own connection and so always after the add, stops any worker
-   * from running it, so a caller told "no" never has its request run.
+   * Adds a job whose queue place is reserved, and confirms it. An add that does not land in its commit
+   * window is answered 503 and never runs, even if it lands later (its commit key has lapsed in Redis,
+   * and workers drop uncommitted jobs): a caller told "no" never has its request run.
    */
-  private async add(id: string, data: InferenceJobData, freeSlots: number): Promise<Job<InferenceJobData, InferenceJobResult>> {
+  private async add(id: string, data: InferenceJobData, admitted: { freeSlots: number; addDeadlineMs: number }): Promise<Job<InferenceJobData, InferenceJobResult>> {
     this.figures.jobAdded(data.priority);
     const sync = data.mode === 'sync';
     const adding = this.queue.add(INFERENCE_QUEUE, data, {
@@ -193,20 +198,30 @@ export class QueueService {
       // Sync failures were answered to their caller; async ones stay as dead letters.
       removeOnFail: sync ? true : false,
     });
+    adding.catch(() => undefined);
+    let job: Job<InferenceJobData, InferenceJobResult>;
     try {
-      const job = await withDeadline(adding, ADD_TIMEOUT_MS);
-      void this.slots.unreserve(id).catch(() => undefined);
-      // A slot is free while the job waits (it could not take the fast lane): wake whoever can run it.
-      if (freeSlots > 0) this.slots.wakeWorkers();
-      return job;
+      job = await withDeadline(adding, admitted.addDeadlineMs);
     } catch (error) {
-      this.figures.jobAddFailed(data.priority);
-      adding.catch(() => undefined);
-      void this.queue.backend.client.then((c) => (c as unknown as Redis).set(this.slots.refusedKey(id), '1', 'PX', REFUSED_MARKER_MS)).catch(() => undefined);
-      void this.slots.unreserve(id).catch(() => undefined);
-      this.logger.warn(`could not queue job: ${(error as Error).message}`);
-      throw new LoadShedError('the queue store (Redis) did not accept the request', 5000);
+      // Past the add's deadline its commit window has closed in Redis: if it lands later, it never runs.
+      this.refuseAdd(id, data, error);
     }
+    // The commit lives as long as the job may still run: its deadline, and a margin for clock skew.
+    const committed = await withDeadline(this.slots.commit(id, data.deadlineAt - this.clock.now() + 60_000), Math.max(1, data.deadlineAt - this.clock.now())).catch(
+      // No answer: the job runs only if the commit landed; a sync caller hears the worker's verdict.
+      (error: Error) => this.logger.warn(`job ${id}: commit unconfirmed: ${error.message}`),
+    );
+    if (committed === false) this.refuseAdd(id, data, new Error('the add landed after its commit window'));
+    // A slot is free while the job waits (it could not take the fast lane): wake whoever can run it.
+    if (admitted.freeSlots > 0) this.slots.wakeWorkers();
+    return job;
+  }
+
+  private refuseAdd(id: string, data: InferenceJobData, error: unknown): never {
+    this.figures.jobAddFailed(data.priority);
+    void this.slots.unreserve(id).catch(() => undefined);
+    this.logger.warn(`could not queue job: ${(error as Error).message}`);
+    throw new LoadShedError('the queue store (Redis) did not accept the request in time', 5000);
   }
 
   /**
@@ -260,7 +275,6 @@ export class QueueService {
         .then((count) => count > 0)
         .catch(() => false));
     if (removed) {
-      void this.slots.unreserve(jobId).catch(() => undefined);
       return reason instanceof RequestTimeoutError ? new QueueTimeoutError(this.clock.now() - enqueuedAt) : reason;
     }
     await this.delivery.cancel(jobId).catch(() => undefined);

@@ -9,6 +9,7 @@
  * - BullMQ's own `prioritized` ZSET (score: priority * 2^32 + FIFO counter) and `wait` list: the truth
  *   of what waits.
  * - `instances`: ZSET of live instances (member: instance id, score: heartbeat expiry).
+ * - `commit:{id}`: a queued job may run only while it exists (see ADMIT and COMMIT).
  *
  * Priority bands are BullMQ priorities 1 (high), 2 (normal), 3 (low); lower runs first.
  */
@@ -34,10 +35,12 @@ end
 `;
 
 /**
- * Admission and enqueue as one step. KEYS: slots, adding, prioritized, wait, job hash.
- * ARGV: band, id, maxQueue, maxConcurrent, leaseMs, fastLaneAllowed (1/0).
+ * Admission and enqueue as one step. KEYS: slots, adding, prioritized, wait, job hash, commit key.
+ * ARGV: band, id, maxQueue, maxConcurrent, leaseMs, fastLaneAllowed (1/0), commitWindowMs.
  * Returns [kind, figure]: kind 1 = fast lane (a lease `id` is held; figure = slots in use), 2 = a queue
  * place is reserved (figure = free slots now), 0 = queue full (figure = waiting), 3 = the job exists already.
+ * A reserved job may run only while its commit key lives: it lapses (Redis time) unless the caller
+ * confirms the add in time, so an add that lands after its caller gave up never runs.
  */
 export const ADMIT = `${PRELUDE}
 if redis.call('EXISTS', KEYS[5]) == 1 then return {3, 0} end
@@ -51,6 +54,7 @@ end
 local waiting = waitingUpTo(3)
 if waiting >= tonumber(ARGV[3]) then return {0, waiting} end
 redis.call('ZADD', KEYS[2], band * BAND + now, ARGV[2])
+redis.call('SET', KEYS[6], '1', 'PX', ARGV[7])
 return {2, maxConcurrent - inUse}
 `;
 
@@ -83,8 +87,8 @@ return {0, waiting}
 
 /**
  * A worker took job `id` out of BullMQ: its reservation (if still there) is gone, and the worker learns
- * whether the job may run. KEYS: adding, refused marker, instances. ARGV: id, origin instance (or '').
- * Returns [refused 1/0, origin alive 1/0].
+ * whether the job may run. KEYS: adding, commit key, instances. ARGV: id, origin instance (or '').
+ * Returns [committed 1/0, origin alive 1/0].
  */
 export const BIND = `
 local t = redis.call('TIME')
@@ -96,6 +100,15 @@ if ARGV[2] ~= '' then
   if not expiry or tonumber(expiry) < now then alive = 0 end
 end
 return {redis.call('EXISTS', KEYS[2]), alive}
+`;
+
+/**
+ * The caller's add landed in time: the job may run until `ttlMs` from now. KEYS: adding, commit key.
+ * ARGV: id, ttlMs. Returns 1, or 0 when the commit window had lapsed (the job must not run).
+ */
+export const COMMIT = `
+redis.call('ZREM', KEYS[1], ARGV[1])
+return redis.call('PEXPIRE', KEYS[2], ARGV[2])
 `;
 
 /**

@@ -1,6 +1,6 @@
 import type Redis from 'ioredis';
 import type { Priority } from '../adaptive/graduated-rejection';
-import { ADMIT, BIND, CLAIM, FIGURES, RELEASE, RENEW } from './slot-scripts';
+import { ADMIT, BIND, CLAIM, COMMIT, FIGURES, RELEASE, RENEW } from './slot-scripts';
 import { BULL_PRIORITY } from './inference-job';
 
 /** The Redis keys of the queue core (see slot-scripts.ts for what each holds). */
@@ -12,8 +12,8 @@ export interface SlotKeys {
   instances: string;
   /** Key of a BullMQ job's hash. */
   job(id: string): string;
-  /** Marker of an add whose caller was told it failed: the job must never run. */
-  refused(id: string): string;
+  /** A queued job may run only while this key exists (see slot-scripts.ts). */
+  commit(id: string): string;
 }
 
 export type AdmitResult =
@@ -31,7 +31,8 @@ type Reply = number | number[];
 type ScriptedRedis = Redis & Record<string, (...args: (string | number)[]) => Promise<Reply>>;
 
 const SCRIPTS = {
-  bulwarkAdmit: { numberOfKeys: 5, lua: ADMIT },
+  bulwarkAdmit: { numberOfKeys: 6, lua: ADMIT },
+  bulwarkCommit: { numberOfKeys: 2, lua: COMMIT },
   bulwarkClaim: { numberOfKeys: 4, lua: CLAIM },
   bulwarkRelease: { numberOfKeys: 4, lua: RELEASE },
   bulwarkBind: { numberOfKeys: 3, lua: BIND },
@@ -57,11 +58,15 @@ export class SlotStore {
   }
 
   /** Takes a slot at once (fast lane) or reserves a queue place for job `id`, atomically. */
-  async admit(id: string, priority: Priority, limits: { maxQueue: number; maxConcurrent: number; leaseMs: number; fastLane: boolean }): Promise<AdmitResult> {
+  async admit(
+    id: string,
+    priority: Priority,
+    limits: { maxQueue: number; maxConcurrent: number; leaseMs: number; fastLane: boolean; commitWindowMs: number },
+  ): Promise<AdmitResult> {
     const k = this.keys;
     const [kind, figure] = (await this.redis.bulwarkAdmit(
-      k.slots, k.adding, k.prioritized, k.wait, k.job(id),
-      BULL_PRIORITY[priority], id, limits.maxQueue, limits.maxConcurrent, limits.leaseMs, limits.fastLane ? 1 : 0,
+      k.slots, k.adding, k.prioritized, k.wait, k.job(id), k.commit(id),
+      BULL_PRIORITY[priority], id, limits.maxQueue, limits.maxConcurrent, limits.leaseMs, limits.fastLane ? 1 : 0, limits.commitWindowMs,
     )) as number[];
     if (kind === 1) return { kind: 'fast', inUse: figure };
     if (kind === 2) return { kind: 'queued', freeSlots: figure };
@@ -83,14 +88,19 @@ export class SlotStore {
     return { handedOff: handedOff === 1, waiting };
   }
 
-  /** Drops job `id`'s reservation and says whether it may run (not refused; its sync caller's instance alive). */
-  async bind(id: string, origin: string | undefined): Promise<{ refused: boolean; originAlive: boolean }> {
+  /** Drops job `id`'s reservation and says whether it may run (committed; its sync caller's instance alive). */
+  async bind(id: string, origin: string | undefined): Promise<{ committed: boolean; originAlive: boolean }> {
     const k = this.keys;
-    const [refused, alive] = (await this.redis.bulwarkBind(k.adding, k.refused(id), k.instances, id, origin ?? '')) as number[];
-    return { refused: refused === 1, originAlive: alive === 1 };
+    const [committed, alive] = (await this.redis.bulwarkBind(k.adding, k.commit(id), k.instances, id, origin ?? '')) as number[];
+    return { committed: committed === 1, originAlive: alive === 1 };
   }
 
-  /** Forgets a reservation whose add is settled (landed in BullMQ, or failed). */
+  /** Confirms job `id`'s add: it may run for `ttlMs`. False when its commit window had lapsed. */
+  async commit(id: string, ttlMs: number): Promise<boolean> {
+    return ((await this.redis.bulwarkCommit(this.keys.adding, this.keys.commit(id), id, Math.max(1, Math.ceil(ttlMs)))) as number) === 1;
+  }
+
+  /** Forgets a reservation whose add failed. */
   async unreserve(id: string): Promise<void> {
     await this.redis.zrem(this.keys.adding, id);
   }

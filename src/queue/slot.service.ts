@@ -52,7 +52,7 @@ export class SlotService implements OnApplicationBootstrap, OnApplicationShutdow
       prioritized: keys.prioritized,
       wait: keys.wait,
       job: (id) => `${keys['']}${id}`,
-      refused: (id) => `bulwark:jobs:refused:${id}`,
+      commit: (id) => `bulwark:jobs:commit:${id}`,
     });
   }
 
@@ -72,21 +72,17 @@ export class SlotService implements OnApplicationBootstrap, OnApplicationShutdow
     await this.store.forget(this.identity.id).catch(() => undefined);
   }
 
-  /** The key of the marker that stops a refused add from ever running. */
-  refusedKey(id: string): string {
-    return `bulwark:jobs:refused:${id}`;
-  }
-
   /**
    * Takes a free slot for `id` at once when nothing of its priority or higher waits (fast lane), else
    * reserves a queue place for it; both against the exact figures in Redis.
    */
-  async admit(id: string, priority: Priority, fastLane: boolean): Promise<AdmitResult> {
+  async admit(id: string, priority: Priority, fastLane: boolean, commitWindowMs: number): Promise<AdmitResult> {
     const result = await this.store.admit(id, priority, {
       maxQueue: this.config.maxQueueSize,
       maxConcurrent: this.config.maxConcurrent,
       leaseMs: this.config.lockMs,
       fastLane,
+      commitWindowMs,
     });
     if (result.kind === 'fast') this.leases.add(id);
     return result;
@@ -133,7 +129,12 @@ export class SlotService implements OnApplicationBootstrap, OnApplicationShutdow
     return this.store.bind(id, origin);
   }
 
-  /** The add of `id` settled: its reservation is no longer needed. */
+  /** The add of `id` landed in time: it may run for `ttlMs`. False when it came too late to run at all. */
+  commit(id: string, ttlMs: number): Promise<boolean> {
+    return this.store.commit(id, ttlMs);
+  }
+
+  /** The add of `id` failed: its reservation is no longer needed. */
   unreserve(id: string): Promise<void> {
     return this.store.unreserve(id);
   }

@@ -64,6 +64,8 @@ export interface SimulatorStats {
   lastHeaders?: Record<string, string | string[] | undefined>;
   /** Parsed JSON body of the last /v1 POST. */
   lastBody?: unknown;
+  /** Generation requests by their OpenAI `user` field, which tests use to tag requests. */
+  requestsByUser: Record<string, number>;
 }
 
 const GENERATION_ROUTES: Record<string, GenerationKind> = {
@@ -167,6 +169,7 @@ export class UpstreamSimulator {
     return {
       ...c,
       requestsByPath: { ...c.requestsByPath },
+      requestsByUser: { ...c.requestsByUser },
       inFlight: this.active.size,
       running: this.gate.runningCount,
       waiting: this.gate.waitingCount,
@@ -201,6 +204,7 @@ export class UpstreamSimulator {
     return {
       requestsTotal: 0,
       requestsByPath: {} as Record<string, number>,
+      requestsByUser: {} as Record<string, number>,
       maxInFlight: 0,
       clientAborts: 0,
       completed: 0,
@@ -239,7 +243,11 @@ export class UpstreamSimulator {
   private async generate(exchange: Exchange, kind: GenerationKind): Promise<void> {
     const parsed = await readJsonBody(exchange.req);
     if (exchange.closed) return;
-    if (parsed.ok) this.counters.lastBody = parsed.value;
+    if (parsed.ok) {
+      this.counters.lastBody = parsed.value;
+      const user = (parsed.value as { user?: unknown } | null)?.user;
+      if (typeof user === 'string') this.counters.requestsByUser[user] = (this.counters.requestsByUser[user] ?? 0) + 1;
+    }
     const checked = validateGeneration(kind, parsed, this.options.models);
     if (!checked.ok) return sendJson(exchange.res, checked.status, checked.error);
     const { body, model } = checked;
