@@ -6,6 +6,7 @@ import { FakeClock } from '../common/clock';
 import {
   CancelledError,
   CircuitOpenError,
+  QueueTimeoutError,
   RequestTimeoutError,
   UpstreamClientError,
   UpstreamError,
@@ -334,9 +335,9 @@ describe('UpstreamDispatcher', () => {
       assert.equal(t.breakers.get('a:m')?.state, 'open');
     });
 
-    it('drops work whose deadline has passed without calling or judging the upstream', async () => {
+    it('drops work whose deadline has passed without calling or judging the upstream (queue_timeout: never called)', async () => {
       const t = setup();
-      await assert.rejects(t.dispatch('m', { deadlineInMs: 0 }), RequestTimeoutError);
+      await assert.rejects(t.dispatch('m', { deadlineInMs: 0 }), QueueTimeoutError);
       assert.equal(t.client.calls.length, 0);
       assert.equal(t.breakers.get('a:m')?.calls ?? 0, 0);
     });

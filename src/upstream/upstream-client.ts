@@ -1,4 +1,6 @@
-import { Injectable, OnModuleDestroy } from '@nestjs/common';
+import { Inject, Injectable, OnModuleDestroy } from '@nestjs/common';
+import type { ConfigType } from '@nestjs/config';
+import { queueConfig } from '../config/sections';
 import { errors as undiciErrors, Pool } from 'undici';
 import type { Dispatcher } from 'undici';
 import {
@@ -36,11 +38,15 @@ export const FAILURE_STATUSES = new Set([429, 500, 502, 503, 504]);
 export class UpstreamClient implements OnModuleDestroy {
   private readonly pools = new Map<string, Pool>();
 
+  constructor(@Inject(queueConfig.KEY) private readonly queue: ConfigType<typeof queueConfig>) {}
+
   private pool(upstream: UpstreamDefinition): Pool {
     let pool = this.pools.get(upstream.name);
     if (!pool) {
       pool = new Pool(new URL(upstream.baseUrl).origin, {
-        connections: upstream.maxConcurrency ? upstream.maxConcurrency * 2 : 64,
+        // As many connections as calls can reach this upstream at once (its own cap, else the global one),
+        // so no request ever waits invisibly inside the pool while it holds a slot.
+        connections: upstream.maxConcurrency ?? this.queue.maxConcurrent,
         keepAliveTimeout: 30_000,
         pipelining: 1,
       });
