@@ -31,7 +31,8 @@ async function main(argv: string[]): Promise<number> {
       }
     });
     lastPrinted = 0;
-    if (live) process.stderr.write('\n');
+    const final = progressLine({ concurrency, requests: stage.requests, errors: stage.failed, elapsedMs: stage.elapsedMs });
+    process.stderr.write(live ? `\r\x1b[2K${final}\n` : `${final}\n`);
     stages.push(stage);
     process.stdout.write(`${stageSummary(stage)}\n\n`);
   }
