@@ -11,6 +11,7 @@ import { UpstreamDispatcher } from '../dispatch/upstream-dispatcher';
 import { DeliveryService } from './delivery.service';
 import { INFERENCE_QUEUE, InferenceJobData, InferenceJobResult } from './inference-job';
 import { QueueFigures } from './queue-figures.service';
+import { TracingService } from '../tracing/tracing.service';
 
 /**
  * The worker: runs queued requests on any instance, within BullMQ's global concurrency. Drops a job
@@ -32,6 +33,7 @@ export class InferenceProcessor implements OnApplicationBootstrap, OnApplication
     private readonly clock: Clock,
     private readonly shutdown: ShutdownService,
     private readonly redis: RedisService,
+    private readonly tracing: TracingService,
     @Inject(queueConfig.KEY) private readonly config: ConfigType<typeof queueConfig>,
     @Inject(serverConfig.KEY) private readonly server: ConfigType<typeof serverConfig>,
   ) {}
@@ -90,6 +92,7 @@ export class InferenceProcessor implements OnApplicationBootstrap, OnApplication
     const startedAt = this.clock.now();
     const queueWaitMs = startedAt - data.enqueuedAt;
     this.figures.jobStarted(data.priority, queueWaitMs);
+    this.tracing.recordSpan('queue wait', data.traceparent, data.enqueuedAt, startedAt, { 'bulwark.priority': data.priority, 'bulwark.job_id': jobId, 'bulwark.queue_wait_ms': queueWaitMs });
     if (startedAt >= data.deadlineAt) {
       this.figures.jobFinished(undefined);
       await this.delivery.fail(data.origin, jobId, new QueueTimeoutError(queueWaitMs));
@@ -103,9 +106,12 @@ export class InferenceProcessor implements OnApplicationBootstrap, OnApplication
     let served = false;
     try {
       await this.delivery.started(data.origin, jobId, startedAt);
-      const answer = await this.dispatcher.dispatch(
-        { path: data.path, model: data.model, body: data.body, stream: data.stream },
-        { signal: controller.signal, deadlineAt: data.deadlineAt, retriesAllowed: data.retriesAllowed },
+      // The upstream attempts continue the trace of the request that queued the job.
+      const answer = await this.tracing.runWithParent(data.traceparent, () =>
+        this.dispatcher.dispatch(
+          { path: data.path, model: data.model, body: data.body, stream: data.stream },
+          { signal: controller.signal, deadlineAt: data.deadlineAt, retriesAllowed: data.retriesAllowed },
+        ),
       );
       if (data.mode === 'async') {
         const durationMs = this.clock.now() - startedAt;

@@ -12,6 +12,7 @@ import type { InferencePayload } from '../upstream/upstream.types';
 import { DeliveredAnswer, DeliveryService } from './delivery.service';
 import { BULL_PRIORITY, INFERENCE_QUEUE, InferenceJobData, InferenceJobResult } from './inference-job';
 import { QueueFigures } from './queue-figures.service';
+import { TracingService } from '../tracing/tracing.service';
 
 const ADD_TIMEOUT_MS = 2000;
 /** How often a handler that has heard nothing checks that its job still exists. */
@@ -48,6 +49,7 @@ export class QueueService implements OnApplicationBootstrap {
     private readonly figures: QueueFigures,
     private readonly redis: RedisService,
     private readonly clock: Clock,
+    private readonly tracing: TracingService,
   ) {}
 
   async onApplicationBootstrap(): Promise<void> {
@@ -97,6 +99,7 @@ export class QueueService implements OnApplicationBootstrap {
       enqueuedAt,
       deadlineAt: request.deadlineAt,
       retriesAllowed: request.retriesAllowed,
+      traceparent: this.tracing.carrier(),
     };
   }
 
