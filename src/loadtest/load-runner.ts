@@ -31,7 +31,9 @@ export async function runStage(options: LoadTestOptions, concurrency: number, on
   const client = async () => {
     while (performance.now() < stopAt && (options.requests === undefined || sent < options.requests)) {
       sent++;
-      recorder.record(await sendOne(options, dispatcher));
+      const outcome = await sendOne(options, dispatcher);
+      recorder.record(outcome);
+      if (options.honorRetryAfter && outcome.retryAfterS !== undefined) await pause(Math.min(outcome.retryAfterS * 1000, stopAt - performance.now()));
     }
   };
   try {
@@ -42,6 +44,10 @@ export async function runStage(options: LoadTestOptions, concurrency: number, on
   }
   progress();
   return recorder.finish(performance.now() - startedAt);
+}
+
+function pause(ms: number): Promise<void> {
+  return ms > 0 ? new Promise((resolve) => setTimeout(resolve, ms)) : Promise.resolve();
 }
 
 /** The request every client sends. */

@@ -5,7 +5,7 @@ import { LoadTestUsageError, parseDuration, parseLoadTestArgs } from './loadtest
 test('parseLoadTestArgs maps the issue command line to options', () => {
   const options = parseLoadTestArgs([
     '--url', 'http://localhost:8000/v1/', '--model', 'sim-small', '--stream', '--key', 'k1',
-    '--concurrency', '5, 10,20', '--duration', '30s', '--priority', 'low', '--report', 'results.md',
+    '--concurrency', '5, 10,20', '--duration', '30s', '--priority', 'low', '--report', 'results.md', '--honor-retry-after',
   ]);
   assert.deepEqual(options, {
     url: 'http://localhost:8000/v1',
@@ -18,6 +18,7 @@ test('parseLoadTestArgs maps the issue command line to options', () => {
     priority: 'low',
     reportPath: 'results.md',
     timeoutMs: 60_000,
+    honorRetryAfter: true,
     prompt: 'What is 2+2?',
     maxTokens: 32,
   });
@@ -25,7 +26,7 @@ test('parseLoadTestArgs maps the issue command line to options', () => {
 
 test('parseLoadTestArgs defaults: 5,10,20 for 30 s each, not streamed', () => {
   const options = parseLoadTestArgs(['--url', 'http://h/v1', '--model', 'm', '--requests', '7']);
-  assert.deepEqual([options.concurrency, options.durationMs, options.stream, options.requests, options.key], [[5, 10, 20], 30_000, false, 7, undefined]);
+  assert.deepEqual([options.concurrency, options.durationMs, options.stream, options.requests, options.key, options.honorRetryAfter], [[5, 10, 20], 30_000, false, 7, undefined, false]);
 });
 
 test('parseLoadTestArgs refuses what it cannot run, naming the flag', () => {

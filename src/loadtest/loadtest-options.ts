@@ -19,6 +19,8 @@ export interface LoadTestOptions {
   reportPath?: string;
   /** Client-side bound on one request, response body included. */
   timeoutMs: number;
+  /** A refused client waits its Retry-After before its next request (as the OpenAI SDKs do); default: at once, like hey. */
+  honorRetryAfter: boolean;
   prompt: string;
   maxTokens: number;
 }
@@ -29,7 +31,7 @@ export class LoadTestUsageError extends Error {}
 export const LOADTEST_USAGE = [
   'usage: npm run loadtest -- --url http://localhost:8000/v1 --model sim-small [--stream] [--key K]',
   '         [--concurrency 5,10,20] [--duration 30s] [--requests N] [--priority low] [--report results.md]',
-  '         [--timeout 60s] [--prompt "What is 2+2?"] [--max-tokens 32]',
+  '         [--timeout 60s] [--honor-retry-after] [--prompt "What is 2+2?"] [--max-tokens 32]',
 ].join('\n');
 
 const DURATION = /^(\d+(?:\.\d+)?)(ms|s|m)?$/;
@@ -68,6 +70,7 @@ export function parseLoadTestArgs(argv: string[]): LoadTestOptions {
         priority: { type: 'string' },
         report: { type: 'string' },
         timeout: { type: 'string', default: '60s' },
+        'honor-retry-after': { type: 'boolean', default: false },
         prompt: { type: 'string', default: 'What is 2+2?' },
         'max-tokens': { type: 'string', default: '32' },
       },
@@ -100,6 +103,7 @@ export function parseLoadTestArgs(argv: string[]): LoadTestOptions {
     priority,
     reportPath: values.report,
     timeoutMs: parseDuration('timeout', values.timeout),
+    honorRetryAfter: values['honor-retry-after'],
     prompt: values.prompt,
     maxTokens: positiveInt('max-tokens', values['max-tokens']),
   };

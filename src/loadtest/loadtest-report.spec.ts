@@ -14,6 +14,7 @@ const OPTIONS: LoadTestOptions = {
   durationMs: 30_000,
   priority: 'low',
   timeoutMs: 60_000,
+  honorRetryAfter: false,
   prompt: 'What is 2+2?',
   maxTokens: 32,
 };
@@ -67,6 +68,16 @@ test('findings: where refusals start, the throughput plateau, and other errors',
   assert.ok(observations.some((o) => o === 'Errors other than refusals start at 20 concurrent: queue_timeout × 1.'), observations.join('\n'));
   assert.ok(recommendations.some((r) => r.startsWith('Keep steady client concurrency below 20')));
   assert.ok(recommendations.some((r) => r.includes('REQUEST_TIMEOUT_MS')));
+});
+
+test('findings: served throughput collapsing under a refusal flood asks clients to back off', () => {
+  const stages = [
+    stage(10, times(100, () => ok(100))),
+    stage(40, [...times(30, () => ok(900)), ...times(5000, () => refused('load_shed', 1))]),
+  ];
+  const { observations, recommendations } = findings(stages);
+  assert.ok(observations.includes('Served throughput falls from 10.0 req/s (10 concurrent) to 3.0 req/s at 40 concurrent while 500 refusals/s are answered: refusals are cheap, not free.'), observations.join('\n'));
+  assert.ok(recommendations.some((r) => r.startsWith('Clients must back off on 429/503')));
 });
 
 test('findings without saturation say so and recommend higher levels', () => {

@@ -21,7 +21,9 @@ export function loadTestReport(options: LoadTestOptions, stages: StageResult[], 
     `- Message: "${options.prompt}" (short, consistent)`,
     `- Priority: ${options.priority ?? 'default (normal)'}; API key: ${options.key ? 'set' : 'none'}`,
     `- Concurrency levels: ${options.concurrency.join(', ')}; each level for ${stageLength}`,
-    `- Client timeout per request: ${formatMs(options.timeoutMs)}; a refused client sends its next request at once (Retry-After is counted, not waited out)`,
+    `- Client timeout per request: ${formatMs(options.timeoutMs)}; ${
+      options.honorRetryAfter ? 'a refused client waits its Retry-After before its next request' : 'a refused client sends its next request at once (Retry-After is counted, not waited out)'
+    }`,
     `- Started: ${facts.startedAt.toISOString()}`,
     '- Tool: `npm run loadtest` (undici clients at fixed concurrency, HDR histograms)',
     '',

@@ -9,6 +9,8 @@ export interface Findings {
 
 /** Successful throughput growing less than this between two levels counts as a plateau. */
 const PLATEAU_GAIN = 1.1;
+/** Served throughput below this share of its peak, at a level with refusals, counts as a collapse. */
+const COLLAPSE_RATIO = 0.75;
 
 /** Reads the stages (in the order they ran, concurrency rising) for where the gateway saturates. */
 export function findings(stages: StageResult[]): Findings {
@@ -43,6 +45,16 @@ export function findings(stages: StageResult[]): Findings {
       `Concurrency above ${plateau.concurrency} buys no throughput: size MAX_CONCURRENT_REQUESTS to what the upstream serves at once, ` +
         'and add upstream capacity (or instances of it) rather than clients.',
     );
+  }
+
+  const peak = stages.reduce((a, b) => (b.successesPerSecond > a.successesPerSecond ? b : a));
+  const collapsed = stages.find((s) => s.concurrency > peak.concurrency && s.refusals > 0 && s.successesPerSecond < peak.successesPerSecond * COLLAPSE_RATIO);
+  if (collapsed) {
+    observations.push(
+      `Served throughput falls from ${peak.successesPerSecond.toFixed(1)} req/s (${peak.concurrency} concurrent) to ${collapsed.successesPerSecond.toFixed(1)} req/s ` +
+        `at ${collapsed.concurrency} concurrent while ${(collapsed.refusals / Math.max(0.001, collapsed.elapsedMs / 1000)).toFixed(0)} refusals/s are answered: refusals are cheap, not free.`,
+    );
+    recommendations.push('Clients must back off on 429/503 (wait the Retry-After): clients that retry at once take capacity from the requests being served.');
   }
 
   const refused = stages.find((s) => s.refusals > 0);
