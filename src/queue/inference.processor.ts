@@ -92,7 +92,11 @@ export class InferenceProcessor implements OnApplicationBootstrap, OnApplication
     const startedAt = this.clock.now();
     const queueWaitMs = startedAt - data.enqueuedAt;
     this.figures.jobStarted(data.priority, queueWaitMs);
-    this.tracing.recordSpan('queue wait', data.traceparent, data.enqueuedAt, startedAt, { 'bulwark.priority': data.priority, 'bulwark.job_id': jobId, 'bulwark.queue_wait_ms': queueWaitMs });
+    this.tracing.recordSpan('queue wait', data.traceparent, data.enqueuedAt, startedAt, {
+      'bulwark.priority': data.priority,
+      'bulwark.job_id': jobId,
+      'bulwark.queue_wait_ms': queueWaitMs,
+    });
     if (startedAt >= data.deadlineAt) {
       this.figures.jobFinished(undefined);
       await this.delivery.fail(data.origin, jobId, new QueueTimeoutError(queueWaitMs));
