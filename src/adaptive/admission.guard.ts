@@ -3,6 +3,7 @@ import { Reflector } from '@nestjs/core';
 import type { FastifyRequest } from 'fastify';
 import { effectivePriority } from '../common/request-context';
 import { routeKindOf } from '../common/route-kind.decorator';
+import { TracingService } from '../tracing/tracing.service';
 import { AdmissionService } from './admission.service';
 
 /** Admits or refuses upstream-bound requests before any job exists; never blocks. */
@@ -11,6 +12,7 @@ export class AdmissionGuard implements CanActivate {
   constructor(
     private readonly reflector: Reflector,
     private readonly admission: AdmissionService,
+    private readonly tracing: TracingService,
   ) {}
 
   canActivate(context: ExecutionContext): boolean {
@@ -19,11 +21,12 @@ export class AdmissionGuard implements CanActivate {
     const ctx = request.bulwark;
     if (!ctx) return true;
     const body = request.body as { model?: unknown } | undefined;
-    this.admission.admit({
-      priority: effectivePriority(ctx),
-      model: typeof body?.model === 'string' ? body.model : undefined,
-      deadlineAt: ctx.deadlineAt,
-    });
+    const model = typeof body?.model === 'string' ? body.model : undefined;
+    const priority = effectivePriority(ctx);
+    // A refusal throws: the span then carries its code (queue_full, load_shed, …).
+    this.tracing.inSpan('admission', { 'bulwark.priority': priority, ...(model ? { 'gen_ai.request.model': model } : {}) }, () =>
+      this.admission.admit({ priority, model, deadlineAt: ctx.deadlineAt }),
+    );
     return true;
   }
 }

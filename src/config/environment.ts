@@ -26,7 +26,7 @@ export type LogLevel = (typeof LOG_LEVELS)[number];
 const SECRET_VARIABLES = new Set(['UPSTREAM_API_KEY', 'API_KEYS', 'ADMIN_API_KEY']);
 
 /** Variables that may carry credentials in their URL; echoed with the password hidden. */
-const URL_VARIABLES = new Set(['REDIS_URL', 'UPSTREAM_URL']);
+const URL_VARIABLES = new Set(['REDIS_URL', 'UPSTREAM_URL', 'OTEL_EXPORTER_OTLP_ENDPOINT', 'OTEL_EXPORTER_OTLP_TRACES_ENDPOINT']);
 
 /**
  * Every environment variable of API.md §7, validated once at start-up.
@@ -184,6 +184,27 @@ export class EnvironmentVariables {
   /** Poll period of the upstreams' own /metrics (vLLM load figures); 0 turns polling off. */
   @Transform(toInt) @IsInt() @Min(0) @Max(3_600_000)
   UPSTREAM_METRICS_POLL_MS = 5000;
+
+  /**
+   * OpenTelemetry (standard variable): base URL of an OTLP/HTTP collector; traces go to `<url>/v1/traces`.
+   * Tracing is off unless this or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set.
+   */
+  @Transform(emptyToUndefined) @IsOptional() @IsString()
+  @Matches(/^https?:\/\/[^\s]+$/, { message: 'must be an http:// or https:// URL of an OTLP/HTTP collector' })
+  OTEL_EXPORTER_OTLP_ENDPOINT?: string;
+
+  /** OpenTelemetry (standard variable): the full traces URL; wins over OTEL_EXPORTER_OTLP_ENDPOINT. */
+  @Transform(emptyToUndefined) @IsOptional() @IsString()
+  @Matches(/^https?:\/\/[^\s]+$/, { message: 'must be an http:// or https:// URL (the full /v1/traces URL)' })
+  OTEL_EXPORTER_OTLP_TRACES_ENDPOINT?: string;
+
+  /** OpenTelemetry (standard variable): `service.name` of every span. */
+  @Transform(emptyToUndefined) @IsOptional() @IsString() @MaxLength(255)
+  OTEL_SERVICE_NAME?: string;
+
+  /** OpenTelemetry (standard variable): `true` turns tracing off even when an endpoint is set. */
+  @IsIn(['true', 'false'])
+  OTEL_SDK_DISABLED: 'true' | 'false' = 'false';
 }
 
 export class ConfigurationError extends Error {
@@ -215,7 +236,8 @@ export function validateEnvironment(raw: Record<string, unknown>): EnvironmentVa
   const known = Object.keys(new EnvironmentVariables());
   const picked: Record<string, unknown> = {};
   for (const key of [...known, 'REDIS_URL', 'UPSTREAM_URL', 'UPSTREAM_API_KEY', 'UPSTREAMS_FILE', 'API_KEYS',
-    'ADMIN_API_KEY', 'ABANDONED_REJECTION_THRESHOLD', 'VLLM_REJECTION_THRESHOLD']) {
+    'ADMIN_API_KEY', 'ABANDONED_REJECTION_THRESHOLD', 'VLLM_REJECTION_THRESHOLD',
+    'OTEL_EXPORTER_OTLP_ENDPOINT', 'OTEL_EXPORTER_OTLP_TRACES_ENDPOINT', 'OTEL_SERVICE_NAME']) {
     if (raw[key] !== undefined) picked[key] = raw[key];
   }
   const env = plainToInstance(EnvironmentVariables, picked);

@@ -1,4 +1,5 @@
 import { registerAs } from '@nestjs/config';
+import type { EnvironmentVariables } from './environment';
 import { loadEnvironment, loadUpstreamTopology } from './load-environment';
 
 export const serverConfig = registerAs('server', () => {
@@ -90,6 +91,19 @@ export const authConfig = registerAs('auth', () => {
   };
 });
 
+/**
+ * Tracing settings from the standard OTel variables: on when an OTLP endpoint is set (and the SDK is not
+ * disabled). Other OTEL_* variables (OTEL_EXPORTER_OTLP_HEADERS, OTEL_BSP_*, OTEL_TRACES_SAMPLER…) are
+ * read by the OpenTelemetry SDK itself.
+ */
+export function tracingSettings(env: EnvironmentVariables): { enabled: boolean; tracesUrl?: string; serviceName: string } {
+  const tracesUrl = env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT ?? (env.OTEL_EXPORTER_OTLP_ENDPOINT && `${env.OTEL_EXPORTER_OTLP_ENDPOINT.replace(/\/+$/, '')}/v1/traces`);
+  const enabled = tracesUrl !== undefined && env.OTEL_SDK_DISABLED !== 'true';
+  return { enabled, tracesUrl: enabled ? tracesUrl : undefined, serviceName: env.OTEL_SERVICE_NAME ?? 'bulwark' };
+}
+
+export const tracingConfig = registerAs('tracing', () => tracingSettings(loadEnvironment()));
+
 export const allConfigSections = [
   serverConfig,
   redisConfig,
@@ -99,4 +113,5 @@ export const allConfigSections = [
   breakerConfig,
   retryConfig,
   authConfig,
+  tracingConfig,
 ];

@@ -21,6 +21,7 @@ import { UpstreamOutcome, UpstreamOutcomes } from '../upstream/upstream-outcomes
 import { UpstreamRegistry } from '../upstream/upstream-registry';
 import type { InferencePayload, UpstreamAnswer, UpstreamDefinition } from '../upstream/upstream.types';
 import { RetryBudgetService } from './retry-budget.service';
+import { TracingService } from '../tracing/tracing.service';
 import { UpstreamDispatcher } from './upstream-dispatcher';
 
 /** One scripted attempt: what the upstream does, and how long it takes on the fake clock. */
@@ -140,6 +141,7 @@ function setup(options: SetupOptions = {}) {
     sleeper,
     retry,
     server,
+    new TracingService({ enabled: false, serviceName: 'test' }),
   );
   const controller = new AbortController();
   const dispatch = (model = 'm', extra: { deadlineInMs?: number; retriesAllowed?: boolean; stream?: boolean } = {}) =>

@@ -23,6 +23,9 @@ import { UpstreamClient } from '../upstream/upstream-client';
 import { UpstreamOutcomes } from '../upstream/upstream-outcomes';
 import { UpstreamRegistry } from '../upstream/upstream-registry';
 import type { InferencePayload, ServedAnswer, UpstreamDefinition, UpstreamStreamAnswer } from '../upstream/upstream.types';
+import type { Span } from '@opentelemetry/api';
+import { TracingService } from '../tracing/tracing.service';
+import { endAttemptSpan, startAttemptSpan } from '../tracing/upstream-attempt-span';
 
 export interface DispatchOptions {
   /** Aborts everything: its reason (a typed error) is what the caller gets. */
@@ -64,6 +67,7 @@ export class UpstreamDispatcher {
     private readonly sleeper: Sleeper,
     @Inject(retryConfig.KEY) private readonly retry: ConfigType<typeof retryConfig>,
     @Inject(serverConfig.KEY) private readonly server: ConfigType<typeof serverConfig>,
+    private readonly tracing: TracingService,
   ) {}
 
   /**
@@ -135,21 +139,26 @@ export class UpstreamDispatcher {
       const lease = answer.lease;
       const started = this.clock.now();
       options.onAttempt?.();
+      const span = startAttemptSpan(this.tracing, { upstream: upstream.name, model, requestedModel: payload.model, retry: attempt });
       try {
         const body = model === payload.model ? payload.body : { ...payload.body, model };
-        const sent = await this.client.send(
-          upstream,
-          { ...payload, model, body },
-          { signal: options.signal, firstByteTimeoutMs: remainingMs, idleTimeoutMs: this.server.streamIdleTimeoutMs },
+        const sent = await this.tracing.withSpan(span, () =>
+          this.client.send(
+            upstream,
+            { ...payload, model, body },
+            { signal: options.signal, firstByteTimeoutMs: remainingMs, idleTimeoutMs: this.server.streamIdleTimeoutMs },
+          ),
         );
         if (sent.kind === 'json') {
           const durationMs = this.clock.now() - started;
           this.breakers.onSuccess(lease, durationMs);
           this.outcomes.record({ upstream: upstream.name, model, outcome: 'success', durationMs });
+          endAttemptSpan(span, { status: sent.status });
           return { kind: 'served', answer: { ...sent, upstream: upstream.name, model } };
         }
-        return { kind: 'served', answer: { ...this.watchStream(sent, lease, upstream.name, model, started, options.signal), upstream: upstream.name, model } };
+        return { kind: 'served', answer: { ...this.watchStream(sent, lease, upstream.name, model, started, options.signal, span), upstream: upstream.name, model } };
       } catch (error) {
+        endAttemptSpan(span, { error });
         this.settleFailure(lease, upstream.name, model, error, this.clock.now() - started);
         if (!isUpstreamFailure(error)) throw error;
         lastError = error;
@@ -197,9 +206,10 @@ export class UpstreamDispatcher {
    * exactly once. A stream's length measures the answer, not the upstream, so its slowness is judged
    * on the time to the first event.
    */
-  private watchStream(answer: UpstreamStreamAnswer, lease: BreakerLease, upstream: string, model: string, started: number, signal: AbortSignal): UpstreamStreamAnswer {
+  private watchStream(answer: UpstreamStreamAnswer, lease: BreakerLease, upstream: string, model: string, started: number, signal: AbortSignal, span: Span): UpstreamStreamAnswer {
     const timeToFirstTokenMs = this.clock.now() - started;
     const rest = settleWhenEnded(answer.rest, signal, (error) => {
+      endAttemptSpan(span, { status: answer.status, error });
       const durationMs = this.clock.now() - started;
       if (error === undefined) {
         this.breakers.onSuccess(lease, timeToFirstTokenMs);

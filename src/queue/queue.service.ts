@@ -16,6 +16,7 @@ import { DeliveredAnswer, DeliveryService, PendingDelivery } from './delivery.se
 import { BULL_PRIORITY, INFERENCE_QUEUE, InferenceJobData, InferenceJobResult } from './inference-job';
 import { QueueFigures } from './queue-figures.service';
 import { SlotService } from './slot.service';
+import { TracingService } from '../tracing/tracing.service';
 import { drainTimeSeconds } from '../adaptive/wait-estimator';
 
 /** Longest wait for Redis to admit a request. */
@@ -74,6 +75,7 @@ export class QueueService {
     private readonly shutdown: ShutdownService,
     private readonly redis: RedisService,
     private readonly clock: Clock,
+    private readonly tracing: TracingService,
   ) {}
 
   /** Runs a request (fast lane or through the queue) and waits, within its deadline, for its answer. */
@@ -135,6 +137,8 @@ export class QueueService {
       enqueuedAt,
       deadlineAt: request.deadlineAt,
       retriesAllowed: request.retriesAllowed,
+      // The worker, on whichever instance, continues the request's trace.
+      traceparent: this.tracing.carrier(),
     };
   }
 

@@ -12,6 +12,7 @@ import {
   UpstreamTimeoutError,
 } from '../common/errors';
 import { parseRetryAfter } from '../retry/backoff';
+import { TracingService } from '../tracing/tracing.service';
 import { SseParser, SSE_DONE } from './sse';
 import type { InferencePayload, UpstreamAnswer, UpstreamDefinition } from './upstream.types';
 
@@ -38,7 +39,10 @@ export const FAILURE_STATUSES = new Set([429, 500, 502, 503, 504]);
 export class UpstreamClient implements OnModuleDestroy {
   private readonly pools = new Map<string, Pool>();
 
-  constructor(@Inject(queueConfig.KEY) private readonly queue: ConfigType<typeof queueConfig>) {}
+  constructor(
+    @Inject(queueConfig.KEY) private readonly queue: ConfigType<typeof queueConfig>,
+    private readonly tracing: TracingService,
+  ) {}
 
   private pool(upstream: UpstreamDefinition): Pool {
     let pool = this.pools.get(upstream.name);
@@ -61,6 +65,9 @@ export class UpstreamClient implements OnModuleDestroy {
       accept: stream ? 'text/event-stream' : 'application/json',
     };
     if (upstream.apiKey) headers.authorization = `Bearer ${upstream.apiKey}`;
+    // The active span is this call's attempt span: the upstream (vLLM reads it) continues the trace.
+    const traceparent = this.tracing.carrier();
+    if (traceparent) headers.traceparent = traceparent;
     return headers;
   }
 
