@@ -109,8 +109,8 @@ function sample(schema: Schema, root: Schema, random: SeededRandom, name: string
     }
   }
   if (Array.isArray(schema.allOf)) {
-    const merged = Object.assign({}, ...schema.allOf.filter(isSchema).map((s) => resolve(s, root))) as Schema;
-    return sample({ ...merged, ...schema, allOf: undefined }, root, random, name, depth);
+    const { allOf, ...own } = schema;
+    return sample(mergeAll([...(allOf as unknown[]).filter(isSchema).map((s) => resolve(s, root)), own]), root, random, name, depth);
   }
   switch (typeOf(schema)) {
     case 'string':
@@ -136,6 +136,21 @@ function sample(schema: Schema, root: Schema, random: SeededRandom, name: string
     default:
       return sampleString(schema, random, name);
   }
+}
+
+/** `allOf` as one schema: later keywords win, but `properties` and `required` add up. */
+function mergeAll(schemas: Schema[]): Schema {
+  const merged: Schema = {};
+  const properties: Schema = {};
+  const required: unknown[] = [];
+  for (const part of schemas) {
+    Object.assign(merged, part);
+    if (isSchema(part.properties)) Object.assign(properties, part.properties);
+    if (Array.isArray(part.required)) required.push(...part.required);
+  }
+  if (Object.keys(properties).length > 0) merged.properties = properties;
+  if (required.length > 0) merged.required = [...new Set(required)];
+  return merged;
 }
 
 function sampleObject(schema: Schema, root: Schema, random: SeededRandom, depth: number): Record<string, unknown> {
