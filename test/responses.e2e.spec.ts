@@ -29,7 +29,10 @@ describe('POST /v1/responses through the pipeline', () => {
   let url: string;
 
   before(async () => {
-    stack = await startStack({ env: { REQUEST_TIMEOUT_MS: '10000', RETRY_MAX_ATTEMPTS: '1', STREAM_IDLE_TIMEOUT_MS: '500' } });
+    stack = await startStack({
+      simulator: { latencyMs: 5, chunkIntervalMs: 5, models: ['sim-small', 'sim-large', 'org/model-7b'] },
+      env: { REQUEST_TIMEOUT_MS: '10000', RETRY_MAX_ATTEMPTS: '1', STREAM_IDLE_TIMEOUT_MS: '500' },
+    });
     url = `${stack.url}/v1/responses`;
   });
 
@@ -112,5 +115,11 @@ describe('POST /v1/responses through the pipeline', () => {
     const missing = await getJson(`${stack.url}/v1/models/not-served`);
     assert.equal(missing.status, 404);
     assert.equal(expectErrorShape(missing.json).code, 'model_not_found');
+    for (const path of ['org/model-7b', 'org%2Fmodel-7b']) {
+      const owned = await getJson(`${stack.url}/v1/models/${path}`);
+      assert.equal(owned.status, 200, `${path}: ${owned.text}`);
+      assert.equal(owned.json.id, 'org/model-7b');
+    }
+    assert.equal(expectErrorShape((await getJson(`${stack.url}/v1/models/org/other`)).json).code, 'model_not_found');
   });
 });

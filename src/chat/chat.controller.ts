@@ -50,4 +50,10 @@ export class ChatController {
   model(@Param('id') id: string) {
     return this.models.get(id);
   }
+
+  /** Hugging Face style ids (`org/name`) sent with a raw slash, as curl users write them. */
+  @Get('models/:owner/:name') @Kind('client')
+  ownedModel(@Param('owner') owner: string, @Param('name') name: string) {
+    return this.models.get(`${owner}/${name}`);
+  }
 }
