@@ -212,8 +212,10 @@ describe('client matrix: openai, Vercel AI SDK and LangChain against Bulwark and
 
     it('invoke, with chat completions and with the Responses API', async () => {
       assert.equal((await chat().invoke('Say hello')).content, words(8));
+      const before = stack.simulator.stats.requestsByPath['/v1/responses'] ?? 0;
       const viaResponses = await chat({ useResponsesApi: true }).invoke('Say hello');
       assert.equal(viaResponses.text, words(8));
+      assert.equal(stack.simulator.stats.requestsByPath['/v1/responses'], before + 1);
     });
 
     it('stream', async () => {
@@ -240,6 +242,7 @@ describe('client matrix: openai, Vercel AI SDK and LangChain against Bulwark and
     it('OpenAIEmbeddings returns the simulator vectors', async () => {
       const embeddings = new OpenAIEmbeddings({ model: 'sim-small', apiKey: 'unused', maxRetries: 0, configuration: { baseURL } });
       assert.deepEqual(await embeddings.embedQuery('first text'), float32Vector('first text'));
+      assert.equal((stack.simulator.stats.lastBody as { encoding_format?: string }).encoding_format, 'base64', 'the vectors travelled as base64');
       assert.deepEqual(await embeddings.embedDocuments(['first text', 'second']), [float32Vector('first text'), float32Vector('second')]);
     });
   });
