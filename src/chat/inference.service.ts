@@ -26,8 +26,7 @@ export class InferenceService {
   async serve(path: InferencePath, body: Record<string, unknown>, request: FastifyRequest, reply: FastifyReply): Promise<void> {
     const context = request.bulwark as RequestContext;
     try {
-      // The strategy's token cap speaks max_tokens, a field that embeddings and the Responses API do not know.
-      const shaped = path === '/embeddings' || path === '/responses' ? body : this.adaptive.shapeBody(body);
+      const shaped = path === '/embeddings' ? body : this.adaptive.shapeBody(body, path === '/responses' ? 'responses' : 'chat');
       const queued = {
         payload: { path, model: String(shaped.model), body: shaped, stream: path !== '/embeddings' && shaped.stream === true },
         requestId: context.requestId,
