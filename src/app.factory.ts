@@ -20,7 +20,7 @@ import { TracingService } from './tracing/tracing.service';
 import type { Runtime } from './runtime';
 
 /** Upstream-bound routes, whose requests may be shed before routing (see the onRequest hook). */
-const INFERENCE_PATHS = new Set(['/v1/chat/completions', '/v1/completions', '/v1/embeddings', '/v1/jobs']);
+const INFERENCE_PATHS = new Set(['/v1/chat/completions', '/v1/completions', '/v1/embeddings', '/v1/responses', '/v1/jobs']);
 
 /** Any X-Request-Id of 1 to 128 characters without control characters is echoed back (API.md §2). */
 const REQUEST_ID = /^[^\x00-\x1f\x7f]{1,128}$/;

@@ -134,8 +134,8 @@ export class AdaptiveService implements OnApplicationBootstrap, OnApplicationShu
   }
 
   /** Applies the strategy's max_tokens cap to a body; counts it towards optimization_rate. */
-  shapeBody(body: Record<string, unknown>): Record<string, unknown> {
-    const { body: shaped, capped } = capMaxTokens(body, this.effects().maxTokensCap);
+  shapeBody(body: Record<string, unknown>, api: 'chat' | 'responses' = 'chat'): Record<string, unknown> {
+    const { body: shaped, capped } = capMaxTokens(body, this.effects().maxTokensCap, api);
     if (capped) this.totals.optimized++;
     return shaped;
   }

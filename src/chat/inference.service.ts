@@ -8,6 +8,9 @@ import { QueueService } from '../queue/queue.service';
 import type { InferencePath } from '../upstream/upstream.types';
 import { relayStream, sendJson } from './answer-writer';
 
+/** Routes whose requests `Prefer: respond-async` turns into jobs (their answer is stored, never streamed). */
+const ASYNC_PATHS: ReadonlySet<InferencePath> = new Set(['/chat/completions', '/responses']);
+
 /**
  * Takes an admitted, validated OpenAI request from a controller to its answer on the wire: shapes it
  * for the current strategy, puts it through the queue, and writes the JSON or relays the stream. An
@@ -24,7 +27,7 @@ export class InferenceService {
   async serve(path: InferencePath, body: Record<string, unknown>, request: FastifyRequest, reply: FastifyReply): Promise<void> {
     const context = request.bulwark as RequestContext;
     try {
-      const shaped = path === '/embeddings' ? body : this.adaptive.shapeBody(body);
+      const shaped = path === '/embeddings' ? body : this.adaptive.shapeBody(body, path === '/responses' ? 'responses' : 'chat');
       const queued = {
         payload: { path, model: String(shaped.model), body: shaped, stream: path !== '/embeddings' && shaped.stream === true },
         requestId: context.requestId,
@@ -33,7 +36,7 @@ export class InferenceService {
         deadlineAt: context.deadlineAt,
         retriesAllowed: this.adaptive.effects().retriesAllowed,
       };
-      if (context.mode === 'async' && path === '/chat/completions') {
+      if (context.mode === 'async' && ASYNC_PATHS.has(path)) {
         const submitted = await this.queue.submit(queued, idempotencyKey(request));
         const view = submitted.job ? await this.jobs.submitted(submitted.job) : await this.jobs.get(submitted.id, context.client.id);
         if (submitted.replayed) void reply.header('idempotent-replayed', 'true');
@@ -42,9 +45,13 @@ export class InferenceService {
       }
       const running = await this.queue.run(queued, context.signal);
       try {
-        const headers = { 'x-upstream': running.answer.upstream, 'x-queue-wait-ms': String(Math.round(running.queueWaitMs)) };
+        const headers = {
+          'x-upstream': running.answer.upstream,
+          'x-queue-wait-ms': String(Math.round(running.queueWaitMs)),
+          ...modelHeaders(queued.payload.model, running.answer.model),
+        };
         if (running.answer.kind === 'json') sendJson(reply, running.answer, headers);
-        else await relayStream(reply, running.answer.events, headers, context.signal);
+        else await relayStream(reply, running.answer.events, headers, context.signal, { namedEvents: path === '/responses' });
       } finally {
         running.release();
       }
@@ -61,4 +68,18 @@ function idempotencyKey(request: FastifyRequest): string | undefined {
   if (value === undefined || value === '') return undefined;
   if (value.length > 128) throw new InvalidRequestError('invalid_header', 'Idempotency-Key must be at most 128 characters', 'Idempotency-Key');
   return value;
+}
+
+/** Visible ASCII and spaces: what a header value can carry as is (a model name sent by a client may not be). */
+const HEADER_SAFE = /^[\x20-\x7e]{1,256}$/;
+
+/**
+ * `X-Model`: the model that answered; `X-Fallback-From`: the model asked for, when a fallback answered.
+ * A name that cannot travel in a header is left out rather than failing the answer.
+ */
+export function modelHeaders(asked: string, answered: string): Record<string, string> {
+  const headers: Record<string, string> = {};
+  if (HEADER_SAFE.test(answered)) headers['x-model'] = answered;
+  if (answered !== asked && HEADER_SAFE.test(asked)) headers['x-fallback-from'] = asked;
+  return headers;
 }

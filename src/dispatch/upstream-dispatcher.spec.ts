@@ -10,6 +10,7 @@ import {
   RequestTimeoutError,
   UpstreamClientError,
   UpstreamError,
+  UpstreamRateLimitedError,
   UpstreamTimeoutError,
 } from '../common/errors';
 import { RandomSource } from '../common/random';
@@ -128,6 +129,8 @@ function setup(options: SetupOptions = {}) {
   outcomes.onOutcome((event) => recorded.push(event));
   const retries: string[] = [];
   outcomes.onRetry((event) => retries.push(`${event.upstream}:${event.reason}`));
+  const fallbacks: string[] = [];
+  outcomes.onFallback((event) => fallbacks.push(`${event.from}->${event.to}@${event.upstream}`));
   const sleeper = new FakeSleeper(clock);
   const server = { streamIdleTimeoutMs: 1_000 } as ReturnType<typeof serverConfig>;
   const dispatcher = new UpstreamDispatcher(
@@ -158,7 +161,7 @@ function setup(options: SetupOptions = {}) {
     }
     assert.equal(breakers.isOpen(upstreamName, model), true);
   };
-  return { clock, client, breakers, budget, sleeper, dispatcher, dispatch, controller, recorded, retries, trip };
+  return { clock, client, breakers, budget, sleeper, dispatcher, dispatch, controller, recorded, retries, fallbacks, trip };
 }
 
 describe('UpstreamDispatcher', () => {
@@ -214,9 +217,12 @@ describe('UpstreamDispatcher', () => {
       assert.deepEqual(t.sleeper.waits, [1_000], 'the hint, not the backoff');
     });
 
-    it("fails at once with the upstream's error when its Retry-After is longer than the deadline", async () => {
+    it('fails at once with upstream_rate_limited when the Retry-After is longer than the deadline, its delay bounded by the deadline', async () => {
       const t = setup({ scripts: { a: [{ status: 429, retryAfterMs: 5_000 }, { ok: true }] } });
-      await assert.rejects(t.dispatch('m', { deadlineInMs: 3_000 }), (e: unknown) => e instanceof UpstreamError && e.upstreamStatus === 429);
+      await assert.rejects(
+        t.dispatch('m', { deadlineInMs: 3_000 }),
+        (e: unknown) => e instanceof UpstreamRateLimitedError && e.code === 'upstream_rate_limited' && e.retryAfterMs === 3_000,
+      );
       assert.equal(t.client.calls.length, 1);
       assert.deepEqual(t.sleeper.waits, []);
     });
@@ -270,6 +276,22 @@ describe('UpstreamDispatcher', () => {
       );
     });
 
+    it('reports a fallback that answered, and none when the model itself answered', async () => {
+      const direct = setup(twoModels());
+      await direct.dispatch('m');
+      assert.deepEqual(direct.fallbacks, []);
+      const t = setup(twoModels());
+      t.trip('a', 'm');
+      await t.dispatch('m');
+      assert.deepEqual(t.fallbacks, ['m->fb@b']);
+    });
+
+    it("keeps the upstream's Retry-After when a 429 outlasts the retries within the deadline", async () => {
+      const t = setup({ scripts: { a: [{ status: 429, retryAfterMs: 1_000 }, { status: 429, retryAfterMs: 1_000 }, { status: 429, retryAfterMs: 2_000 }] } });
+      await assert.rejects(t.dispatch('m', { deadlineInMs: 10_000 }), (e: unknown) => e instanceof UpstreamRateLimitedError && e.retryAfterMs === 2_000);
+      assert.equal(t.client.calls.length, 3);
+    });
+
     it('falls back once retries on the primary are spent', async () => {
       const t = setup({ ...twoModels(), scripts: { a: [{ status: 500 }, { status: 500 }, { status: 500 }] } });
       const answer = await t.dispatch('m');
@@ -309,7 +331,7 @@ describe('UpstreamDispatcher', () => {
 
     it('tries a fallback after a Retry-After that does not fit, and still reports the first error if all fail', async () => {
       const t = setup({ ...twoModels(), scripts: { a: [{ status: 429, retryAfterMs: 60_000 }], b: [{ status: 503 }, { status: 503 }, { status: 503 }] } });
-      await assert.rejects(t.dispatch('m'), (e: unknown) => e instanceof UpstreamError && e.upstreamStatus === 429);
+      await assert.rejects(t.dispatch('m'), (e: unknown) => e instanceof UpstreamRateLimitedError && e.cause instanceof UpstreamError && e.cause.upstreamStatus === 429);
       assert.deepEqual(
         t.client.calls.map((c) => c.upstream),
         ['a', 'b', 'b', 'b'],

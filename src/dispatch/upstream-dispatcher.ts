@@ -1,4 +1,4 @@
-import { Inject, Injectable } from '@nestjs/common';
+import { Inject, Injectable, Logger } from '@nestjs/common';
 import type { ConfigType } from '@nestjs/config';
 import { BreakerLease, BreakerService } from '../breaker/breaker.service';
 import { Clock } from '../common/clock';
@@ -11,6 +11,7 @@ import {
   UpstreamBadResponseError,
   UpstreamClientError,
   UpstreamError,
+  UpstreamRateLimitedError,
   UpstreamTimeoutError,
 } from '../common/errors';
 import { RandomSource } from '../common/random';
@@ -56,6 +57,8 @@ type Attempt = { kind: 'served'; answer: ServedAnswer } | { kind: 'refused'; ret
  */
 @Injectable()
 export class UpstreamDispatcher {
+  private readonly logger = new Logger(UpstreamDispatcher.name);
+
   constructor(
     private readonly registry: UpstreamRegistry,
     private readonly client: UpstreamClient,
@@ -86,7 +89,22 @@ export class UpstreamDispatcher {
     return Number.isFinite(soonest) ? { available: false, retryInMs: soonest } : { available: true };
   }
 
+  /**
+   * Serves the request from the model's upstreams or its fallbacks. An upstream that kept answering 429
+   * through the retries becomes `upstream_rate_limited`, so that the caller backs off.
+   */
   async dispatch(payload: InferencePayload, options: DispatchOptions): Promise<ServedAnswer> {
+    const answer = await this.serve(payload, options).catch((error: unknown) => {
+      throw this.rateLimited(error, options) ?? error;
+    });
+    if (answer.model !== payload.model) {
+      this.outcomes.fellBack({ from: payload.model, to: answer.model, upstream: answer.upstream });
+      this.logger.warn({ from: payload.model, to: answer.model, upstream: answer.upstream }, `fallback: model ${answer.model} answered for ${payload.model}`);
+    }
+    return answer;
+  }
+
+  private async serve(payload: InferencePayload, options: DispatchOptions): Promise<ServedAnswer> {
     if (!this.registry.knows(payload.model)) {
       throw new NotFoundError('model_not_found', `The model \`${payload.model}\` does not exist`, 'model');
     }
@@ -232,6 +250,14 @@ export class UpstreamDispatcher {
     if (upstreamError !== undefined) return upstreamError;
     if (!attempted) return new QueueTimeoutError(Math.max(0, this.clock.now() - startedAt));
     return reason ?? new RequestTimeoutError(Math.max(0, Math.round(options.deadlineAt - startedAt)), 'Bulwark was about to call the upstream');
+  }
+
+  /** An upstream 429 as `upstream_rate_limited`, its Retry-After bounded by the request's remaining deadline. */
+  private rateLimited(error: unknown, options: DispatchOptions): UpstreamRateLimitedError | undefined {
+    if (!(error instanceof UpstreamError) || error.upstreamStatus !== 429) return undefined;
+    const remainingMs = Math.max(0, options.deadlineAt - this.clock.now());
+    const retryAfterMs = Math.min(error.retryAfterMs ?? this.retry.baseDelayMs, remainingMs);
+    return new UpstreamRateLimitedError(`${error.message} (the upstream is rate limiting requests)`, retryAfterMs, error);
   }
 
   /** The model, then its fallbacks, each once. */

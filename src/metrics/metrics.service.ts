@@ -84,6 +84,13 @@ export class MetricsService implements OnApplicationBootstrap {
     registers: [this.registry],
   });
 
+  private readonly fallbacks = new Counter({
+    name: 'bulwark_fallbacks_total',
+    help: 'Answers served by a fallback model instead of the model asked for, by the model asked for and the one that answered.',
+    labelNames: ['from', 'to'] as const,
+    registers: [this.registry],
+  });
+
   constructor(
     private readonly figures: QueueFigures,
     private readonly outcomes: UpstreamOutcomes,
@@ -104,6 +111,7 @@ export class MetricsService implements OnApplicationBootstrap {
     this.admission.onRejection((reason) => this.rejections.inc({ reason }));
     this.admission.onAdmission((priority) => this.admissions.inc({ priority }));
     this.outcomes.onOutcome((event) => this.recordOutcome(event));
+    this.outcomes.onFallback((event) => this.fallbacks.inc({ from: this.models.label(event.from), to: this.models.label(event.to) }));
     this.outcomes.onRetry((event) =>
       this.retries.inc({ upstream: this.upstream(event.upstream), reason: RETRY_REASON.test(event.reason) ? event.reason : 'other' }),
     );

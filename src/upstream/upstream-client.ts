@@ -115,7 +115,7 @@ export class UpstreamClient implements OnModuleDestroy {
         response.body.destroy();
         throw new UpstreamBadResponseError(`Upstream ${upstream.name} answered a stream request with ${contentType || 'no content type'}`);
       }
-      const events = readEvents(response.body, upstream, options.signal, options.idleTimeoutMs);
+      const events = readEvents(response.body, upstream, options.signal, options.idleTimeoutMs, payload.path === '/responses');
       const first = await events.next().catch((error: unknown) => {
         throw translate(error, upstream, signal);
       });
@@ -147,10 +147,26 @@ export class UpstreamClient implements OnModuleDestroy {
   }
 }
 
-/** Reads an upstream SSE body into validated `data` payloads, stopping at `[DONE]`. */
-async function* readEvents(body: Dispatcher.ResponseData['body'], upstream: UpstreamDefinition, signal: AbortSignal, idleTimeoutMs: number): AsyncGenerator<string> {
+/**
+ * Events that end a Responses API stream. Such a stream has no `[DONE]` (OpenAI and vLLM close it after
+ * one of these), so a close before one of them is a broken stream.
+ */
+const RESPONSES_TERMINAL_EVENTS = new Set(['response.completed', 'response.incomplete', 'response.failed', 'error']);
+
+/**
+ * Reads an upstream SSE body into validated `data` payloads, stopping at `[DONE]`, or, for the
+ * Responses API (`typedEvents`), at the close that follows its terminal event.
+ */
+async function* readEvents(
+  body: Dispatcher.ResponseData['body'],
+  upstream: UpstreamDefinition,
+  signal: AbortSignal,
+  idleTimeoutMs: number,
+  typedEvents: boolean,
+): AsyncGenerator<string> {
   const parser = new SseParser();
   let sawDone = false;
+  let ended = false;
   try {
     for await (const chunk of body) {
       for (const data of parser.push(chunk as Buffer)) {
@@ -158,11 +174,13 @@ async function* readEvents(body: Dispatcher.ResponseData['body'], upstream: Upst
           sawDone = true;
           return;
         }
+        let event: unknown;
         try {
-          JSON.parse(data);
+          event = JSON.parse(data);
         } catch {
           throw new UpstreamBadResponseError(`Upstream ${upstream.name} sent a stream event that is not JSON`);
         }
+        if (typedEvents) ended = RESPONSES_TERMINAL_EVENTS.has(String((event as { type?: unknown } | null)?.type));
         yield data;
       }
     }
@@ -172,7 +190,11 @@ async function* readEvents(body: Dispatcher.ResponseData['body'], upstream: Upst
         return;
       }
     }
-    if (!sawDone) throw new UpstreamError(`Upstream ${upstream.name} closed the stream before [DONE]`);
+    if (typedEvents && ended) {
+      sawDone = true;
+      return;
+    }
+    if (!sawDone) throw new UpstreamError(`Upstream ${upstream.name} closed the stream before ${typedEvents ? 'its final event' : '[DONE]'}`);
   } catch (error) {
     if (error instanceof BulwarkError) throw error;
     if (error instanceof undiciErrors.BodyTimeoutError) {

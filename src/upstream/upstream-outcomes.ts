@@ -19,6 +19,13 @@ export interface RetryEvent {
   reason: string;
 }
 
+/** A fallback model answered instead of the one asked for. */
+export interface FallbackEvent {
+  from: string;
+  to: string;
+  upstream: string;
+}
+
 type Listener<T> = (event: T) => void;
 
 /**
@@ -29,6 +36,7 @@ type Listener<T> = (event: T) => void;
 export class UpstreamOutcomes {
   private readonly outcomeListeners: Listener<UpstreamOutcome>[] = [];
   private readonly retryListeners: Listener<RetryEvent>[] = [];
+  private readonly fallbackListeners: Listener<FallbackEvent>[] = [];
 
   onOutcome(listener: Listener<UpstreamOutcome>): void {
     this.outcomeListeners.push(listener);
@@ -38,11 +46,19 @@ export class UpstreamOutcomes {
     this.retryListeners.push(listener);
   }
 
+  onFallback(listener: Listener<FallbackEvent>): void {
+    this.fallbackListeners.push(listener);
+  }
+
   record(event: UpstreamOutcome): void {
     for (const listener of this.outcomeListeners) listener(event);
   }
 
   retried(event: RetryEvent): void {
     for (const listener of this.retryListeners) listener(event);
+  }
+
+  fellBack(event: FallbackEvent): void {
+    for (const listener of this.fallbackListeners) listener(event);
   }
 }
