@@ -166,6 +166,11 @@ export class QueueService {
   private async runHere(lease: string, request: QueuedRequest, signal: AbortSignal): Promise<RunningAnswer> {
     const startedAt = this.clock.now();
     this.figures.jobStarted(request.priority, 0, false);
+    this.tracing.recordSpan('queue wait', this.tracing.carrier(), startedAt, startedAt, {
+      'bulwark.priority': request.priority,
+      'bulwark.queue_wait_ms': 0,
+      'bulwark.fast_lane': true,
+    });
     let released = false;
     const release = (served: boolean) => {
       if (released) return;
