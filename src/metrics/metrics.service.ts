@@ -77,6 +77,12 @@ export class MetricsService implements OnApplicationBootstrap {
     buckets: LATENCY_BUCKETS,
     registers: [this.registry],
   });
+  private readonly keyRequests = new Counter({
+    name: 'bulwark_key_requests_total',
+    help: 'Upstream-bound requests per client key, by its configured name (never the key) and outcome (served, refused, client_error, failed).',
+    labelNames: ['key_name', 'outcome'] as const,
+    registers: [this.registry],
+  });
   private readonly retries = new Counter({
     name: 'bulwark_retries_total',
     help: 'Retries of upstream attempts, by upstream and the reason of the failed attempt.',
@@ -113,6 +119,14 @@ export class MetricsService implements OnApplicationBootstrap {
   recordHttp(route: string, status: string, model: unknown, durationSeconds: number): void {
     this.requests.inc({ route, status, model: this.models.label(model) });
     this.requestDuration.observe({ route }, durationSeconds);
+  }
+
+  /**
+   * Counts one upstream-bound request of a client key. `keyName` is a configured name (or a key's
+   * hash-prefix id, `anonymous`, `admin`): a bounded set fixed at start-up, never the key itself.
+   */
+  recordKeyRequest(keyName: string, outcome: 'served' | 'refused' | 'client_error' | 'failed'): void {
+    this.keyRequests.inc({ key_name: keyName, outcome });
   }
 
   /** Counts a refusal made outside admission control (rate limit, authentication). */
