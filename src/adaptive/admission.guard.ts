@@ -4,8 +4,12 @@ import type { FastifyRequest } from 'fastify';
 import { effectivePriority } from '../common/request-context';
 import { routeKindOf } from '../common/route-kind.decorator';
 import { AdmissionService } from './admission.service';
+import { requestSize } from './service-time-model';
 
-/** Admits or refuses upstream-bound requests before any job exists; never blocks. */
+/**
+ * Refuses upstream-bound requests that admission control turns away, before any job exists; never
+ * blocks. Counts no admission: the inference service does, once the queue took the request.
+ */
 @Injectable()
 export class AdmissionGuard implements CanActivate {
   constructor(
@@ -19,10 +23,11 @@ export class AdmissionGuard implements CanActivate {
     const ctx = request.bulwark;
     if (!ctx) return true;
     const body = request.body as { model?: unknown } | undefined;
-    this.admission.admit({
+    this.admission.check({
       priority: effectivePriority(ctx),
       model: typeof body?.model === 'string' ? body.model : undefined,
       deadlineAt: ctx.deadlineAt,
+      size: requestSize(body),
     });
     return true;
   }

@@ -19,6 +19,7 @@ import { Sleeper } from '../retry/sleeper';
 import { RetryBudgetService } from './retry-budget.service';
 import { settleWhenEnded } from './settled-stream';
 import { UpstreamClient } from '../upstream/upstream-client';
+import { completionTokensOf, countedEvents, StreamTokenCounter } from '../upstream/completion-tokens';
 import { UpstreamOutcomes } from '../upstream/upstream-outcomes';
 import { UpstreamRegistry } from '../upstream/upstream-registry';
 import type { InferencePayload, ServedAnswer, UpstreamDefinition, UpstreamStreamAnswer } from '../upstream/upstream.types';
@@ -133,7 +134,7 @@ export class UpstreamDispatcher {
         if (sent.kind === 'json') {
           const durationMs = this.clock.now() - started;
           this.breakers.onSuccess(lease, durationMs);
-          this.outcomes.record({ upstream: upstream.name, model, outcome: 'success', durationMs });
+          this.outcomes.record({ upstream: upstream.name, model, outcome: 'success', durationMs, completionTokens: completionTokensOf(sent.body) });
           return { kind: 'served', answer: { ...sent, upstream: upstream.name, model } };
         }
         return { kind: 'served', answer: { ...this.watchStream(sent, lease, upstream.name, model, started, options.signal), upstream: upstream.name, model } };
@@ -187,11 +188,13 @@ export class UpstreamDispatcher {
    */
   private watchStream(answer: UpstreamStreamAnswer, lease: BreakerLease, upstream: string, model: string, started: number, signal: AbortSignal): UpstreamStreamAnswer {
     const timeToFirstTokenMs = this.clock.now() - started;
-    const rest = settleWhenEnded(answer.rest, signal, (error) => {
+    const tokens = new StreamTokenCounter();
+    for (const event of answer.first) tokens.observe(event);
+    const rest = settleWhenEnded(countedEvents(answer.rest, tokens), signal, (error) => {
       const durationMs = this.clock.now() - started;
       if (error === undefined) {
         this.breakers.onSuccess(lease, timeToFirstTokenMs);
-        this.outcomes.record({ upstream, model, outcome: 'success', durationMs, timeToFirstTokenMs });
+        this.outcomes.record({ upstream, model, outcome: 'success', durationMs, timeToFirstTokenMs, completionTokens: tokens.tokens });
       } else {
         this.settleFailure(lease, upstream, model, error, durationMs);
       }

@@ -2,6 +2,7 @@ import { Injectable, OnApplicationBootstrap } from '@nestjs/common';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { AdaptiveService } from '../adaptive/adaptive.service';
 import { AdmissionService } from '../adaptive/admission.service';
+import { ServiceTimes } from '../adaptive/service-times.service';
 import { STRATEGIES } from '../adaptive/health-score';
 import { BreakerService } from '../breaker/breaker.service';
 import type { BreakerState } from '../breaker/circuit-breaker';
@@ -83,6 +84,13 @@ export class MetricsService implements OnApplicationBootstrap {
     labelNames: ['key_name', 'outcome'] as const,
     registers: [this.registry],
   });
+  private readonly estimateRatio = new Histogram({
+    name: 'bulwark_service_time_estimate_ratio',
+    help: 'Actual over estimated service time of upstream calls (1 = exact), from the per-model rates that size-aware admission uses.',
+    labelNames: ['model'] as const,
+    buckets: [0.25, 0.5, 0.67, 0.8, 0.9, 1, 1.1, 1.25, 1.5, 2, 4],
+    registers: [this.registry],
+  });
   private readonly retries = new Counter({
     name: 'bulwark_retries_total',
     help: 'Retries of upstream attempts, by upstream and the reason of the failed attempt.',
@@ -98,6 +106,7 @@ export class MetricsService implements OnApplicationBootstrap {
     private readonly breakers: BreakerService,
     private readonly shutdown: ShutdownService,
     registry: UpstreamRegistry,
+    private readonly serviceTimes: ServiceTimes,
   ) {
     this.models = new ModelLabels(registry.configuredModels());
     this.upstreamNames = new Set(registry.all().map((u) => u.name));
@@ -110,6 +119,9 @@ export class MetricsService implements OnApplicationBootstrap {
     this.admission.onRejection((reason) => this.rejections.inc({ reason }));
     this.admission.onAdmission((priority) => this.admissions.inc({ priority }));
     this.outcomes.onOutcome((event) => this.recordOutcome(event));
+    this.serviceTimes.onEstimateCheck(({ model, actualMs, estimatedMs }) => {
+      if (estimatedMs > 0) this.estimateRatio.observe({ model: this.models.label(model) }, actualMs / estimatedMs);
+    });
     this.outcomes.onRetry((event) =>
       this.retries.inc({ upstream: this.upstream(event.upstream), reason: RETRY_REASON.test(event.reason) ? event.reason : 'other' }),
     );

@@ -40,6 +40,9 @@ export class QueueFigures implements OnApplicationBootstrap, OnApplicationShutdo
   private startedAtRefresh: Record<Priority, number> = { high: 0, normal: 0, low: 0 };
   private active = 0;
   private localActive = 0;
+  /** Jobs finished here, ever; and the value when the last refresh began (for the active count between refreshes). */
+  private finished = 0;
+  private finishedAtRefresh = 0;
   private refreshedAt = 0;
   private timer?: NodeJS.Timeout;
   private refreshing = false;
@@ -72,6 +75,7 @@ export class QueueFigures implements OnApplicationBootstrap, OnApplicationShutdo
     this.refreshing = true;
     const added = { ...this.added };
     const started = { ...this.started };
+    const finished = this.finished;
     try {
       const [counts, active] = await Promise.all([
         this.queue.getCountsPerPriority(Object.values(BULL_PRIORITY)),
@@ -85,6 +89,7 @@ export class QueueFigures implements OnApplicationBootstrap, OnApplicationShutdo
       this.active = active;
       this.addedAtRefresh = added;
       this.startedAtRefresh = started;
+      this.finishedAtRefresh = finished;
       this.refreshedAt = this.clock.now();
     } catch (error) {
       this.logger.debug(`queue figures refresh failed: ${(error as Error).message}`);
@@ -110,12 +115,22 @@ export class QueueFigures implements OnApplicationBootstrap, OnApplicationShutdo
     return {
       waiting: byPriority.high + byPriority.normal + byPriority.low,
       byPriority,
-      active: Math.max(this.active, this.localActive),
+      active: this.currentActive(),
       localActive: this.localActive,
       averageServiceMs: this.estimator.averageMs(),
       fresh: now - this.refreshedAt <= STALE_AFTER_MS,
       refreshedAt: this.refreshedAt,
     };
+  }
+
+  /**
+   * Jobs running on any instance: the last refresh, plus what this instance started and minus what it
+   * finished since; so a slot freed here shows as free at once (admission never wastes it).
+   */
+  private currentActive(): number {
+    const sum = (r: Record<Priority, number>) => r.high + r.normal + r.low;
+    const delta = sum(this.started) - sum(this.startedAtRefresh) - (this.finished - this.finishedAtRefresh);
+    return Math.max(this.localActive, this.active + delta);
   }
 
   /** Waiting jobs a new request of `priority` would have ahead of it. */
@@ -128,7 +143,7 @@ export class QueueFigures implements OnApplicationBootstrap, OnApplicationShutdo
 
   /** Estimated queue wait of a new request: only the jobs ahead of it beyond the free slots make it wait. */
   estimateWaitMs(priority: Priority): number {
-    const freeSlots = Math.max(0, this.config.maxConcurrent - this.active);
+    const freeSlots = Math.max(0, this.config.maxConcurrent - this.currentActive());
     const queuedBehindBusySlots = Math.max(0, this.waitingAhead(priority) - freeSlots);
     return this.estimator.estimateWaitMs(queuedBehindBusySlots, this.config.maxConcurrent);
   }
@@ -152,6 +167,7 @@ export class QueueFigures implements OnApplicationBootstrap, OnApplicationShutdo
   /** `serviceMs` is undefined for a job dropped without upstream work (it says nothing of service time). */
   jobFinished(serviceMs: number | undefined): void {
     this.localActive = Math.max(0, this.localActive - 1);
+    this.finished++;
     if (serviceMs !== undefined) this.estimator.record(serviceMs);
   }
 }

@@ -24,6 +24,8 @@ export interface QueuedRequest {
   priority: Priority;
   deadlineAt: number;
   retriesAllowed: boolean;
+  /** Called once the queue store has accepted the request (admission is counted then). */
+  onAccepted?: () => void;
 }
 
 export interface RunningAnswer {
@@ -61,7 +63,7 @@ export class QueueService implements OnApplicationBootstrap {
     const enqueuedAt = this.clock.now();
     const pending = this.delivery.expect(jobId);
     try {
-      await this.add(jobId, { ...this.jobData(request, enqueuedAt), mode: 'sync', origin: this.delivery.instanceId }, true);
+      await this.add(jobId, { ...this.jobData(request, enqueuedAt), mode: 'sync', origin: this.delivery.instanceId }, true, request.onAccepted);
       const answer = await this.await(jobId, pending.answer, signal, () => pending.startedAt(), enqueuedAt);
       const startedAt = pending.startedAt() ?? this.clock.now();
       return { answer, queueWaitMs: Math.max(0, startedAt - enqueuedAt), release: () => pending.dispose() };
@@ -82,7 +84,7 @@ export class QueueService implements OnApplicationBootstrap {
       mode: 'async',
       origin: this.delivery.instanceId,
     };
-    return this.add(jobId, data, false);
+    return this.add(jobId, data, false, request.onAccepted);
   }
 
   private jobData(request: QueuedRequest, enqueuedAt: number): Omit<InferenceJobData, 'mode' | 'origin'> {
@@ -100,7 +102,7 @@ export class QueueService implements OnApplicationBootstrap {
     };
   }
 
-  private async add(jobId: string, data: InferenceJobData, sync: boolean): Promise<Job<InferenceJobData, InferenceJobResult>> {
+  private async add(jobId: string, data: InferenceJobData, sync: boolean, onAccepted?: () => void): Promise<Job<InferenceJobData, InferenceJobResult>> {
     if (!this.redis.ready) throw new LoadShedError('the queue store (Redis) is unreachable', 5000);
     const snapshot = this.figures.snapshot();
     if (snapshot.waiting >= this.config.maxQueueSize) {
@@ -121,6 +123,7 @@ export class QueueService implements OnApplicationBootstrap {
         }),
         new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error('queue add timed out')), ADD_TIMEOUT_MS))),
       ]);
+      onAccepted?.();
       return job;
     } catch (error) {
       this.figures.jobAddFailed(data.priority);

@@ -10,6 +10,8 @@ export interface UpstreamOutcome {
   durationMs: number;
   /** Time to the first streamed event, for streams that produced one. */
   timeToFirstTokenMs?: number;
+  /** Output tokens of a successful answer (`usage.completion_tokens`, or streamed chunks counted). */
+  completionTokens?: number;
   /** The call outlived its deadline and was cut off while the upstream still worked. */
   abandoned?: boolean;
 }
