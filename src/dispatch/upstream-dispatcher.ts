@@ -13,7 +13,7 @@ import {
   UpstreamTimeoutError,
 } from '../common/errors';
 import { RandomSource } from '../common/random';
-import { retryConfig, serverConfig } from '../config/sections';
+import { retryConfig, serverConfig, upstreamConfig } from '../config/sections';
 import { planRetry } from '../retry/backoff';
 import { Sleeper } from '../retry/sleeper';
 import { RetryBudgetService } from './retry-budget.service';
@@ -21,7 +21,9 @@ import { settleWhenEnded } from './settled-stream';
 import { UpstreamClient } from '../upstream/upstream-client';
 import { completionTokensOf, countedEvents, StreamTokenCounter } from '../upstream/completion-tokens';
 import { UpstreamOutcomes } from '../upstream/upstream-outcomes';
+import { UpstreamLeases, UpstreamPermit } from '../upstream/upstream-leases.service';
 import { UpstreamRegistry } from '../upstream/upstream-registry';
+import { leastLoadedOrder, weightedOrder } from './upstream-router';
 import type { InferencePayload, ServedAnswer, UpstreamDefinition, UpstreamStreamAnswer } from '../upstream/upstream.types';
 
 export interface DispatchOptions {
@@ -40,12 +42,19 @@ export function isUpstreamFailure(error: unknown): boolean {
   return error instanceof UpstreamError || error instanceof UpstreamTimeoutError || error instanceof UpstreamBadResponseError;
 }
 
-type Attempt = { kind: 'served'; answer: ServedAnswer } | { kind: 'refused'; retryInMs: number } | { kind: 'failed'; error: unknown };
+type Attempt =
+  | { kind: 'served'; answer: ServedAnswer }
+  | { kind: 'refused'; retryInMs: number }
+  | { kind: 'failed'; error: unknown }
+  /** The upstream is at its maxConcurrency on every instance together. */
+  | { kind: 'full' };
 
 /**
  * Sends one request upstream, keeping callers and upstreams healthy: per upstream+model breakers,
- * retries with full-jitter backoff inside the retry budget and the deadline, weighted choice among
- * upstreams serving the model, then the model's fallbacks. All of it happens before the first byte
+ * retries with full-jitter backoff inside the retry budget and the deadline, the least loaded (or a
+ * weighted random) upstream serving the model first, each upstream's `maxConcurrency` as a bulkhead
+ * across instances (when every upstream of the model is at its cap, the request waits for a permit,
+ * within its deadline), then the model's fallbacks. All of it happens before the first byte
  * reaches the caller; afterwards a failure ends the stream. When nothing serves, the caller gets the
  * first upstream failure (the root cause), or `circuit_open` when every candidate was shut off.
  */
@@ -62,6 +71,8 @@ export class UpstreamDispatcher {
     private readonly sleeper: Sleeper,
     @Inject(retryConfig.KEY) private readonly retry: ConfigType<typeof retryConfig>,
     @Inject(serverConfig.KEY) private readonly server: ConfigType<typeof serverConfig>,
+    private readonly leases: UpstreamLeases,
+    @Inject(upstreamConfig.KEY) private readonly upstreamSettings: Pick<ConfigType<typeof upstreamConfig>, 'routing'>,
   ) {}
 
   /**
@@ -89,11 +100,22 @@ export class UpstreamDispatcher {
     let firstError: unknown;
     let soonestRetryMs = Number.POSITIVE_INFINITY;
     for (const model of this.candidateModels(payload.model)) {
-      for (const upstream of this.weightedOrder(this.registry.servingModel(model))) {
-        const result = await this.tryUpstream(upstream, model, payload, options, (own) => this.timeUp(options, startedAt, firstError ?? own));
-        if (result.kind === 'served') return result.answer;
-        if (result.kind === 'refused') soonestRetryMs = Math.min(soonestRetryMs, result.retryInMs);
-        else firstError ??= result.error;
+      let pending = this.registry.servingModel(model);
+      while (pending.length > 0) {
+        const full: UpstreamDefinition[] = [];
+        for (const upstream of this.order(pending)) {
+          const result = await this.tryUpstream(upstream, model, payload, options, (own) => this.timeUp(options, startedAt, firstError ?? own));
+          if (result.kind === 'served') return result.answer;
+          if (result.kind === 'full') full.push(upstream);
+          else if (result.kind === 'refused') soonestRetryMs = Math.min(soonestRetryMs, result.retryInMs);
+          else firstError ??= result.error;
+        }
+        if (full.length === 0) break;
+        // The upstreams left are all at their cap: wait here (visibly, within the deadline) for a
+        // permit rather than inside the HTTP client's pool, then try them again.
+        if (options.signal.aborted || this.clock.now() >= options.deadlineAt) throw this.timeUp(options, startedAt, firstError);
+        await this.leases.waitForPermit(full, model, options.signal, options.deadlineAt);
+        pending = full;
       }
     }
     if (firstError !== undefined) throw firstError;
@@ -123,6 +145,12 @@ export class UpstreamDispatcher {
         return lastError === undefined ? { kind: 'refused', retryInMs: answer.retryInMs } : { kind: 'failed', error: lastError };
       }
       const lease = answer.lease;
+      const permit = await this.leases.tryAcquire(upstream);
+      if (!permit) {
+        this.breakers.release(lease);
+        return lastError === undefined ? { kind: 'full' } : { kind: 'failed', error: lastError };
+      }
+      this.outcomes.routed({ upstream: upstream.name, model });
       const started = this.clock.now();
       try {
         const body = model === payload.model ? payload.body : { ...payload.body, model };
@@ -132,13 +160,15 @@ export class UpstreamDispatcher {
           { signal: options.signal, firstByteTimeoutMs: remainingMs, idleTimeoutMs: this.server.streamIdleTimeoutMs },
         );
         if (sent.kind === 'json') {
+          permit.release();
           const durationMs = this.clock.now() - started;
           this.breakers.onSuccess(lease, durationMs);
           this.outcomes.record({ upstream: upstream.name, model, outcome: 'success', durationMs, completionTokens: completionTokensOf(sent.body) });
           return { kind: 'served', answer: { ...sent, upstream: upstream.name, model } };
         }
-        return { kind: 'served', answer: { ...this.watchStream(sent, lease, upstream.name, model, started, options.signal), upstream: upstream.name, model } };
+        return { kind: 'served', answer: { ...this.watchStream(sent, lease, permit, upstream.name, model, started, options.signal), upstream: upstream.name, model } };
       } catch (error) {
+        permit.release();
         this.settleFailure(lease, upstream.name, model, error, this.clock.now() - started);
         if (!isUpstreamFailure(error)) throw error;
         lastError = error;
@@ -186,11 +216,20 @@ export class UpstreamDispatcher {
    * exactly once. A stream's length measures the answer, not the upstream, so its slowness is judged
    * on the time to the first event.
    */
-  private watchStream(answer: UpstreamStreamAnswer, lease: BreakerLease, upstream: string, model: string, started: number, signal: AbortSignal): UpstreamStreamAnswer {
+  private watchStream(
+    answer: UpstreamStreamAnswer,
+    lease: BreakerLease,
+    permit: UpstreamPermit,
+    upstream: string,
+    model: string,
+    started: number,
+    signal: AbortSignal,
+  ): UpstreamStreamAnswer {
     const timeToFirstTokenMs = this.clock.now() - started;
     const tokens = new StreamTokenCounter();
     for (const event of answer.first) tokens.observe(event);
     const rest = settleWhenEnded(countedEvents(answer.rest, tokens), signal, (error) => {
+      permit.release();
       const durationMs = this.clock.now() - started;
       if (error === undefined) {
         this.breakers.onSuccess(lease, timeToFirstTokenMs);
@@ -218,13 +257,11 @@ export class UpstreamDispatcher {
     return [...new Set([model, ...this.registry.fallbacksFor(model)])];
   }
 
-  /** Weighted random order (Efraimidis–Spirakis): heavier upstreams tend to come first. */
-  private weightedOrder(upstreams: UpstreamDefinition[]): UpstreamDefinition[] {
-    if (upstreams.length < 2) return upstreams;
-    return upstreams
-      .map((u) => ({ u, key: u.weight > 0 ? Math.pow(this.random.next(), 1 / u.weight) : -1 }))
-      .sort((a, b) => b.key - a.key)
-      .map((e) => e.u);
+  /** The order in which to try a model's upstreams (`ROUTING`). */
+  private order(upstreams: UpstreamDefinition[]): UpstreamDefinition[] {
+    return this.upstreamSettings.routing === 'least-loaded'
+      ? leastLoadedOrder(upstreams, (name) => this.leases.load(name), this.random)
+      : weightedOrder(upstreams, this.random);
   }
 }
 

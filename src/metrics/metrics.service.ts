@@ -8,6 +8,7 @@ import { BreakerService } from '../breaker/breaker.service';
 import type { BreakerState } from '../breaker/circuit-breaker';
 import { ShutdownService } from '../common/shutdown.service';
 import { QueueFigures } from '../queue/queue-figures.service';
+import { UpstreamLeases } from '../upstream/upstream-leases.service';
 import { UpstreamOutcome, UpstreamOutcomes } from '../upstream/upstream-outcomes';
 import { UpstreamRegistry } from '../upstream/upstream-registry';
 import { ModelLabels, OTHER_MODEL } from './metric-labels';
@@ -91,6 +92,12 @@ export class MetricsService implements OnApplicationBootstrap {
     buckets: [0.25, 0.5, 0.67, 0.8, 0.9, 1, 1.1, 1.25, 1.5, 2, 4],
     registers: [this.registry],
   });
+  private readonly routed = new Counter({
+    name: 'bulwark_routed_total',
+    help: 'Upstream attempts sent, by the upstream the router chose and the model: the routing share.',
+    labelNames: ['upstream', 'model'] as const,
+    registers: [this.registry],
+  });
   private readonly retries = new Counter({
     name: 'bulwark_retries_total',
     help: 'Retries of upstream attempts, by upstream and the reason of the failed attempt.',
@@ -107,6 +114,7 @@ export class MetricsService implements OnApplicationBootstrap {
     private readonly shutdown: ShutdownService,
     registry: UpstreamRegistry,
     private readonly serviceTimes: ServiceTimes,
+    private readonly leases: UpstreamLeases,
   ) {
     this.models = new ModelLabels(registry.configuredModels());
     this.upstreamNames = new Set(registry.all().map((u) => u.name));
@@ -119,6 +127,7 @@ export class MetricsService implements OnApplicationBootstrap {
     this.admission.onRejection((reason) => this.rejections.inc({ reason }));
     this.admission.onAdmission((priority) => this.admissions.inc({ priority }));
     this.outcomes.onOutcome((event) => this.recordOutcome(event));
+    this.outcomes.onRouted((event) => this.routed.inc({ upstream: this.upstream(event.upstream), model: this.models.label(event.model) }));
     this.serviceTimes.onEstimateCheck(({ model, actualMs, estimatedMs }) => {
       if (estimatedMs > 0) this.estimateRatio.observe({ model: this.models.label(model) }, actualMs / estimatedMs);
     });
@@ -180,6 +189,7 @@ export class MetricsService implements OnApplicationBootstrap {
     const shutdown = this.shutdown;
     const models = this.models;
     const upstream = (name: string) => this.upstream(name);
+    const leases = this.leases;
     new Gauge({
       name: 'bulwark_queue_depth',
       help: 'Requests waiting in the shared queue, by priority (the same figure on every instance).',
@@ -222,6 +232,18 @@ export class MetricsService implements OnApplicationBootstrap {
         }
         this.reset();
         for (const { value, ...labels } of worst.values()) this.set(labels, value);
+      },
+    });
+    new Gauge({
+      name: 'bulwark_upstream_waiting',
+      help: "Requests on this instance waiting for a permit because every upstream of their model is at its maxConcurrency, by model.",
+      labelNames: ['model'] as const,
+      registers,
+      collect() {
+        this.reset();
+        const byLabel = new Map<string, number>();
+        for (const [model, count] of leases.waitingFor()) byLabel.set(models.label(model), (byLabel.get(models.label(model)) ?? 0) + count);
+        for (const [model, count] of byLabel) this.set({ model }, count);
       },
     });
     new Gauge({

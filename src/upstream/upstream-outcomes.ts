@@ -21,6 +21,12 @@ export interface RetryEvent {
   reason: string;
 }
 
+/** One attempt sent to an upstream: the router's choice. */
+export interface RoutedEvent {
+  upstream: string;
+  model: string;
+}
+
 type Listener<T> = (event: T) => void;
 
 /**
@@ -31,6 +37,7 @@ type Listener<T> = (event: T) => void;
 export class UpstreamOutcomes {
   private readonly outcomeListeners: Listener<UpstreamOutcome>[] = [];
   private readonly retryListeners: Listener<RetryEvent>[] = [];
+  private readonly routedListeners: Listener<RoutedEvent>[] = [];
 
   onOutcome(listener: Listener<UpstreamOutcome>): void {
     this.outcomeListeners.push(listener);
@@ -38,6 +45,14 @@ export class UpstreamOutcomes {
 
   onRetry(listener: Listener<RetryEvent>): void {
     this.retryListeners.push(listener);
+  }
+
+  onRouted(listener: Listener<RoutedEvent>): void {
+    this.routedListeners.push(listener);
+  }
+
+  routed(event: RoutedEvent): void {
+    for (const listener of this.routedListeners) listener(event);
   }
 
   record(event: UpstreamOutcome): void {
