@@ -445,6 +445,21 @@ describe('UpstreamDispatcher', () => {
       assert.equal(t.client.calls.length, 1);
     });
 
+    it('retries keep working under a cap; the next request waits for the permit the retry holds', async () => {
+      const capped = { ...upstream('a', ['m']), maxConcurrency: 1 };
+      const t = setup({ upstreams: [capped], scripts: { a: [{ status: 503 }, { stream: ['1', '2'] }, { ok: true }] } });
+      // The first request fails once, then its retry holds the only permit with an open stream.
+      const first = await t.dispatch('m', { stream: true });
+      assert.equal(t.client.calls.length, 2);
+      if (first.kind !== 'stream') assert.fail('expected a stream');
+      const second = t.dispatch('m');
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      assert.equal(t.client.calls.length, 2);
+      for await (const _ of first.rest);
+      assert.equal((await second).upstream, 'a');
+      assert.equal(t.client.calls.length, 3);
+    });
+
     it('moves to a free upstream rather than wait when only one is at its cap', async () => {
       const t = setup({
         upstreams: [{ ...upstream('a', ['m']), maxConcurrency: 1 }, upstream('b', ['m'])],

@@ -145,10 +145,12 @@ export class UpstreamDispatcher {
         return lastError === undefined ? { kind: 'refused', retryInMs: answer.retryInMs } : { kind: 'failed', error: lastError };
       }
       const lease = answer.lease;
-      const permit = await this.leases.tryAcquire(upstream);
+      // A first attempt that finds the upstream full lets the dispatch try the others; a retry waits its turn.
+      const permit = await this.permitFor(upstream, model, attempt > 0, options);
       if (!permit) {
         this.breakers.release(lease);
-        return lastError === undefined ? { kind: 'full' } : { kind: 'failed', error: lastError };
+        if (attempt === 0) return { kind: 'full' };
+        throw timeUp(lastError);
       }
       this.outcomes.routed({ upstream: upstream.name, model });
       const started = this.clock.now();
@@ -191,6 +193,19 @@ export class UpstreamDispatcher {
       }
     }
     return { kind: 'failed', error: lastError };
+  }
+
+  /**
+   * A permit for one attempt to `upstream`; with `wait`, waits for one (woken by releases, within the
+   * deadline) instead of giving up at once. Undefined when none came.
+   */
+  private async permitFor(upstream: UpstreamDefinition, model: string, wait: boolean, options: DispatchOptions): Promise<UpstreamPermit | undefined> {
+    let permit = await this.leases.tryAcquire(upstream);
+    while (!permit && wait && !options.signal.aborted && this.clock.now() < options.deadlineAt) {
+      await this.leases.waitForPermit([upstream], model, options.signal, options.deadlineAt);
+      permit = await this.leases.tryAcquire(upstream);
+    }
+    return permit;
   }
 
   /** Feeds one failed attempt to the breaker and the outcome listeners. */
