@@ -27,7 +27,8 @@ export class AdmissionGuard implements CanActivate {
       priority: effectivePriority(ctx),
       model: typeof body?.model === 'string' ? body.model : undefined,
       deadlineAt: ctx.deadlineAt,
-      size: requestSize(body),
+      // An embedding has no output tokens: only its first-token part counts.
+      size: request.routeOptions?.url === '/v1/embeddings' ? { ...requestSize(body), maxTokens: 0 } : requestSize(body),
     });
     return true;
   }
