@@ -52,7 +52,10 @@ describe('API_KEYS_FILE: named keys with tiers, from hashes or named variables',
 
   it('counts served requests per configured name, never by key', async () => {
     const metrics = await getJson(`${stack.url}/metrics`);
-    assert.match(metrics.text, /bulwark_key_requests_total\{key_name="team-a",outcome="served"\} [1-9]/);
+    assert.match(metrics.text, /bulwark_key_requests_total\{key_name="team-a",outcome="served"\} 1\b/);
+    assert.match(metrics.text, /bulwark_key_requests_total\{key_name="batch",outcome="served"\} 1\b/);
+    assert.match(metrics.text, /bulwark_key_requests_total\{key_name="batch",outcome="accepted"\} 1\b/);
+    assert.doesNotMatch(metrics.text, /bulwark_key_requests_total\{key_name="anonymous"/, 'unknown keys count under no name');
     for (const key of [TEAM_A_KEY, BATCH_KEY]) assert.ok(!metrics.text.includes(key) && !stack.gateway.output().includes(key), 'a key leaks');
   });
 });

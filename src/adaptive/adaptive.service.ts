@@ -11,7 +11,7 @@ import { AbandonedTracker } from './abandoned-tracker';
 import { computeHealthScore, HealthInputs, Strategy, StrategySelector } from './health-score';
 import { capMaxTokens, strategyEffects, StrategyEffects } from './strategy-effects';
 
-const EVALUATE_MS = 1000;
+const EVALUATE_MS = 250;
 /** Admission re-evaluates the strategy on demand when the last evaluation is older than this. */
 const FRESH_MS = 100;
 const RECENT_WINDOW_MS = 60_000;
@@ -139,7 +139,7 @@ export class AdaptiveService implements OnApplicationBootstrap, OnApplicationShu
 
   /**
    * The effects of the strategy as of now: re-evaluated when the last evaluation is older than 100 ms,
-   * so that a strategy's dwell ends when it is due rather than at the next 1 s tick.
+   * so that a strategy's dwell ends when it is due rather than at the next periodic evaluation.
    */
   freshEffects(): StrategyEffects {
     if (this.clock.now() - this.evaluatedAt >= FRESH_MS) this.evaluate();

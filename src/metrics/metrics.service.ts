@@ -15,6 +15,9 @@ import { ModelLabels, OTHER_MODEL } from './metric-labels';
 
 const BREAKER_STATE_VALUE: Record<BreakerState, number> = { closed: 0, half_open: 1, open: 2 };
 const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300];
+/** What became of one upstream-bound request of a client key. */
+export type KeyOutcome = 'served' | 'accepted' | 'refused' | 'client_error' | 'failed';
+
 const RETRY_REASON = /^(timeout|bad_response|connection|other|status_\d{3})$/;
 
 /**
@@ -81,7 +84,7 @@ export class MetricsService implements OnApplicationBootstrap {
   });
   private readonly keyRequests = new Counter({
     name: 'bulwark_key_requests_total',
-    help: 'Upstream-bound requests per client key, by its configured name (never the key) and outcome (served, refused, client_error, failed).',
+    help: 'Upstream-bound requests per client key, by its configured name (never the key) and outcome (served, accepted as a job, refused, client_error, failed).',
     labelNames: ['key_name', 'outcome'] as const,
     registers: [this.registry],
   });
@@ -146,7 +149,7 @@ export class MetricsService implements OnApplicationBootstrap {
    * Counts one upstream-bound request of a client key. `keyName` is a configured name (or a key's
    * hash-prefix id, `anonymous`, `admin`): a bounded set fixed at start-up, never the key itself.
    */
-  recordKeyRequest(keyName: string, outcome: 'served' | 'refused' | 'client_error' | 'failed'): void {
+  recordKeyRequest(keyName: string, outcome: KeyOutcome): void {
     this.keyRequests.inc({ key_name: keyName, outcome });
   }
 
