@@ -19,6 +19,8 @@ const REFRESH_MS = 150;
 const WAIT_POLL_MS = 250;
 /** Polled upstream queues older than this are ignored. */
 const POLLED_STALE_MS = 30_000;
+/** A lease set with no renewal for this long is dropped by Redis itself. */
+const KEY_TTL_MS = LEASE_TTL_MS * 4;
 const RELEASED_CHANNEL = 'bulwark:upstream-permit-released';
 const leaseKey = (upstream: string) => `bulwark:upstream-leases:${upstream}`;
 
@@ -124,7 +126,7 @@ export class UpstreamLeases implements OnApplicationBootstrap, OnApplicationShut
     const cap = this.caps.get(upstream.name);
     const member = `${this.instanceId}:${++this.sequence}`;
     const now = this.clock.now();
-    const args = [leaseKey(upstream.name), String(now), String(now + LEASE_TTL_MS), member, String(cap ?? 0), String(LEASE_TTL_MS * 4)];
+    const args = [leaseKey(upstream.name), String(now), String(now + LEASE_TTL_MS), member, String(cap ?? 0), String(KEY_TTL_MS)];
     // Counted at once, so that concurrent picks on this instance already see it.
     counts.acquired++;
     counts.held++;
@@ -242,6 +244,8 @@ export class UpstreamLeases implements OnApplicationBootstrap, OnApplicationShut
     const expiry = this.clock.now() + LEASE_TTL_MS;
     const pipeline = this.redis.client.pipeline();
     for (const [member, upstream] of this.held) pipeline.zadd(leaseKey(upstream), 'XX', expiry, member);
+    // The set itself must outlive its longest lease (a stream may run for minutes).
+    for (const upstream of new Set(this.held.values())) pipeline.pexpire(leaseKey(upstream), KEY_TTL_MS);
     await pipeline.exec().catch((error: Error) => this.logger.debug(`lease renewal failed: ${error.message}`));
   }
 
