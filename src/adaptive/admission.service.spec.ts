@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { Logger } from '@nestjs/common';
 import { FakeClock } from '../common/clock';
 import { BulwarkError } from '../common/errors';
 import { SeededRandomSource } from '../common/random';
@@ -158,7 +159,9 @@ describe('AdmissionService: the decision table', () => {
     assert.equal(decide(admission, request('normal', 1)), 'admitted');
   });
 
-  it('keeps counting when a listener throws', () => {
+  it('keeps counting when a listener throws', (t) => {
+    Logger.overrideLogger(false);
+    t.after(() => Logger.overrideLogger(['log', 'error', 'warn']));
     const { admission, admitted, noted } = setup();
     admission.onAdmission(() => {
       throw new Error('listener broke');

@@ -1,6 +1,7 @@
 import { Inject, Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
 import type { ConfigType } from '@nestjs/config';
 import { Clock } from '../common/clock';
+import { ListenerList } from '../common/listener-list';
 import { CircuitOpenError, DeadlineUnreachableError, LoadShedError, NotFoundError, QueueFullError, withoutStack } from '../common/errors';
 import { RandomSource } from '../common/random';
 import { adaptiveConfig, queueConfig } from '../config/sections';
@@ -38,9 +39,9 @@ export type RejectionReason = 'queue_full' | 'load_shed_queue' | 'load_shed_aban
  */
 @Injectable()
 export class AdmissionService implements OnApplicationBootstrap, OnApplicationShutdown {
-  private readonly rejectionListeners: ((reason: RejectionReason) => void)[] = [];
-  private readonly admissionListeners: ((priority: Priority) => void)[] = [];
   private readonly logger = new Logger(AdmissionService.name);
+  private readonly rejectionListeners = new ListenerList<RejectionReason>(this.logger, 'rejection');
+  private readonly admissionListeners = new ListenerList<Priority>(this.logger, 'admission');
   /** Refusals are logged as one summary line per period rather than one line each. */
   private readonly refusedSinceSummary = new Map<RejectionReason, number>();
   private summaryTimer?: NodeJS.Timeout;
@@ -76,24 +77,18 @@ export class AdmissionService implements OnApplicationBootstrap, OnApplicationSh
   ) {}
 
   onRejection(listener: (reason: RejectionReason) => void): void {
-    this.rejectionListeners.push(listener);
+    this.rejectionListeners.add(listener);
   }
 
   /** Called with the priority of every admitted request (metrics, dashboard). */
   onAdmission(listener: (priority: Priority) => void): void {
-    this.admissionListeners.push(listener);
+    this.admissionListeners.add(listener);
   }
 
   /** Counts one admission; call once the queue has accepted the request. */
   recordAdmitted(priority: Priority): void {
     this.adaptive.noteAdmission(true);
-    for (const listener of this.admissionListeners) {
-      try {
-        listener(priority);
-      } catch (error) {
-        this.logger.warn(`admission listener failed: ${(error as Error).message}`);
-      }
-    }
+    this.admissionListeners.emit(priority);
   }
 
   private refuse(reason: RejectionReason, build: () => Error): never {
@@ -104,13 +99,7 @@ export class AdmissionService implements OnApplicationBootstrap, OnApplicationSh
   private noteRefusal(reason: RejectionReason): void {
     this.adaptive.noteAdmission(false);
     this.refusedSinceSummary.set(reason, (this.refusedSinceSummary.get(reason) ?? 0) + 1);
-    for (const listener of this.rejectionListeners) {
-      try {
-        listener(reason);
-      } catch (error) {
-        this.logger.warn(`rejection listener failed: ${(error as Error).message}`);
-      }
-    }
+    this.rejectionListeners.emit(reason);
   }
 
   /**

@@ -1,4 +1,5 @@
 import { Injectable, Logger, OnApplicationBootstrap } from '@nestjs/common';
+import { ListenerList } from '../common/listener-list';
 import { UpstreamOutcomes } from '../upstream/upstream-outcomes';
 import { UpstreamRegistry } from '../upstream/upstream-registry';
 import { RequestSize, ServiceTimeModel } from './service-time-model';
@@ -21,7 +22,7 @@ export interface EstimateCheck {
 export class ServiceTimes implements OnApplicationBootstrap {
   private readonly logger = new Logger(ServiceTimes.name);
   private readonly models = new Map<string, ServiceTimeModel>();
-  private readonly checkListeners: ((check: EstimateCheck) => void)[] = [];
+  private readonly checkListeners = new ListenerList<EstimateCheck>(this.logger, 'estimate check');
 
   constructor(
     private readonly outcomes: UpstreamOutcomes,
@@ -34,14 +35,14 @@ export class ServiceTimes implements OnApplicationBootstrap {
       const model = this.modelFor(event.model);
       if (!model) return;
       const estimatedMs = model.predictMs(event.completionTokens);
-      if (estimatedMs !== undefined && model.sampleCount > 0) this.report({ model: event.model, actualMs: event.durationMs, estimatedMs });
+      if (estimatedMs !== undefined && model.sampleCount > 0) this.checkListeners.emit({ model: event.model, actualMs: event.durationMs, estimatedMs });
       model.record(event);
     });
   }
 
   /** Called with each call whose time the model predicted beforehand (metrics). */
   onEstimateCheck(listener: (check: EstimateCheck) => void): void {
-    this.checkListeners.push(listener);
+    this.checkListeners.add(listener);
   }
 
   /** Expected service time of a request of `size` for `model`; undefined while the model is not learned yet. */
@@ -56,15 +57,5 @@ export class ServiceTimes implements OnApplicationBootstrap {
       this.models.set(name, model);
     }
     return model;
-  }
-
-  private report(check: EstimateCheck): void {
-    for (const listener of this.checkListeners) {
-      try {
-        listener(check);
-      } catch (error) {
-        this.logger.warn(`estimate listener failed: ${(error as Error).message}`);
-      }
-    }
   }
 }
