@@ -2,6 +2,7 @@ import { Injectable } from '@nestjs/common';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { AdaptiveService } from '../adaptive/adaptive.service';
 import { InvalidRequestError } from '../common/errors';
+import { AdmissionService } from '../adaptive/admission.service';
 import { effectivePriority, RequestContext } from '../common/request-context';
 import { JobsService } from '../queue/jobs.service';
 import { QueueService } from '../queue/queue.service';
@@ -22,6 +23,7 @@ export class InferenceService {
     private readonly queue: QueueService,
     private readonly jobs: JobsService,
     private readonly adaptive: AdaptiveService,
+    private readonly admission: AdmissionService,
   ) {}
 
   async serve(path: InferencePath, body: Record<string, unknown>, request: FastifyRequest, reply: FastifyReply): Promise<void> {
@@ -35,6 +37,7 @@ export class InferenceService {
         priority: effectivePriority(context),
         deadlineAt: context.deadlineAt,
         retriesAllowed: this.adaptive.effects().retriesAllowed,
+        onAccepted: () => this.admission.recordAdmitted(effectivePriority(context)),
       };
       if (context.mode === 'async' && ASYNC_PATHS.has(path)) {
         const submitted = await this.queue.submit(queued, idempotencyKey(request));

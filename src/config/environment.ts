@@ -130,8 +130,16 @@ export class EnvironmentVariables {
   })
   API_KEYS?: string;
 
+  /** YAML or JSON file of client keys with name, tier, weight and caps (see api-keys-file.ts); instead of API_KEYS. */
+  @Transform(emptyToUndefined) @IsOptional() @IsString()
+  API_KEYS_FILE?: string;
+
   @Transform(emptyToUndefined) @IsOptional() @IsString() @MaxLength(512)
   ADMIN_API_KEY?: string;
+
+  /** How a model's upstreams are chosen: the least loaded (across instances, per weight) or weighted random. */
+  @IsIn(['least-loaded', 'weighted'])
+  ROUTING: 'least-loaded' | 'weighted' = 'least-loaded';
 
   @Transform(toInt) @IsInt() @Min(0) @Max(1_000_000)
   RATE_LIMIT_RPM = 0;
@@ -236,7 +244,7 @@ export function validateEnvironment(raw: Record<string, unknown>): EnvironmentVa
   const known = Object.keys(new EnvironmentVariables());
   const picked: Record<string, unknown> = {};
   for (const key of [...known, 'REDIS_URL', 'UPSTREAM_URL', 'UPSTREAM_API_KEY', 'UPSTREAMS_FILE', 'API_KEYS',
-    'ADMIN_API_KEY', 'ABANDONED_REJECTION_THRESHOLD', 'VLLM_REJECTION_THRESHOLD',
+    'API_KEYS_FILE', 'ADMIN_API_KEY', 'ABANDONED_REJECTION_THRESHOLD', 'VLLM_REJECTION_THRESHOLD',
     'OTEL_EXPORTER_OTLP_ENDPOINT', 'OTEL_EXPORTER_OTLP_TRACES_ENDPOINT', 'OTEL_SERVICE_NAME']) {
     if (raw[key] !== undefined) picked[key] = raw[key];
   }
@@ -248,6 +256,12 @@ export function validateEnvironment(raw: Record<string, unknown>): EnvironmentVa
   if (env.UPSTREAM_URL && env.UPSTREAMS_FILE) {
     throw new ConfigurationError(
       'Invalid configuration: UPSTREAM_URL and UPSTREAMS_FILE are both set: set one (a single upstream) or the other (several)',
+    );
+  }
+  // Two sources of keys would make a key's tier and caps depend on which one wins: one source only.
+  if (env.API_KEYS && env.API_KEYS_FILE) {
+    throw new ConfigurationError(
+      'Invalid configuration: API_KEYS and API_KEYS_FILE are both set: set one (simple key:tier list) or the other (keys with names, weights and caps)',
     );
   }
   if (env.CLIENT_HEADERS_TIMEOUT_MS > env.CLIENT_REQUEST_TIMEOUT_MS) {

@@ -1,6 +1,6 @@
 import { registerAs } from '@nestjs/config';
 import type { EnvironmentVariables } from './environment';
-import { loadEnvironment, loadUpstreamTopology } from './load-environment';
+import { loadClientKeys, loadEnvironment, loadUpstreamTopology } from './load-environment';
 
 export const serverConfig = registerAs('server', () => {
   const env = loadEnvironment();
@@ -30,6 +30,7 @@ export const upstreamConfig = registerAs('upstream', () => {
     /** Set when UPSTREAMS_FILE is; read and validated here so a bad file stops the start. */
     topology: env.UPSTREAMS_FILE ? loadUpstreamTopology(env.UPSTREAMS_FILE) : undefined,
     metricsPollMs: env.UPSTREAM_METRICS_POLL_MS,
+    routing: env.ROUTING,
   };
 });
 
@@ -84,6 +85,8 @@ export const authConfig = registerAs('auth', () => {
   const env = loadEnvironment();
   return {
     apiKeys: env.API_KEYS,
+    /** Set when API_KEYS_FILE is; read and validated here (keys as digests only). */
+    clientKeys: env.API_KEYS_FILE ? loadClientKeys(env.API_KEYS_FILE, env.ADMIN_API_KEY) : undefined,
     adminApiKey: env.ADMIN_API_KEY,
     rateLimitRpm: env.RATE_LIMIT_RPM,
     metricsAuth: env.METRICS_AUTH,

@@ -18,6 +18,7 @@ import type { breakerConfig, retryConfig, serverConfig } from '../config/section
 import type { RedisService } from '../redis/redis.service';
 import { Sleeper } from '../retry/sleeper';
 import type { UpstreamCallOptions, UpstreamClient } from '../upstream/upstream-client';
+import { UpstreamLeases } from '../upstream/upstream-leases.service';
 import { UpstreamOutcome, UpstreamOutcomes } from '../upstream/upstream-outcomes';
 import { UpstreamRegistry } from '../upstream/upstream-registry';
 import type { InferencePayload, UpstreamAnswer, UpstreamDefinition } from '../upstream/upstream.types';
@@ -114,6 +115,7 @@ interface SetupOptions {
   scripts?: Record<string, Step[]>;
   retry?: Partial<ReturnType<typeof retryConfig>>;
   breaker?: Partial<ReturnType<typeof breakerConfig>>;
+  routing?: 'least-loaded' | 'weighted';
 }
 
 function setup(options: SetupOptions = {}) {
@@ -145,7 +147,12 @@ function setup(options: SetupOptions = {}) {
     retry,
     server,
     new TracingService({ enabled: false, serviceName: 'test' }),
+    // Redis is away here: a capped upstream is bounded by this instance's own permits.
+    new UpstreamLeases(LOCAL_REDIS, registry, { routing: options.routing ?? 'weighted' }, clock),
+    { routing: options.routing ?? 'weighted' },
   );
+  const routed: string[] = [];
+  outcomes.onRouted((event) => routed.push(event.upstream));
   const controller = new AbortController();
   const dispatch = (model = 'm', extra: { deadlineInMs?: number; retriesAllowed?: boolean; stream?: boolean } = {}) =>
     dispatcher.dispatch(
@@ -161,7 +168,7 @@ function setup(options: SetupOptions = {}) {
     }
     assert.equal(breakers.isOpen(upstreamName, model), true);
   };
-  return { clock, client, breakers, budget, sleeper, dispatcher, dispatch, controller, recorded, retries, fallbacks, trip };
+  return { clock, client, breakers, budget, sleeper, dispatcher, dispatch, controller, recorded, retries, fallbacks, trip, routed };
 }
 
 describe('UpstreamDispatcher', () => {
@@ -422,6 +429,70 @@ describe('UpstreamDispatcher', () => {
       if (answer.kind !== 'stream') assert.fail('expected a stream');
       for await (const _ of answer.rest);
       assert.equal(t.breakers.get('a:m')?.state, 'closed');
+    });
+  });
+
+  describe('routing and bulkheads', () => {
+    it('sends each attempt to the least loaded upstream: an open stream counts as load', async () => {
+      const t = setup({ upstreams: [upstream('a', ['m']), upstream('b', ['m'])], routing: 'least-loaded', scripts: { a: [{ stream: ['1', '2'] }], b: [{ stream: ['1', '2'] }] } });
+      const first = await t.dispatch('m', { stream: true });
+      const second = await t.dispatch('m', { stream: true });
+      assert.notEqual(first.upstream, second.upstream, 'the busy upstream is not chosen again');
+      assert.deepEqual([...t.routed].sort(), ['a', 'b']);
+    });
+
+    it('never sends an upstream more than its maxConcurrency: the next request waits for a permit, then goes', async () => {
+      const capped = { ...upstream('a', ['m']), maxConcurrency: 1 };
+      const t = setup({ upstreams: [capped], scripts: { a: [{ stream: ['1', '2'] }, { ok: true }] } });
+      const holding = await t.dispatch('m', { stream: true });
+      let served = false;
+      const waiting = t.dispatch('m').then((answer) => {
+        served = true;
+        return answer;
+      });
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      assert.equal(t.client.calls.length, 1, 'no second call while the permit is held');
+      assert.equal(served, false);
+      if (holding.kind !== 'stream') assert.fail('expected a stream');
+      for await (const _ of holding.rest);
+      const answer = await waiting;
+      assert.equal(answer.upstream, 'a');
+      assert.equal(t.client.calls.length, 2);
+    });
+
+    it('a waiting request gives up at its deadline with a timeout, never calling the full upstream', async () => {
+      const capped = { ...upstream('a', ['m']), maxConcurrency: 1 };
+      const t = setup({ upstreams: [capped], scripts: { a: [{ stream: ['1', '2'] }] } });
+      await t.dispatch('m', { stream: true });
+      const waiting = t.dispatch('m', { deadlineInMs: 1000 });
+      t.clock.advance(1000);
+      await assert.rejects(waiting, RequestTimeoutError);
+      assert.equal(t.client.calls.length, 1);
+    });
+
+    it('retries keep working under a cap; the next request waits for the permit the retry holds', async () => {
+      const capped = { ...upstream('a', ['m']), maxConcurrency: 1 };
+      const t = setup({ upstreams: [capped], scripts: { a: [{ status: 503 }, { stream: ['1', '2'] }, { ok: true }] } });
+      // The first request fails once, then its retry holds the only permit with an open stream.
+      const first = await t.dispatch('m', { stream: true });
+      assert.equal(t.client.calls.length, 2);
+      if (first.kind !== 'stream') assert.fail('expected a stream');
+      const second = t.dispatch('m');
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      assert.equal(t.client.calls.length, 2);
+      for await (const _ of first.rest);
+      assert.equal((await second).upstream, 'a');
+      assert.equal(t.client.calls.length, 3);
+    });
+
+    it('moves to a free upstream rather than wait when only one is at its cap', async () => {
+      const t = setup({
+        upstreams: [{ ...upstream('a', ['m']), maxConcurrency: 1 }, upstream('b', ['m'])],
+        routing: 'least-loaded',
+        scripts: { a: [{ stream: ['1', '2'] }], b: [{ stream: ['1', '2'] }, { ok: true }] },
+      });
+      const upstreams = [(await t.dispatch('m', { stream: true })).upstream, (await t.dispatch('m', { stream: true })).upstream, (await t.dispatch('m')).upstream];
+      assert.equal(upstreams.filter((u) => u === 'a').length, 1, JSON.stringify(upstreams));
     });
   });
 

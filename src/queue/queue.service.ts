@@ -39,6 +39,8 @@ export interface QueuedRequest {
   priority: Priority;
   deadlineAt: number;
   retriesAllowed: boolean;
+  /** Called once the request is admitted: on the fast lane, or queued (its add confirmed). */
+  onAccepted?: () => void;
 }
 
 export interface RunningAnswer {
@@ -83,12 +85,16 @@ export class QueueService {
     const id = randomUUID();
     const fastLane = this.config.workerEnabled && !this.shutdown.draining;
     const admitted = await this.admit(id, request.priority, fastLane);
-    if (admitted.kind === 'fast') return this.runHere(id, request, signal);
+    if (admitted.kind === 'fast') {
+      request.onAccepted?.();
+      return this.runHere(id, request, signal);
+    }
     if (admitted.kind === 'duplicate') throw new Error(`job id ${id} exists already`);
     const enqueuedAt = this.clock.now();
     const pending = this.delivery.expect(id);
     try {
       await this.add(id, { ...this.jobData(request, enqueuedAt), mode: 'sync', origin: this.delivery.instanceId }, admitted);
+      request.onAccepted?.();
       const answer = await this.await(id, pending, signal, enqueuedAt);
       const startedAt = pending.startedAt() ?? this.clock.now();
       const release = () => {
@@ -122,7 +128,9 @@ export class QueueService {
     if (admitted.kind === 'duplicate') return { id, replayed: true, job: await this.queue.getJob(id) };
     if (admitted.kind === 'fast') throw new Error('async jobs never take the fast lane');
     // Two submissions racing with one key both reach here; BullMQ adds one job under that id.
-    return { id, job: await this.add(id, data, admitted), replayed: false };
+    const job = await this.add(id, data, admitted);
+    request.onAccepted?.();
+    return { id, job, replayed: false };
   }
 
   private jobData(request: QueuedRequest, enqueuedAt: number): Omit<InferenceJobData, 'mode' | 'origin'> {

@@ -10,6 +10,8 @@ export interface UpstreamOutcome {
   durationMs: number;
   /** Time to the first streamed event, for streams that produced one. */
   timeToFirstTokenMs?: number;
+  /** Output tokens of a successful answer (`usage.completion_tokens`, or streamed chunks counted). */
+  completionTokens?: number;
   /** The call outlived its deadline and was cut off while the upstream still worked. */
   abandoned?: boolean;
 }
@@ -26,6 +28,12 @@ export interface FallbackEvent {
   upstream: string;
 }
 
+/** One attempt sent to an upstream: the router's choice. */
+export interface RoutedEvent {
+  upstream: string;
+  model: string;
+}
+
 type Listener<T> = (event: T) => void;
 
 /**
@@ -37,6 +45,7 @@ export class UpstreamOutcomes {
   private readonly outcomeListeners: Listener<UpstreamOutcome>[] = [];
   private readonly retryListeners: Listener<RetryEvent>[] = [];
   private readonly fallbackListeners: Listener<FallbackEvent>[] = [];
+  private readonly routedListeners: Listener<RoutedEvent>[] = [];
 
   onOutcome(listener: Listener<UpstreamOutcome>): void {
     this.outcomeListeners.push(listener);
@@ -48,6 +57,14 @@ export class UpstreamOutcomes {
 
   onFallback(listener: Listener<FallbackEvent>): void {
     this.fallbackListeners.push(listener);
+  }
+
+  onRouted(listener: Listener<RoutedEvent>): void {
+    this.routedListeners.push(listener);
+  }
+
+  routed(event: RoutedEvent): void {
+    for (const listener of this.routedListeners) listener(event);
   }
 
   record(event: UpstreamOutcome): void {
