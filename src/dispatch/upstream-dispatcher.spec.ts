@@ -466,7 +466,7 @@ describe('UpstreamDispatcher', () => {
       await t.dispatch('m', { stream: true });
       const waiting = t.dispatch('m', { deadlineInMs: 1000 });
       t.clock.advance(1000);
-      await assert.rejects(waiting, RequestTimeoutError);
+      await assert.rejects(waiting, QueueTimeoutError);
       assert.equal(t.client.calls.length, 1);
     });
 

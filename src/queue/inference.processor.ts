@@ -10,7 +10,7 @@ import { queueConfig } from '../config/sections';
 import { UpstreamDispatcher } from '../dispatch/upstream-dispatcher';
 import { RedisService } from '../redis/redis.service';
 import { DeliveryService } from './delivery.service';
-import { INFERENCE_QUEUE, InferenceJobData, InferenceJobResult } from './inference-job';
+import { fairTagOf, INFERENCE_QUEUE, InferenceJobData, InferenceJobResult } from './inference-job';
 import { QueueFigures } from './queue-figures.service';
 import { SlotService, SlotTaker } from './slot.service';
 import { TracingService } from '../tracing/tracing.service';
@@ -189,7 +189,7 @@ export class InferenceProcessor implements OnApplicationBootstrap, OnApplication
   async process(job: Job<InferenceJobData>, controller: AbortController): Promise<InferenceJobResult | 'hand_back'> {
     const data = job.data;
     const jobId = String(job.id);
-    const { committed, originAlive } = await this.slots.bind(jobId, data.mode === 'sync' ? data.origin : undefined);
+    const { committed, originAlive } = await this.slots.bind(jobId, data.priority, fairTagOf(job.priority), data.mode === 'sync' ? data.origin : undefined);
     if (!committed || !originAlive) {
       // Its add came too late (its caller was told it failed), or its sync caller is gone with its
       // instance: nobody may get an answer from it.

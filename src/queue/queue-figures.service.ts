@@ -38,6 +38,8 @@ export class QueueFigures implements OnApplicationBootstrap, OnApplicationShutdo
   private addedAtRefresh: Record<Priority, number> = { high: 0, normal: 0, low: 0 };
   private startedAtRefresh: Record<Priority, number> = { high: 0, normal: 0, low: 0 };
   private active = 0;
+  /** Waiting requests per client key id, at the last refresh. */
+  private byKey = new Map<string, number>();
   private localActive = 0;
   /** Jobs finished here, ever; and the value when the last refresh began (for the active count between refreshes). */
   private finished = 0;
@@ -82,6 +84,7 @@ export class QueueFigures implements OnApplicationBootstrap, OnApplicationShutdo
     try {
       const figures = await this.slots.figures();
       this.byPriority = figures.byPriority;
+      this.byKey = figures.byKey;
       this.active = figures.inUse;
       this.addedAtRefresh = added;
       this.startedAtRefresh = started;
@@ -142,6 +145,30 @@ export class QueueFigures implements OnApplicationBootstrap, OnApplicationShutdo
     const freeSlots = Math.max(0, this.config.maxConcurrent - this.currentActive());
     const queuedBehindBusySlots = Math.max(0, this.waitingAhead(priority) - freeSlots);
     return this.estimator.estimateWaitMs(queuedBehindBusySlots, this.config.maxConcurrent);
+  }
+
+  /** Waiting requests of client key `clientId` (last refresh). */
+  waitingOf(clientId: string): number {
+    return this.byKey.get(clientId) ?? 0;
+  }
+
+  /**
+   * Whether `clientId` holds less of the queue than an equal share among the keys with waiting requests
+   * (itself counted), while another key holds more: then it is not the one to shed.
+   */
+  withinFairShare(clientId: string): boolean {
+    const mine = this.byKey.get(clientId) ?? 0;
+    let total = mine;
+    let keys = 1;
+    let largestOther = 0;
+    for (const [id, waiting] of this.byKey) {
+      if (id === clientId || waiting <= 0) continue;
+      total += waiting;
+      keys++;
+      largestOther = Math.max(largestOther, waiting);
+    }
+    const share = total / keys;
+    return mine < share && largestOther > share;
   }
 
   /** A job was added here: count it at once rather than at the next refresh. */

@@ -9,7 +9,7 @@ import { queueConfig } from '../config/sections';
 import { RedisService } from '../redis/redis.service';
 import { INFERENCE_QUEUE } from './inference-job';
 import { InstanceIdentity } from './instance-identity';
-import { AdmitResult, SlotFigures, SlotStore } from './slot-store';
+import { AdmitResult, QueueClient, SlotFigures, SlotStore } from './slot-store';
 
 /** Whoever runs queued work on this instance. */
 export interface SlotTaker {
@@ -53,6 +53,9 @@ export class SlotService implements OnApplicationBootstrap, OnApplicationShutdow
       wait: keys.wait,
       job: (id) => `${keys['']}${id}`,
       commit: (id) => `bulwark:jobs:commit:${id}`,
+      fair: (band) => `bulwark:fair:${band}`,
+      keyWaiting: 'bulwark:keys:waiting',
+      jobKey: 'bulwark:keys:job',
     });
   }
 
@@ -69,15 +72,15 @@ export class SlotService implements OnApplicationBootstrap, OnApplicationShutdow
 
   async onApplicationShutdown(): Promise<void> {
     clearInterval(this.renewTimer);
-    await this.store.forget(this.identity.id).catch(() => undefined);
+    await this.store.forgetInstance(this.identity.id).catch(() => undefined);
   }
 
   /**
    * Takes a free slot for `id` at once when nothing of its priority or higher waits (fast lane), else
    * reserves a queue place for it; both against the exact figures in Redis.
    */
-  async admit(id: string, priority: Priority, fastLane: boolean, commitWindowMs: number): Promise<AdmitResult> {
-    const result = await this.store.admit(id, priority, {
+  async admit(id: string, priority: Priority, client: QueueClient, fastLane: boolean, commitWindowMs: number): Promise<AdmitResult> {
+    const result = await this.store.admit(id, priority, client, {
       maxQueue: this.config.maxQueueSize,
       maxConcurrent: this.config.maxConcurrent,
       leaseMs: this.config.lockMs,
@@ -124,9 +127,9 @@ export class SlotService implements OnApplicationBootstrap, OnApplicationShutdow
     this.taker = taker;
   }
 
-  /** A worker took job `id` from the queue: may it run? */
-  bind(id: string, origin: string | undefined) {
-    return this.store.bind(id, origin);
+  /** A worker took job `id` (of `priority`, fair-share tag `tag`) from the queue: may it run? */
+  bind(id: string, priority: Priority, tag: number, origin: string | undefined) {
+    return this.store.bind(id, priority, tag, origin);
   }
 
   /** The add of `id` landed in time: it may run for `ttlMs`. False when it came too late to run at all. */
@@ -134,9 +137,9 @@ export class SlotService implements OnApplicationBootstrap, OnApplicationShutdow
     return this.store.commit(id, ttlMs);
   }
 
-  /** The add of `id` failed: its reservation is no longer needed. */
-  unreserve(id: string): Promise<void> {
-    return this.store.unreserve(id);
+  /** Job `id` left the queue before it started (removed, or its add failed). */
+  forget(id: string): Promise<void> {
+    return this.store.forget(id);
   }
 
   figures(): Promise<SlotFigures> {
