@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it, before } from 'node:test';
 import { Logger } from '@nestjs/common';
+import type { BreakerStateStore } from '../breaker/breaker-state.store';
 import { BreakerService } from '../breaker/breaker.service';
 import { FakeClock } from '../common/clock';
 import {
@@ -13,7 +14,6 @@ import {
 } from '../common/errors';
 import { RandomSource } from '../common/random';
 import type { breakerConfig, retryConfig, serverConfig } from '../config/sections';
-import type { RedisService } from '../redis/redis.service';
 import { Sleeper } from '../retry/sleeper';
 import type { UpstreamCallOptions, UpstreamClient } from '../upstream/upstream-client';
 import { UpstreamOutcome, UpstreamOutcomes } from '../upstream/upstream-outcomes';
@@ -91,13 +91,22 @@ class FixedRandom extends RandomSource {
   }
 }
 
-/** A Redis that is never ready: breakers stay local, as on a lone instance without shared state. */
-const LOCAL_REDIS = { client: { status: 'end' } } as unknown as RedisService;
+/** Shared state that is never written: breakers stay local, and this lone instance always wins the probe permit. */
+const LOCAL_STORE = {
+  onNotice: () => undefined,
+  onResync: () => undefined,
+  start: async () => undefined,
+  writeOpen: async () => false,
+  writeClosed: async () => false,
+  claimProbe: async () => true,
+  isOpen: async () => false,
+  readOpen: async () => [],
+} as unknown as BreakerStateStore;
 
 // prettier-ignore
 const BREAKER: ReturnType<typeof breakerConfig> = {
   windowSize: 10, minCalls: 4, failureRatio: 0.5, windowMs: 60_000, cooldownMs: 1_000,
-  halfOpenProbes: 1, slowCallMs: 5_000, slowCallRatio: 2,
+  halfOpenProbes: 1, slowCallMs: 5_000, slowCallRatio: 2, probeRoundMs: 5_000,
 };
 const RETRY: ReturnType<typeof retryConfig> = { maxAttempts: 3, baseDelayMs: 100, maxDelayMs: 1_000, budgetRatio: 0.2 };
 
@@ -118,7 +127,7 @@ function setup(options: SetupOptions = {}) {
   const registry = new UpstreamRegistry({ upstreams: options.upstreams ?? [upstream('a', ['m'])], fallbacks: options.fallbacks ?? {} });
   const client = new ScriptedClient(clock, options.scripts ?? {});
   const breakerSettings = { ...BREAKER, ...options.breaker };
-  const breakers = new BreakerService(breakerSettings, LOCAL_REDIS, clock);
+  const breakers = new BreakerService(breakerSettings, LOCAL_STORE, clock);
   const retry = { ...RETRY, ...options.retry };
   const budget = new RetryBudgetService(retry, clock);
   const outcomes = new UpstreamOutcomes();
