@@ -10,7 +10,7 @@ import { ProbePermits } from './probe-permits';
 /** How often the shared state in Redis is re-read, besides after every reconnect of the subscription. */
 export const RESYNC_INTERVAL_MS = 5000;
 /** Longest a request waits for the answer to a probe-permit claim before it is refused as half-open. */
-const PERMIT_CLAIM_TIMEOUT_MS = 250;
+const PERMIT_CLAIM_TIMEOUT_MS = 500;
 
 /**
  * Most breakers kept per open-ended upstream (one configured without a model list, such as a single
