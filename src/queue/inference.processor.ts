@@ -54,7 +54,7 @@ export class InferenceProcessor implements OnApplicationBootstrap, OnApplication
       maxStalledCount: 1,
     });
     this.worker = worker;
-    worker.on('error', (error) => this.logger.warn(`worker: ${error.message}`));
+    this.redis.reportErrors(worker, 'worker');
     // Draining: take no new jobs, let the running ones finish within the grace period.
     this.shutdown.onDrain(() => {
       this.drainStartedAt = this.clock.now();

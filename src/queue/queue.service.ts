@@ -51,6 +51,7 @@ export class QueueService implements OnApplicationBootstrap {
   ) {}
 
   async onApplicationBootstrap(): Promise<void> {
+    this.redis.reportErrors(this.queue, 'queue');
     // BullMQ's global concurrency makes MAX_CONCURRENT_REQUESTS hold across every instance.
     await this.queue.setGlobalConcurrency(this.config.maxConcurrent);
   }
