@@ -9,21 +9,6 @@ import { TestRedis } from './support/redis-server';
 import { GatewayStack, startStack } from './support/stack';
 import { waitFor } from './support/wait';
 
-/** Every line the process wrote, stdout and stderr; each must be one JSON object. */
-function nonJsonLines(gateway: GatewayProcess): string[] {
-  return gateway
-    .output()
-    .split('\n')
-    .filter((line) => line.trim() !== '')
-    .filter((line) => {
-      try {
-        return typeof JSON.parse(line) !== 'object';
-      } catch {
-        return true;
-      }
-    });
-}
-
 describe('logs through a Redis outage', () => {
   let stack: GatewayStack;
   let redis: TestRedis;
@@ -49,7 +34,7 @@ describe('logs through a Redis outage', () => {
     await waitFor('service to return', async () => (await postJson(`${gateway.url}/v1/chat/completions`, chatBody(), {}, 5000)).status === 200, 20_000, 200);
     await waitFor('the back line', () => gateway.logLines().some((l) => l.event === 'redis_connection_back'), 5000);
 
-    assert.deepEqual(nonJsonLines(gateway), [], 'every line is JSON');
+    assert.deepEqual(gateway.nonJsonLines(), [], 'every line is JSON');
     const events = gateway.logLines().map((l) => l.event).filter((e) => typeof e === 'string' && e.startsWith('redis_connection'));
     assert.deepEqual(events, ['redis_connection_lost', 'redis_connection_back']);
     assert.doesNotMatch(gateway.output(), /ECONNREFUSED[^\n]*\n\s+at /, 'no stack traces');
@@ -73,7 +58,7 @@ describe('logs of the embedded redis-server', () => {
     gateway = await startGateway({ env: { DATA_DIR: dataDir, LOG_LEVEL: 'debug' } });
     assert.equal((await postJson(`${gateway.url}/v1/chat/completions`, chatBody())).status, 200);
     assert.equal(await gateway.stop('SIGTERM'), 0);
-    assert.deepEqual(nonJsonLines(gateway), []);
+    assert.deepEqual(gateway.nonJsonLines(), []);
     const fromChild = gateway.logLines().filter((l) => l.source === 'redis-server');
     assert.ok(fromChild.some((l) => String(l.msg).includes('Ready to accept connections')), 'the child is heard, as JSON');
   });

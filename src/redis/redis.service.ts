@@ -90,8 +90,12 @@ export class RedisService implements OnModuleInit, OnApplicationShutdown {
     });
   }
 
+  /**
+   * Whether Redis can take work: the state connection is ready and no other connection (BullMQ's,
+   * the subscribers) is still reconnecting, as after a failover, when they reach the new primary one by one.
+   */
   get ready(): boolean {
-    return this.client.status === 'ready';
+    return this.client.status === 'ready' && !this.outage.outage;
   }
 
   /** PING with a deadline; false when Redis does not answer in time. */
