@@ -66,7 +66,8 @@ export class BreakerStateStore {
       for (const listener of this.noticeListeners) listener(notice);
     });
     subscriber.on('ready', () => this.resyncListeners.forEach((listener) => listener()));
-    await subscriber.subscribe(CHANNEL).catch((error: Error) => this.logger.warn(`breaker subscribe failed: ${error.message}`));
+    // Not awaited: with Redis away at start, the subscription waits for it, and the start must not.
+    void subscriber.subscribe(CHANNEL).catch((error: Error) => this.logger.warn(`breaker subscribe failed: ${error.message}`));
     await this.redis.client.unlink(LEGACY_STATE_HASH).catch(() => undefined);
   }
 

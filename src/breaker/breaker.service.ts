@@ -86,7 +86,7 @@ export class BreakerService implements OnApplicationBootstrap, OnApplicationShut
     private readonly store: BreakerStateStore,
     private readonly clock: Clock,
   ) {
-    this.permits = new ProbePermits((key) => this.store.claimProbe(key, this.config.probeRoundMs));
+    this.permits = new ProbePermits((key) => this.store.claimProbe(key, this.config.probeRoundMs), () => this.clock.now());
   }
 
   async onApplicationBootstrap(): Promise<void> {

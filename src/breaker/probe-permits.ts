@@ -11,9 +11,19 @@ import { withDeadline } from '../common/deadline';
 export class ProbePermits {
   private readonly held = new Set<string>();
   private readonly claims = new Map<string, Promise<boolean>>();
+  /** When a claim of the key was last lost: requests in the next `quietMs` are refused without asking Redis. */
+  private readonly lostAt = new Map<string, number>();
 
-  /** `claim` asks Redis for the permit of `key`; true when this instance holds it. */
-  constructor(private readonly claim: (key: string) => Promise<boolean>) {}
+  /**
+   * `claim` asks Redis for the permit of `key`; true when this instance holds it. After a lost claim,
+   * the permit is not asked for again during `quietMs`, so that a busy instance refused during another
+   * instance's round sends Redis a few claims a second, not one per request.
+   */
+  constructor(
+    private readonly claim: (key: string) => Promise<boolean>,
+    private readonly now: () => number,
+    private readonly quietMs = 200,
+  ) {}
 
   holds(key: string): boolean {
     return this.held.has(key);
@@ -25,6 +35,8 @@ export class ProbePermits {
    */
   acquire(key: string, timeoutMs: number): Promise<boolean> {
     if (this.held.has(key)) return Promise.resolve(true);
+    const lost = this.lostAt.get(key);
+    if (lost !== undefined && this.now() - lost < this.quietMs) return Promise.resolve(false);
     let pending = this.claims.get(key);
     if (!pending) {
       const claim: Promise<boolean> = this.claim(key)
@@ -32,7 +44,12 @@ export class ProbePermits {
         .then((won) => {
           if (this.claims.get(key) !== claim) return false;
           this.claims.delete(key);
-          if (won) this.held.add(key);
+          if (won) {
+            this.held.add(key);
+            this.lostAt.delete(key);
+          } else {
+            this.lostAt.set(key, this.now());
+          }
           return won;
         });
       pending = claim;
@@ -45,5 +62,6 @@ export class ProbePermits {
   drop(key: string): void {
     this.held.delete(key);
     this.claims.delete(key);
+    this.lostAt.delete(key);
   }
 }
