@@ -18,6 +18,13 @@ async function main(): Promise<void> {
     throw error;
   }
   const logger = bootstrapLogger(env.LOG_LEVEL);
+  // Node would print these as multi-line stack traces and exit; they exit all the same, as one JSON line.
+  const die = (event: string) => (error: unknown) => {
+    logger.fatal({ err: error }, `${event}: exiting`);
+    process.exit(70); // EX_SOFTWARE
+  };
+  process.on('unhandledRejection', die('unhandled promise rejection'));
+  process.on('uncaughtException', die('uncaught exception'));
   let prepared;
   try {
     prepared = await prepareRuntime(env, logger);
@@ -78,6 +85,8 @@ async function main(): Promise<void> {
 }
 
 void main().catch((error: unknown) => {
-  process.stderr.write(`Bulwark failed to start: ${error instanceof Error ? error.stack ?? error.message : String(error)}\n`);
+  // One JSON line (the stack inside it), like every other line Bulwark writes.
+  const line = { level: 60, time: Date.now(), context: 'Bootstrap', msg: `Bulwark failed to start: ${error instanceof Error ? error.message : String(error)}`, stack: error instanceof Error ? error.stack : undefined };
+  process.stderr.write(`${JSON.stringify(line)}\n`);
   process.exit(1);
 });
