@@ -4,6 +4,7 @@ import { bootstrapLogger, prepareRuntime } from './bootstrap';
 import { ShutdownService } from './common/shutdown.service';
 import { ConfigurationError } from './config/environment';
 import { loadEnvironment } from './config/load-environment';
+import { routeConsoleTo } from './logging';
 import { RedisUnavailableError } from './redis/embedded-redis';
 
 async function main(): Promise<void> {
@@ -18,6 +19,7 @@ async function main(): Promise<void> {
     throw error;
   }
   const logger = bootstrapLogger(env.LOG_LEVEL);
+  routeConsoleTo(logger);
   // Node would print these as multi-line stack traces and exit; they exit all the same, as one JSON line.
   const die = (event: string) => (error: unknown) => {
     logger.fatal({ err: error }, `${event}: exiting`);
