@@ -1,8 +1,9 @@
 import pino, { Logger } from 'pino';
-import { EnvironmentVariables, redactUrl } from './config/environment';
+import { EnvironmentVariables, parseSentinels } from './config/environment';
 import { loadClientKeys, loadUpstreamTopology } from './config/load-environment';
 import { topologyFromConfig } from './upstream/upstream-registry';
 import { EmbeddedRedis } from './redis/embedded-redis';
+import { describeTarget, RedisTarget } from './redis/redis-target';
 import type { Runtime } from './runtime';
 import { UpstreamSimulator } from './upstream/simulator/simulator';
 
@@ -18,7 +19,7 @@ export function bootstrapLogger(level: EnvironmentVariables['LOG_LEVEL']): Logge
 
 /**
  * Starts what Bulwark needs and the environment does not provide: a private `redis-server` when
- * REDIS_URL is unset, the simulated upstream when no upstream is configured.
+ * neither REDIS_URL nor REDIS_SENTINELS is set, the simulated upstream when no upstream is configured.
  */
 export async function prepareRuntime(env: EnvironmentVariables, logger: Logger): Promise<PreparedRuntime> {
   const stops: (() => Promise<void>)[] = [];
@@ -28,14 +29,24 @@ export async function prepareRuntime(env: EnvironmentVariables, logger: Logger):
   try {
     // A bad keys file stops the start before anything is started (the auth section reads it again).
     if (env.API_KEYS_FILE) loadClientKeys(env.API_KEYS_FILE, env.ADMIN_API_KEY);
-    let redisUrl = env.REDIS_URL;
-    if (redisUrl) {
-      logger.info({ redis: redactUrl(redisUrl) }, 'using the shared Redis of REDIS_URL');
+    let redis: RedisTarget;
+    if (env.REDIS_SENTINELS && env.REDIS_SENTINEL_NAME) {
+      redis = {
+        kind: 'sentinel',
+        sentinels: parseSentinels(env.REDIS_SENTINELS),
+        name: env.REDIS_SENTINEL_NAME,
+        sentinelPassword: env.REDIS_SENTINEL_PASSWORD,
+        password: env.REDIS_PASSWORD,
+      };
+      logger.info(describeTarget(redis), 'using the Redis primary that the Sentinels of REDIS_SENTINELS name');
+    } else if (env.REDIS_URL) {
+      redis = { kind: 'url', url: env.REDIS_URL };
+      logger.info(describeTarget(redis), 'using the shared Redis of REDIS_URL');
     } else {
       const embedded = new EmbeddedRedis(env.DATA_DIR, logger);
       await embedded.start();
       stops.push(() => embedded.stop());
-      redisUrl = embedded.url;
+      redis = { kind: 'url', url: embedded.url };
     }
     let topology = topologyFromConfig({
       url: env.UPSTREAM_URL,
@@ -51,7 +62,7 @@ export async function prepareRuntime(env: EnvironmentVariables, logger: Logger):
       topology = { upstreams: [{ name: 'simulator', baseUrl, models: ['sim-small', 'sim-large'], weight: 1 }], fallbacks: { 'sim-large': ['sim-small'] } };
       logger.warn({ upstream: baseUrl }, 'no UPSTREAM_URL or UPSTREAMS_FILE: serving from the built-in simulated upstream (models sim-small, sim-large)');
     }
-    return { runtime: { redisUrl, topology, simulated }, stop };
+    return { runtime: { redis, topology, simulated }, stop };
   } catch (error) {
     await stop();
     throw error;

@@ -1,5 +1,7 @@
 import { trace } from '@opentelemetry/api';
 import type { Params } from 'nestjs-pino';
+import type { Logger } from 'pino';
+import { format } from 'node:util';
 import type { LogLevel } from './config/environment';
 
 /** Headers and fields that carry secrets; pino replaces them before a line is written. */
@@ -53,4 +55,18 @@ export function loggerOptions(level: LogLevel, tracing = false): Params {
     },
     forRoutes: ['*path'],
   };
+}
+
+/**
+ * Sends what libraries print with `console.*` (BullMQ warns about a Redis eviction policy this way,
+ * ioredis about an unhandled error) through `logger`, so that even those come out as one JSON line
+ * each, an error's stack inside the line rather than across many.
+ */
+export function routeConsoleTo(logger: Logger): void {
+  const child = logger.child({ source: 'console' });
+  console.log = (...args: unknown[]) => child.info(format(...args));
+  console.info = (...args: unknown[]) => child.info(format(...args));
+  console.debug = (...args: unknown[]) => child.debug(format(...args));
+  console.warn = (...args: unknown[]) => child.warn(format(...args));
+  console.error = (...args: unknown[]) => child.error(format(...args));
 }

@@ -4,6 +4,7 @@ import { bootstrapLogger, prepareRuntime } from './bootstrap';
 import { ShutdownService } from './common/shutdown.service';
 import { ConfigurationError } from './config/environment';
 import { loadEnvironment } from './config/load-environment';
+import { routeConsoleTo } from './logging';
 import { RedisUnavailableError } from './redis/embedded-redis';
 
 async function main(): Promise<void> {
@@ -18,6 +19,14 @@ async function main(): Promise<void> {
     throw error;
   }
   const logger = bootstrapLogger(env.LOG_LEVEL);
+  routeConsoleTo(logger);
+  // Node would print these as multi-line stack traces and exit; they exit all the same, as one JSON line.
+  const die = (event: string) => (error: unknown) => {
+    logger.fatal({ err: error }, `${event}: exiting`);
+    process.exit(70); // EX_SOFTWARE
+  };
+  process.on('unhandledRejection', die('unhandled promise rejection'));
+  process.on('uncaughtException', die('uncaught exception'));
   let prepared;
   try {
     prepared = await prepareRuntime(env, logger);
@@ -81,6 +90,8 @@ async function main(): Promise<void> {
 }
 
 void main().catch((error: unknown) => {
-  process.stderr.write(`Bulwark failed to start: ${error instanceof Error ? error.stack ?? error.message : String(error)}\n`);
+  // One JSON line (the stack inside it), like every other line Bulwark writes.
+  const line = { level: 60, time: Date.now(), context: 'Bootstrap', msg: `Bulwark failed to start: ${error instanceof Error ? error.message : String(error)}`, stack: error instanceof Error ? error.stack : undefined };
+  process.stderr.write(`${JSON.stringify(line)}\n`);
   process.exit(1);
 });

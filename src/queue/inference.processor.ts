@@ -70,7 +70,7 @@ export class InferenceProcessor implements OnApplicationBootstrap, OnApplication
       maxStalledCount: 1,
     });
     this.worker = worker;
-    worker.on('error', (error) => this.logger.warn(`worker: ${error.message}`));
+    this.redis.reportErrors(worker, 'worker');
     void worker.startStalledCheckTimer().catch((error: Error) => this.logger.warn(`stalled-job check: ${error.message}`));
     this.slots.setTaker(this);
     this.slots.onWake(() => this.pull());

@@ -1,5 +1,5 @@
 import { InjectQueue } from '@nestjs/bullmq';
-import { Inject, Injectable, Logger } from '@nestjs/common';
+import { Inject, Injectable, Logger, OnApplicationBootstrap } from '@nestjs/common';
 import type { ConfigType } from '@nestjs/config';
 import type { Job, Queue } from 'bullmq';
 import { createHash, randomUUID } from 'node:crypto';
@@ -80,7 +80,7 @@ export interface SubmittedJob {
  * it when a slot frees. Async jobs always go through the queue, which keeps them durable.
  */
 @Injectable()
-export class QueueService {
+export class QueueService implements OnApplicationBootstrap {
   private readonly logger = new Logger(QueueService.name);
 
   constructor(
@@ -95,6 +95,10 @@ export class QueueService {
     private readonly clock: Clock,
     private readonly tracing: TracingService,
   ) {}
+
+  onApplicationBootstrap(): void {
+    this.redis.reportErrors(this.queue, 'queue');
+  }
 
   /** Runs a request (fast lane or through the queue) and waits, within its deadline, for its answer. */
   async run(request: QueuedRequest, signal: AbortSignal): Promise<RunningAnswer> {

@@ -1,6 +1,8 @@
 import { ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { createInterface } from 'node:readline';
+import type { Readable } from 'node:stream';
 import { resolve } from 'node:path';
 import type { Logger } from 'pino';
 
@@ -21,6 +23,21 @@ async function freePort(): Promise<number> {
       server.close(() => (typeof address === 'object' && address ? resolvePort(address.port) : reject(new Error('no port'))));
     });
   });
+}
+
+/** `pid:role date time <level> message`, redis-server's log line; the level is one of `. - * #`. */
+const REDIS_LOG_LINE = /^\d+:[A-Z] .+? ([.\-*#]) (.*)$/;
+
+/**
+ * Where a redis-server output line goes once the child runs: its warnings (`#`) at warn, everything
+ * else at debug, always as one JSON line of Bulwark's log (never the child's raw text).
+ */
+export function redisLogLine(line: string): { level: 'warn' | 'debug'; message: string } | undefined {
+  const text = line.trim();
+  if (text === '') return undefined;
+  const match = REDIS_LOG_LINE.exec(text);
+  if (!match) return { level: 'debug', message: text };
+  return { level: match[1] === '#' ? 'warn' : 'debug', message: match[2] };
 }
 
 /** An embedded redis-server left behind by a crashed Bulwark: reparented to init, safe to reclaim. */
@@ -54,7 +71,7 @@ export class EmbeddedRedis {
 
   constructor(
     private readonly dataDir: string,
-    private readonly logger: Pick<Logger, 'info' | 'warn' | 'error'>,
+    private readonly logger: Pick<Logger, 'info' | 'warn' | 'error' | 'debug'>,
     private readonly binary = 'redis-server',
   ) {}
 
@@ -104,23 +121,33 @@ export class EmbeddedRedis {
     );
     this.child = child;
     this.exited = new Promise((done) => child.once('exit', () => done()));
-    await new Promise<void>((ready, fail) => {
-      let output = '';
-      const timer = setTimeout(() => fail(new RedisUnavailableError(`redis-server did not start within ${START_TIMEOUT_MS} ms: ${output.slice(-500)}`)), START_TIMEOUT_MS);
-      const onData = (chunk: Buffer) => {
-        output += chunk.toString();
-        if (output.includes('Ready to accept connections')) {
-          clearTimeout(timer);
-          child.stdout?.off('data', onData);
-          child.stdout?.resume();
-          ready();
+    // Every output line becomes a JSON log line; until it is ready, the last lines also explain a failed start.
+    let startOutput = '';
+    let onReady: (() => void) | undefined;
+    const forward = (stream: Readable | null) => {
+      if (!stream) return;
+      createInterface({ input: stream, crlfDelay: Infinity }).on('line', (line) => {
+        if (onReady) {
+          startOutput = `${startOutput}${line}\n`.slice(-2000);
+          if (line.includes('Ready to accept connections')) onReady();
         }
+        const entry = redisLogLine(line);
+        if (entry) this.logger[entry.level]({ source: 'redis-server' }, entry.message);
+      });
+    };
+    await new Promise<void>((ready, fail) => {
+      const timer = setTimeout(() => fail(new RedisUnavailableError(`redis-server did not start within ${START_TIMEOUT_MS} ms: ${startOutput.slice(-500)}`)), START_TIMEOUT_MS);
+      onReady = () => {
+        onReady = undefined;
+        clearTimeout(timer);
+        ready();
       };
-      child.stdout?.on('data', onData);
-      child.stderr?.on('data', (chunk: Buffer) => (output += chunk.toString()));
+      forward(child.stdout);
+      forward(child.stderr);
       child.once('exit', (code) => {
         clearTimeout(timer);
-        fail(new RedisUnavailableError(`redis-server exited with code ${code} at start: ${output.slice(-500)}`));
+        // Let the line readers hand over the last lines before they explain the exit.
+        setImmediate(() => fail(new RedisUnavailableError(`redis-server exited with code ${code} at start: ${startOutput.slice(-500)}`)));
       });
     });
     child.once('exit', (code, signal) => {

@@ -12,6 +12,8 @@ export interface GatewayProcess {
   output(): string;
   /** Parsed JSON log lines so far. */
   logLines(): Record<string, unknown>[];
+  /** Lines of stdout and stderr so far that are not one JSON object each (API.md: logs are JSON lines). */
+  nonJsonLines(): string[];
   /** Sends a signal and resolves with the exit code (or kills it after `timeoutMs`). */
   stop(signal?: NodeJS.Signals, timeoutMs?: number): Promise<number | null>;
   exited: Promise<number | null>;
@@ -65,8 +67,21 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
           return {};
         }
       });
+  const nonJsonLines = () =>
+    output
+      .split('\n')
+      .filter((line) => line.trim() !== '')
+      .filter((line) => {
+        try {
+          const parsed: unknown = JSON.parse(line);
+          return typeof parsed !== 'object' || parsed === null;
+        } catch {
+          return true;
+        }
+      });
   return {
     url: `http://127.0.0.1:${port}`,
+    nonJsonLines,
     port,
     child,
     output: () => output,
