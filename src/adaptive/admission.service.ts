@@ -1,6 +1,7 @@
 import { Inject, Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
 import type { ConfigType } from '@nestjs/config';
 import { Clock } from '../common/clock';
+import { Listeners } from '../common/listeners';
 import { CircuitOpenError, DeadlineUnreachableError, LoadShedError, NotFoundError, QueueFullError, withoutStack } from '../common/errors';
 import { RandomSource } from '../common/random';
 import { adaptiveConfig, queueConfig } from '../config/sections';
@@ -28,9 +29,9 @@ export type RejectionReason = 'queue_full' | 'load_shed_queue' | 'load_shed_aban
  */
 @Injectable()
 export class AdmissionService implements OnApplicationBootstrap, OnApplicationShutdown {
-  private readonly rejectionListeners: ((reason: RejectionReason) => void)[] = [];
-  private readonly admissionListeners: ((priority: Priority) => void)[] = [];
   private readonly logger = new Logger(AdmissionService.name);
+  private readonly rejectionListeners = new Listeners<[RejectionReason]>('rejection', this.logger);
+  private readonly admissionListeners = new Listeners<[Priority]>('admission', this.logger);
   /** Refusals are logged as one summary line per period rather than one line each. */
   private readonly refusedSinceSummary = new Map<RejectionReason, number>();
   private summaryTimer?: NodeJS.Timeout;
@@ -65,19 +66,19 @@ export class AdmissionService implements OnApplicationBootstrap, OnApplicationSh
   ) {}
 
   onRejection(listener: (reason: RejectionReason) => void): void {
-    this.rejectionListeners.push(listener);
+    this.rejectionListeners.add(listener);
   }
 
   /** Called with the priority of every admitted request (metrics, dashboard). */
   onAdmission(listener: (priority: Priority) => void): void {
-    this.admissionListeners.push(listener);
+    this.admissionListeners.add(listener);
   }
 
   /** Throws the typed refusal, or returns when the request may be queued. */
   admit(request: AdmissionRequest): void {
     this.check(request);
     this.adaptive.noteAdmission(true);
-    for (const listener of this.admissionListeners) listener(request.priority);
+    this.admissionListeners.emit(request.priority);
   }
 
   private refuse(reason: RejectionReason, build: () => Error): never {
@@ -88,7 +89,7 @@ export class AdmissionService implements OnApplicationBootstrap, OnApplicationSh
   private noteRefusal(reason: RejectionReason): void {
     this.adaptive.noteAdmission(false);
     this.refusedSinceSummary.set(reason, (this.refusedSinceSummary.get(reason) ?? 0) + 1);
-    for (const listener of this.rejectionListeners) listener(reason);
+    this.rejectionListeners.emit(reason);
   }
 
   /**

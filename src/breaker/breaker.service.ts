@@ -3,6 +3,7 @@ import type { ConfigType } from '@nestjs/config';
 import { randomUUID } from 'node:crypto';
 import type Redis from 'ioredis';
 import { Clock } from '../common/clock';
+import { Listeners } from '../common/listeners';
 import { breakerConfig } from '../config/sections';
 import { RedisService } from '../redis/redis.service';
 import { BreakerSnapshot, BreakerState, CircuitBreaker, GrantedPermit } from './circuit-breaker';
@@ -78,7 +79,7 @@ export class BreakerService implements OnApplicationBootstrap {
   private readonly overflowWarned = new Set<string>();
   private readonly instanceId = randomUUID();
   private subscriber?: Redis;
-  private readonly listeners: ((view: BreakerView) => void)[] = [];
+  private readonly listeners = new Listeners<[BreakerView]>('breaker change', this.logger);
 
   constructor(
     @Inject(breakerConfig.KEY) private readonly config: ConfigType<typeof breakerConfig>,
@@ -97,7 +98,7 @@ export class BreakerService implements OnApplicationBootstrap {
 
   /** Subscribe to state changes of any breaker (local or remote). */
   onChange(listener: (view: BreakerView) => void): void {
-    this.listeners.push(listener);
+    this.listeners.add(listener);
   }
 
   /**
@@ -233,7 +234,7 @@ export class BreakerService implements OnApplicationBootstrap {
   private async share(key: string, state: BreakerState, snap: BreakerSnapshot): Promise<void> {
     const message: PublishedTransition = { key, state, openedAt: snap.openedAt, cooldownMs: snap.cooldownMs, origin: this.instanceId };
     const payload = JSON.stringify(message);
-    for (const listener of this.listeners) listener(this.view(key, snap));
+    this.listeners.emit(this.view(key, snap));
     const client = this.redis.client;
     if (client.status !== 'ready') {
       this.logger.warn(`breaker ${key}: Redis is not ready; other instances will not hear of ${state}`);
@@ -259,7 +260,7 @@ export class BreakerService implements OnApplicationBootstrap {
     if (!breaker && message.state === 'closed') return;
     breaker ??= this.create(message.key);
     breaker.applyRemote(message.state, message.openedAt, message.cooldownMs);
-    for (const listener of this.listeners) listener(this.view(message.key, breaker.snapshot()));
+    this.listeners.emit(this.view(message.key, breaker.snapshot()));
   }
 
   private async loadSharedState(): Promise<void> {

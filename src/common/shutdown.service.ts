@@ -1,4 +1,5 @@
 import { Injectable, Logger } from '@nestjs/common';
+import { Listeners } from './listeners';
 
 /**
  * The instance's life-cycle state and its in-flight HTTP requests. Draining starts on SIGTERM: the
@@ -10,11 +11,11 @@ export class ShutdownService {
   private state: 'serving' | 'draining' = 'serving';
   private inflight = 0;
   private idleWaiters: (() => void)[] = [];
-  private readonly drainListeners: (() => void)[] = [];
+  private readonly drainListeners = new Listeners<[]>('drain', this.logger);
 
   /** Called once when draining starts (e.g. workers stop taking new jobs). */
   onDrain(listener: () => void): void {
-    this.drainListeners.push(listener);
+    this.drainListeners.add(listener);
   }
 
   get draining(): boolean {
@@ -40,7 +41,7 @@ export class ShutdownService {
     if (this.state === 'draining') return;
     this.state = 'draining';
     this.logger.log(`draining: refusing new work, ${this.inflight} request(s) in flight`);
-    for (const listener of this.drainListeners) listener();
+    this.drainListeners.emit();
   }
 
   /** Resolves true when no request is in flight, false when `graceMs` passed first. */

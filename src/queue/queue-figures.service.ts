@@ -5,6 +5,7 @@ import type { Queue } from 'bullmq';
 import type { Priority } from '../adaptive/graduated-rejection';
 import { ServiceTimeEstimator } from '../adaptive/wait-estimator';
 import { Clock } from '../common/clock';
+import { Listeners } from '../common/listeners';
 import { queueConfig } from '../config/sections';
 import { BULL_PRIORITY, INFERENCE_QUEUE } from './inference-job';
 
@@ -44,7 +45,7 @@ export class QueueFigures implements OnApplicationBootstrap, OnApplicationShutdo
   private timer?: NodeJS.Timeout;
   private refreshing = false;
   private readonly estimator = new ServiceTimeEstimator({ initialMs: 1000 });
-  private readonly waitListeners: ((queueWaitMs: number) => void)[] = [];
+  private readonly waitListeners = new Listeners<[queueWaitMs: number]>('queue wait', new Logger(QueueFigures.name));
 
   constructor(
     @InjectQueue(INFERENCE_QUEUE) private readonly queue: Queue,
@@ -64,7 +65,7 @@ export class QueueFigures implements OnApplicationBootstrap, OnApplicationShutdo
 
   /** Called with each job's queue wait when a worker here starts it. */
   onQueueWait(listener: (queueWaitMs: number) => void): void {
-    this.waitListeners.push(listener);
+    this.waitListeners.add(listener);
   }
 
   async refresh(): Promise<void> {
@@ -146,7 +147,7 @@ export class QueueFigures implements OnApplicationBootstrap, OnApplicationShutdo
   jobStarted(priority: Priority, queueWaitMs: number): void {
     this.started[priority]++;
     this.localActive++;
-    for (const listener of this.waitListeners) listener(queueWaitMs);
+    this.waitListeners.emit(queueWaitMs);
   }
 
   /** `serviceMs` is undefined for a job dropped without upstream work (it says nothing of service time). */

@@ -1,4 +1,5 @@
-import { Injectable } from '@nestjs/common';
+import { Injectable, Logger } from '@nestjs/common';
+import { Listeners } from '../common/listeners';
 
 export type UpstreamOutcomeKind = 'success' | 'failure' | 'timeout' | 'client_error' | 'cancelled' | 'refused';
 
@@ -19,7 +20,7 @@ export interface RetryEvent {
   reason: string;
 }
 
-type Listener<T> = (event: T) => void;
+type Listener<T> = (event: T) => unknown;
 
 /**
  * Where the dispatcher reports what happened upstream. Metrics, adaptive figures and health listen;
@@ -27,22 +28,23 @@ type Listener<T> = (event: T) => void;
  */
 @Injectable()
 export class UpstreamOutcomes {
-  private readonly outcomeListeners: Listener<UpstreamOutcome>[] = [];
-  private readonly retryListeners: Listener<RetryEvent>[] = [];
+  private readonly logger = new Logger(UpstreamOutcomes.name);
+  private readonly outcomeListeners = new Listeners<[UpstreamOutcome]>('upstream outcome', this.logger);
+  private readonly retryListeners = new Listeners<[RetryEvent]>('retry', this.logger);
 
   onOutcome(listener: Listener<UpstreamOutcome>): void {
-    this.outcomeListeners.push(listener);
+    this.outcomeListeners.add(listener);
   }
 
   onRetry(listener: Listener<RetryEvent>): void {
-    this.retryListeners.push(listener);
+    this.retryListeners.add(listener);
   }
 
   record(event: UpstreamOutcome): void {
-    for (const listener of this.outcomeListeners) listener(event);
+    this.outcomeListeners.emit(event);
   }
 
   retried(event: RetryEvent): void {
-    for (const listener of this.retryListeners) listener(event);
+    this.retryListeners.emit(event);
   }
 }
