@@ -1,3 +1,4 @@
+import type { LoggerService } from '@nestjs/common';
 import type { Params } from 'nestjs-pino';
 import type { LogLevel } from './config/environment';
 
@@ -40,4 +41,42 @@ export function loggerOptions(level: LogLevel): Params {
     },
     forRoutes: ['*path'],
   };
+}
+
+/** Nest's own start-up chatter: one line per module and route, useful when debugging, noise otherwise. */
+const NEST_STARTUP_CONTEXTS: ReadonlySet<string> = new Set(['InstanceLoader', 'RoutesResolver', 'RouterExplorer', 'NestFactory', 'NestApplication']);
+
+/**
+ * The application's Nest logger: forwards to `inner` (nestjs-pino), except that Nest's start-up lines
+ * (InstanceLoader, RoutesResolver, RouterExplorer, NestFactory, NestApplication) log at debug instead
+ * of info, so the start-up log shows Bulwark's own lines.
+ */
+export class NestStartupQuietLogger implements LoggerService {
+  constructor(private readonly inner: LoggerService) {}
+
+  log(message: unknown, ...rest: unknown[]): void {
+    const context = rest.at(-1);
+    if (typeof context === 'string' && NEST_STARTUP_CONTEXTS.has(context)) this.inner.debug?.(message, ...rest);
+    else this.inner.log(message, ...rest);
+  }
+
+  error(message: unknown, ...rest: unknown[]): void {
+    this.inner.error(message, ...rest);
+  }
+
+  warn(message: unknown, ...rest: unknown[]): void {
+    this.inner.warn(message, ...rest);
+  }
+
+  debug(message: unknown, ...rest: unknown[]): void {
+    this.inner.debug?.(message, ...rest);
+  }
+
+  verbose(message: unknown, ...rest: unknown[]): void {
+    this.inner.verbose?.(message, ...rest);
+  }
+
+  fatal(message: unknown, ...rest: unknown[]): void {
+    (this.inner.fatal ?? this.inner.error).call(this.inner, message, ...rest);
+  }
 }
