@@ -27,6 +27,14 @@ describe('NestStartupQuietLogger', () => {
     logger.fatal('dead', 'Bootstrap');
     assert.deepEqual(calls.map((c) => c[0]), ['log', 'log', 'warn', 'error', 'fatal']);
   });
+
+  it("moves Nest's report of a failed listen to debug (main reports it naming PORT and HOST), not other errors", () => {
+    const { calls, inner } = recorder();
+    const logger = new NestStartupQuietLogger(inner);
+    logger.error('Error: listen EADDRINUSE: address already in use 127.0.0.1:8000', 'NestApplication');
+    logger.error('Error: listen EADDRINUSE: address already in use 127.0.0.1:8000', 'SomethingElse');
+    assert.deepEqual(calls.map((c) => c[0]), ['debug', 'error']);
+  });
 });
 
 describe('requestLogLevel', () => {

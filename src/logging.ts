@@ -49,7 +49,8 @@ const NEST_STARTUP_CONTEXTS: ReadonlySet<string> = new Set(['InstanceLoader', 'R
 /**
  * The application's Nest logger: forwards to `inner` (nestjs-pino), except that Nest's start-up lines
  * (InstanceLoader, RoutesResolver, RouterExplorer, NestFactory, NestApplication) log at debug instead
- * of info, so the start-up log shows Bulwark's own lines.
+ * of info, so the start-up log shows Bulwark's own lines; and Nest's report of a failed listen moves to
+ * debug too, as main.ts reports it in the operator's terms.
  */
 export class NestStartupQuietLogger implements LoggerService {
   constructor(private readonly inner: LoggerService) {}
@@ -61,7 +62,9 @@ export class NestStartupQuietLogger implements LoggerService {
   }
 
   error(message: unknown, ...rest: unknown[]): void {
-    this.inner.error(message, ...rest);
+    // main.ts reports a failed listen as one line naming PORT and HOST; Nest's own line would repeat it.
+    if (rest.at(-1) === 'NestApplication' && typeof message === 'string' && /^Error: listen E[A-Z]+/.test(message)) this.inner.debug?.(message, ...rest);
+    else this.inner.error(message, ...rest);
   }
 
   warn(message: unknown, ...rest: unknown[]): void {
