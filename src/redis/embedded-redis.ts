@@ -146,7 +146,7 @@ export class EmbeddedRedis {
     child.once('exit', (code, signal) => {
       if (this.child === child) this.logger.error({ code, signal }, 'embedded redis-server exited');
     });
-    this.logger.info({ port: this.port, dataDir: dir }, 'embedded redis-server started (REDIS_URL is unset)');
+    this.logger.info({ port: this.port, redisPid: child.pid, dataDir: dir }, 'embedded redis-server started (REDIS_URL is unset)');
   }
 
   /** Stops the child gracefully (Redis flushes its AOF on SIGTERM), killing it if it does not stop in time. */
