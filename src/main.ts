@@ -12,7 +12,8 @@ import { RedisUnavailableError } from './redis/embedded-redis';
 
 /** Exit codes (sysexits.h where one fits); README "Start and stop" lists them. */
 const EXIT = { ok: 0, failure: 1, unavailable: 69, config: 78 } as const;
-const STOP_SIGNALS: NodeJS.Signals[] = ['SIGTERM', 'SIGINT', 'SIGHUP'];
+// Not SIGHUP: a handler would override the ignore that `nohup` sets up.
+const STOP_SIGNALS: NodeJS.Signals[] = ['SIGTERM', 'SIGINT'];
 /** Bound on closing a Nest application that never served (failed or aborted start). */
 const ABORTED_CLOSE_MS = 5000;
 

@@ -93,6 +93,20 @@ describe('start-up', () => {
     let redisPid = 0;
     try {
       assert.ok(gateway.logLines().some((l) => /embedded redis-server started/.test(String(l.msg))), gateway.output());
+      // One line with the effective settings, naming the UPSTREAM_URL upstream; Nest's module and route lines stay at debug.
+      const settings = gateway.logLines().filter((l) => l.msg === 'effective settings');
+      assert.equal(settings.length, 1, gateway.output());
+      assert.deepEqual(settings[0].settings, {
+        upstreamSource: 'UPSTREAM_URL',
+        upstreams: [{ name: 'primary', url: upstreamUrl, models: '*', weight: 1, apiKey: 'unset' }],
+        fallbacks: {},
+        queue: { maxQueueSize: 50, maxConcurrent: 3, rejectionThreshold: 0.8, workerEnabled: true },
+        deadlines: { requestTimeoutMs: 60000, streamIdleTimeoutMs: 30000, jobTimeoutMs: 600000, shutdownGraceMs: 30000 },
+        retries: { maxAttempts: 1, budgetRatio: 0.2 },
+        auth: { clientKeys: 'off', adminKey: 'unset', rateLimitRpm: 0, metrics: 'none', healthDetails: 'none' },
+        redis: { mode: 'embedded', url: `redis://127.0.0.1:${gateway.logLines().find((l) => l.redisPid)?.port}`, dataDir },
+      });
+      assert.equal(gateway.logLines().filter((l) => /^(InstanceLoader|RoutesResolver|RouterExplorer|NestFactory|NestApplication)$/.test(String(l.context))).length, 0);
       const res = await postJson(`${gateway.url}/v1/chat/completions`, chatBody());
       assert.equal(res.status, 200, res.text);
       assert.equal((await getJson(`${gateway.url}/health/ready`)).status, 200);
