@@ -193,5 +193,11 @@ describe('graceful shutdown', () => {
       assert.ok(processGone(redisPid), `embedded redis-server ${redisPid} outlived the forced exit`);
       await pending;
     });
+
+    it('a gateway killed with SIGKILL does not leave its redis-server behind for long (the watchdog stops it)', async () => {
+      const { gateway, redisPid } = await startEmbedded({});
+      assert.equal(await gateway.stop('SIGKILL'), null);
+      await waitFor(`embedded redis-server ${redisPid} to be stopped by its watchdog`, () => processGone(redisPid), 10_000, 100);
+    });
   });
 });

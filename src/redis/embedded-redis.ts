@@ -36,6 +36,19 @@ function orphanedRedis(pid: number): boolean {
   }
 }
 
+/**
+ * A watchdog shell loop for the one way out no hook sees: Bulwark killed with SIGKILL (the OOM killer,
+ * `kill -9`). It polls once a second and exits by itself once redis-server is gone; if Bulwark goes
+ * first, it stops redis-server (SIGTERM: Redis flushes its AOF). The cmdline check keeps it from
+ * signalling a process that reused the pid.
+ */
+const WATCHDOG_SCRIPT = [
+  'while kill -0 "$1" 2>/dev/null && kill -0 "$2" 2>/dev/null; do sleep 1; done',
+  'if kill -0 "$2" 2>/dev/null && ! kill -0 "$1" 2>/dev/null; then',
+  '  if [ ! -r "/proc/$2/cmdline" ] || grep -q redis-server "/proc/$2/cmdline"; then kill -TERM "$2"; fi',
+  'fi',
+].join('\n');
+
 function processAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
@@ -146,6 +159,7 @@ export class EmbeddedRedis {
     child.once('exit', (code, signal) => {
       if (this.child === child) this.logger.error({ code, signal }, 'embedded redis-server exited');
     });
+    this.startWatchdog(child.pid!);
     this.logger.info({ port: this.port, redisPid: child.pid, dataDir: dir }, 'embedded redis-server started (REDIS_URL is unset)');
   }
 
@@ -183,6 +197,21 @@ export class EmbeddedRedis {
       this.logger.warn(`embedded redis-server did not stop within ${boundMs} ms; killing it`);
       this.signalChild('SIGKILL', child);
       await Promise.race([this.exited, new Promise<void>((r) => setTimeout(r, 1000).unref())]);
+    }
+  }
+
+  /** See {@link WATCHDOG_SCRIPT}. Best effort: without `sh` the other ways out still stop redis-server. */
+  private startWatchdog(redisPid: number): void {
+    try {
+      const watchdog = spawn('sh', ['-c', WATCHDOG_SCRIPT, 'bulwark-redis-watchdog', String(process.pid), String(redisPid)], {
+        stdio: 'ignore',
+        // Outside Bulwark's process group, so that the signal that stops Bulwark does not stop it.
+        detached: true,
+      });
+      watchdog.on('error', (error) => this.logger.warn({ err: error }, 'no watchdog for the embedded redis-server'));
+      watchdog.unref();
+    } catch (error) {
+      this.logger.warn({ err: error }, 'no watchdog for the embedded redis-server');
     }
   }
 
