@@ -42,14 +42,15 @@ async function main(): Promise<void> {
   const logger = bootstrapLogger(env.LOG_LEVEL);
   const signals = new StopSignals();
   const starting = new AbortController();
-  let prepared: PreparedRuntime | undefined;
+  /** What prepareRuntime started, once it has: stopped on every way out. */
+  let started: PreparedRuntime | undefined;
   /** Set once Bulwark listens: the graceful stop. Until then a signal aborts the start. */
   let drain: ((signal: NodeJS.Signals) => Promise<void>) | undefined;
 
   /** Every way out goes through here: what Bulwark started is stopped before the process exits. */
   const exit = async (code: number, how: 'stop' | 'halt' = 'stop'): Promise<never> => {
-    if (how === 'halt') await prepared?.halt();
-    else await prepared?.stop();
+    if (how === 'halt') await started?.halt();
+    else await started?.stop();
     process.exit(code);
   };
   /** Closes an application that never served (a failed or aborted start), within a bound. */
@@ -73,8 +74,9 @@ async function main(): Promise<void> {
   };
   for (const signal of STOP_SIGNALS) process.on(signal, onSignal);
 
+  let prepared: PreparedRuntime;
   try {
-    prepared = await prepareRuntime(env, logger, starting.signal);
+    prepared = started = await prepareRuntime(env, logger, starting.signal);
   } catch (error) {
     // prepareRuntime has already stopped what it started.
     if (error instanceof StartAbortedError) process.exit(EXIT.ok);
@@ -110,7 +112,6 @@ async function main(): Promise<void> {
   logger.info({ settings: effectiveSettings(env, prepared.runtime) }, 'effective settings');
   logger.info({ port, host: env.HOST, url: `http://${env.HOST === '0.0.0.0' ? '127.0.0.1' : env.HOST}:${port}/v1` }, 'Bulwark listening');
 
-  const runtime = prepared;
   const stop = async (signal: NodeJS.Signals) => {
     const shutdown = app.get(ShutdownService);
     const graceEndsAt = Date.now() + env.SHUTDOWN_GRACE_MS;
@@ -123,14 +124,17 @@ async function main(): Promise<void> {
     const closeBoundMs = Math.max(0, graceEndsAt - Date.now()) + 5000;
     const hardStop = setTimeout(() => {
       logger.error('shutdown did not finish in time: exiting');
-      void exit(EXIT.failure, 'halt');
+      void exit(1, 'halt');
     }, closeBoundMs + 5000);
     hardStop.unref();
-    const closed = await within(app.close(), closeBoundMs);
+    const closed = await Promise.race([
+      app.close().then(() => true),
+      new Promise<boolean>((resolve) => setTimeout(() => resolve(false), closeBoundMs).unref()),
+    ]);
     if (!closed) logger.warn(`application close did not finish in ${closeBoundMs} ms; stopping anyway`);
-    await runtime.stop();
+    await prepared.stop();
     logger.info('stopped');
-    process.exit(EXIT.ok);
+    process.exit(0);
   };
   drain = stop;
   // A signal that arrived while listen() ran asked for this stop already.
