@@ -165,6 +165,12 @@ describe('loadUpstreamsFile', () => {
     assert.match(message, /upstreams\[0\] \(a\)\.models: missing: .*models: \["\*"\]/);
   });
 
+  it('does not check fallbacks against a model list that is itself wrong (no cascade of errors)', () => {
+    const message = refusal(write('typo-fallback.yaml', 'upstreams:\n  - name: a\n    url: http://a/v1\n    modles: [m, n]\nfallbacks:\n  m: [n]\n'));
+    assert.match(message, /unknown key `modles`/);
+    assert.doesNotMatch(message, /fallbacks/);
+  });
+
   it('refuses an unknown top-level key, listing the valid ones when none is close', () => {
     const close = refusal(write('top.json', JSON.stringify({ upstreams: [{ name: 'a', url: 'http://a/v1', models: ['m'] }], fallback: {} })));
     assert.match(close, /unknown key `fallback` in the top level; did you mean `fallbacks`\?/);

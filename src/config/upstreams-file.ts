@@ -107,6 +107,8 @@ export function loadUpstreamsFile(path: string, env: Record<string, string | und
   const names = new Set<string>();
   const served = new Set<string>();
   let servesAny = false;
+  /** False when a model list is itself wrong: fallbacks are then not checked against it. */
+  let modelsKnown = true;
   // Entries of the wrong shape are already reported by the validation above.
   (Array.isArray(file.upstreams) ? file.upstreams : []).forEach((u, i) => {
     if (u === null || typeof u !== 'object') return;
@@ -114,9 +116,10 @@ export function loadUpstreamsFile(path: string, env: Record<string, string | und
     names.add(u.name);
     if (u.apiKeyEnv && !env[u.apiKeyEnv]) problems.push(`upstreams[${i}] (${u.name}).apiKeyEnv: ${u.apiKeyEnv} is not set`);
     const problem = modelsProblem(u.models);
-    if (problem) problems.push(`upstreams[${i}] (${u.name}).models: ${problem}`);
-    else if (!Array.isArray(u.models)) return;
-    else if (u.models[0] === ANY_MODEL) servesAny = true;
+    if (problem || !Array.isArray(u.models)) {
+      if (problem) problems.push(`upstreams[${i}] (${u.name}).models: ${problem}`);
+      modelsKnown = false;
+    } else if (u.models[0] === ANY_MODEL) servesAny = true;
     else u.models.forEach((m) => served.add(m));
   });
   for (const [model, list] of Object.entries(file.fallbacks ?? {})) {
@@ -124,7 +127,7 @@ export function loadUpstreamsFile(path: string, env: Record<string, string | und
       problems.push(`fallbacks.${model}: must be a list of model names`);
       continue;
     }
-    if (servesAny) continue;
+    if (servesAny || !modelsKnown) continue;
     for (const name of [model, ...list].filter((m) => !served.has(m))) {
       const guess = closestName(name, [...served]);
       problems.push(`fallbacks.${model}: no upstream serves model \`${name}\`${guess ? `; did you mean \`${guess}\`?` : ''} (served: ${[...served].join(', ') || 'none'})`);
