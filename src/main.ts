@@ -34,7 +34,8 @@ async function main(): Promise<void> {
     env = loadEnvironment();
   } catch (error) {
     if (error instanceof ConfigurationError) {
-      process.stderr.write(`${error.message}\n`);
+      // LOG_LEVEL itself may be what is wrong: this one line is written whatever it says.
+      bootstrapLogger('info').fatal(error.message);
       process.exit(EXIT.config);
     }
     throw error;
