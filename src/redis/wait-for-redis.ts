@@ -4,7 +4,7 @@ import { redactUrl } from '../config/environment';
 import { RedisUnavailableError } from './embedded-redis';
 
 /** Pause after the n-th failed attempt (1-based): 0.5 s, 1 s, then 2 s. */
-export function redisRetryDelayMs(attempt: number): number {
+function redisRetryDelayMs(attempt: number): number {
   return Math.min(500 * 2 ** (attempt - 1), 2000);
 }
 
