@@ -1,7 +1,7 @@
 import { Inject, Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
 import type { ConfigType } from '@nestjs/config';
 import { Clock } from '../common/clock';
-import { ListenerList } from '../common/listener-list';
+import { Listeners } from '../common/listeners';
 import { CircuitOpenError, DeadlineUnreachableError, LoadShedError, NotFoundError, QueueFullError, withoutStack } from '../common/errors';
 import { RandomSource } from '../common/random';
 import { adaptiveConfig, queueConfig } from '../config/sections';
@@ -42,8 +42,8 @@ export type RejectionReason = 'queue_full' | 'load_shed_queue' | 'load_shed_aban
 @Injectable()
 export class AdmissionService implements OnApplicationBootstrap, OnApplicationShutdown {
   private readonly logger = new Logger(AdmissionService.name);
-  private readonly rejectionListeners = new ListenerList<RejectionReason>(this.logger, 'rejection');
-  private readonly admissionListeners = new ListenerList<Priority>(this.logger, 'admission');
+  private readonly rejectionListeners = new Listeners<[RejectionReason]>('rejection', this.logger);
+  private readonly admissionListeners = new Listeners<[Priority]>('admission', this.logger);
   /** Refusals are logged as one summary line per period rather than one line each. */
   private readonly refusedSinceSummary = new Map<RejectionReason, number>();
   private summaryTimer?: NodeJS.Timeout;

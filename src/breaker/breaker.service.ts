@@ -1,3 +1,4 @@
+import { Listeners } from '../common/listeners';
 import { Inject, Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
 import type { ConfigType } from '@nestjs/config';
 import { Clock } from '../common/clock';
@@ -75,7 +76,7 @@ export class BreakerService implements OnApplicationBootstrap, OnApplicationShut
   /** Per open-ended upstream, the keys of the breakers its client-named models created. */
   private readonly openEndedKeys = new Map<string, Set<string>>();
   private readonly overflowWarned = new Set<string>();
-  private readonly listeners: ((view: BreakerView) => void)[] = [];
+  private readonly listeners = new Listeners<[BreakerView]>('breaker change', this.logger);
   private readonly permits: ProbePermits;
   /** Keys whose current opening Redis holds (written by this instance or read from there). */
   private readonly sharedOpen = new Set<string>();
@@ -105,7 +106,7 @@ export class BreakerService implements OnApplicationBootstrap, OnApplicationShut
 
   /** Subscribe to state changes of any breaker (local or remote). */
   onChange(listener: (view: BreakerView) => void): void {
-    this.listeners.push(listener);
+    this.listeners.add(listener);
   }
 
   /**
@@ -242,14 +243,7 @@ export class BreakerService implements OnApplicationBootstrap, OnApplicationShut
   }
 
   private tell(key: string, snap: BreakerSnapshot): void {
-    const view = this.view(key, snap);
-    for (const listener of this.listeners) {
-      try {
-        listener(view);
-      } catch (error) {
-        this.logger.warn(`breaker listener failed: ${(error as Error).message}`);
-      }
-    }
+    this.listeners.emit(this.view(key, snap));
   }
 
   /** Shares a local opening or closing (half-open is reached by every instance on its own). Never throws. */

@@ -68,6 +68,10 @@ export class EnvironmentVariables {
   @IsString()
   DATA_DIR = './data';
 
+  /** How long start-up waits for the Redis of REDIS_URL to answer before it exits naming REDIS_URL. */
+  @Transform(toInt) @IsInt() @Min(0) @Max(3_600_000)
+  REDIS_CONNECT_TIMEOUT_MS = 30_000;
+
   @Transform(emptyToUndefined) @IsOptional() @IsString()
   @Matches(/^https?:\/\/[^\s]+$/, { message: 'must be an http:// or https:// base URL, including /v1' })
   UPSTREAM_URL?: string;

@@ -1,10 +1,11 @@
-import { Inject, Injectable, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
+import { Inject, Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
 import type { ConfigType } from '@nestjs/config';
 import { AdaptiveService } from '../adaptive/adaptive.service';
 import { AdmissionService } from '../adaptive/admission.service';
 import { BreakerService } from '../breaker/breaker.service';
 import type { BreakerState } from '../breaker/circuit-breaker';
 import { Clock } from '../common/clock';
+import { Listeners } from '../common/listeners';
 import { adaptiveConfig, queueConfig } from '../config/sections';
 import { QueueFigures } from '../queue/queue-figures.service';
 import { UpstreamOutcomes } from '../upstream/upstream-outcomes';
@@ -33,7 +34,7 @@ export interface DashboardData {
 export class DashboardService implements OnApplicationBootstrap, OnApplicationShutdown {
   private readonly sampler: DashboardSampler;
   private readonly history: DashboardSample[] = [];
-  private readonly listeners = new Set<(sample: DashboardSample) => void>();
+  private readonly listeners = new Listeners<[DashboardSample]>('dashboard sample', new Logger(DashboardService.name));
   private timer?: NodeJS.Timeout;
 
   constructor(
@@ -66,14 +67,13 @@ export class DashboardService implements OnApplicationBootstrap, OnApplicationSh
     const sample = this.sampler.take(this.liveState(), this.clock.now());
     this.history.push(sample);
     if (this.history.length > HISTORY) this.history.splice(0, this.history.length - HISTORY);
-    for (const listener of this.listeners) listener(sample);
+    this.listeners.emit(sample);
     return sample;
   }
 
   /** Subscribes to new samples; returns the unsubscribe function. */
   subscribe(listener: (sample: DashboardSample) => void): () => void {
-    this.listeners.add(listener);
-    return () => this.listeners.delete(listener);
+    return this.listeners.add(listener);
   }
 
   /** The configuration the page needs and the last two minutes of samples. */

@@ -3,6 +3,7 @@ import type { ConfigType } from '@nestjs/config';
 import type { Priority } from '../adaptive/graduated-rejection';
 import { ServiceTimeEstimator } from '../adaptive/wait-estimator';
 import { Clock } from '../common/clock';
+import { Listeners } from '../common/listeners';
 import { queueConfig } from '../config/sections';
 import { SlotService } from './slot.service';
 
@@ -51,7 +52,7 @@ export class QueueFigures implements OnApplicationBootstrap, OnApplicationShutdo
   private timer?: NodeJS.Timeout;
   private refreshing = false;
   private readonly estimator = new ServiceTimeEstimator({ initialMs: 1000 });
-  private readonly waitListeners: ((queueWaitMs: number) => void)[] = [];
+  private readonly waitListeners = new Listeners<[queueWaitMs: number]>('queue wait', new Logger(QueueFigures.name));
 
   constructor(
     private readonly slots: SlotService,
@@ -71,7 +72,7 @@ export class QueueFigures implements OnApplicationBootstrap, OnApplicationShutdo
 
   /** Called with each job's queue wait when a worker here starts it. */
   onQueueWait(listener: (queueWaitMs: number) => void): void {
-    this.waitListeners.push(listener);
+    this.waitListeners.add(listener);
   }
 
   async refresh(): Promise<void> {
@@ -186,7 +187,7 @@ export class QueueFigures implements OnApplicationBootstrap, OnApplicationShutdo
     if (fromQueue) this.started[priority]++;
     this.startedHere++;
     this.localActive++;
-    for (const listener of this.waitListeners) listener(queueWaitMs);
+    this.waitListeners.emit(queueWaitMs);
   }
 
   /** `serviceMs` is undefined for a job dropped without upstream work (it says nothing of service time). */
