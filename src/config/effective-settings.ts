@@ -20,7 +20,7 @@ export interface EffectiveSettings {
   queue: { maxQueueSize: number; maxConcurrent: number; rejectionThreshold: number; workerEnabled: boolean };
   deadlines: { requestTimeoutMs: number; streamIdleTimeoutMs: number; jobTimeoutMs: number; shutdownGraceMs: number };
   retries: { maxAttempts: number; budgetRatio: number };
-  auth: { clientKeys: number | 'off'; adminKey: 'set' | 'unset'; rateLimitRpm: number; metrics: string; healthDetails: string };
+  auth: { clientKeys: number | 'off' | 'API_KEYS_FILE'; adminKey: 'set' | 'unset'; rateLimitRpm: number; metrics: string; healthDetails: string };
   redis: { mode: 'embedded'; url: string; dataDir: string } | { mode: 'url'; url: string; connectTimeoutMs: number } | { mode: 'sentinel'; sentinels: string; name: string };
 }
 
@@ -57,7 +57,7 @@ export function effectiveSettings(env: EnvironmentVariables, runtime: Runtime): 
     },
     retries: { maxAttempts: env.RETRY_MAX_ATTEMPTS, budgetRatio: env.RETRY_BUDGET_RATIO },
     auth: {
-      clientKeys: clientKeys > 0 ? clientKeys : 'off',
+      clientKeys: env.API_KEYS_FILE ? 'API_KEYS_FILE' : clientKeys > 0 ? clientKeys : 'off',
       adminKey: env.ADMIN_API_KEY ? 'set' : 'unset',
       rateLimitRpm: env.RATE_LIMIT_RPM,
       metrics: env.METRICS_AUTH,
