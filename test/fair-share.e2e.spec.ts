@@ -4,7 +4,7 @@ import Redis from 'ioredis';
 import { keyDigest } from '../src/config/api-keys-file';
 import { UpstreamSimulator } from '../src/upstream/simulator/simulator';
 import { chatBody, postJson } from './support/http';
-import { GatewayStack, startStack, TempFile, writeUpstreamsFile } from './support/stack';
+import { GatewayStack, Stack, startStack, TempFile, writeUpstreamsFile } from './support/stack';
 import { waitFor } from './support/wait';
 
 const NOISY = 'sk-e2e-noisy-5d1f0a';
@@ -57,7 +57,8 @@ describe('fair share between client keys within a priority', () => {
         finished.push(name);
       });
       await waitFor(`${name} to wait`, async () => (await waiting(redis)) >= expected);
-      return done;
+      // Wrapped: an async function returning the promise itself would wait for the answer.
+      return { done };
     };
   }
 
@@ -68,8 +69,8 @@ describe('fair share between client keys within a priority', () => {
     await waitFor('the blocker to run', () => simulator.stats.running === 1);
     const send = queueInOrder(finished);
     const all = [];
-    for (let i = 1; i <= 5; i++) all.push(await send(`noisy${i}`, NOISY));
-    all.push(await send('light1', LIGHT));
+    for (let i = 1; i <= 5; i++) all.push((await send(`noisy${i}`, NOISY)).done);
+    all.push((await send('light1', LIGHT)).done);
     await Promise.all([blocker, ...all]);
     // FIFO would serve light1 last; fair share serves it right after the noisy key's first.
     assert.deepEqual(finished, ['noisy1', 'light1', 'noisy2', 'noisy3', 'noisy4', 'noisy5']);
@@ -81,8 +82,8 @@ describe('fair share between client keys within a priority', () => {
     await waitFor('the blocker to run', () => simulator.stats.running === 1);
     const send = queueInOrder(finished);
     const all = [];
-    for (let i = 1; i <= 4; i++) all.push(await send(`light${i}`, LIGHT));
-    for (let i = 1; i <= 6; i++) all.push(await send(`heavy${i}`, HEAVY));
+    for (let i = 1; i <= 4; i++) all.push((await send(`light${i}`, LIGHT)).done);
+    for (let i = 1; i <= 6; i++) all.push((await send(`heavy${i}`, HEAVY)).done);
     await Promise.all([blocker, ...all]);
     const firstFive = finished.slice(0, 5);
     assert.equal(firstFive.filter((n) => n.startsWith('heavy')).length >= 3, true, `order: ${finished.join(',')}`);
@@ -111,5 +112,51 @@ describe('fair share between client keys within a priority', () => {
     assert.equal((await light).status, 200);
     assert.deepEqual((await Promise.all(accepted)).map((r) => r.status), Array(10).fill(200));
     assert.equal((await blocker).status, 200);
+  });
+});
+
+describe("a client key's concurrency cap (API_KEYS_FILE maxConcurrent), across instances", () => {
+  const CAPPED = 'sk-e2e-capped-4e7d21';
+  const OTHER = 'sk-e2e-other-93ab5f';
+  let stack: Stack;
+  let simulator: UpstreamSimulator;
+  let file: TempFile;
+
+  before(async () => {
+    file = writeUpstreamsFile({
+      keys: [
+        { name: 'capped', keyHash: `sha256:${keyDigest(CAPPED)}`, tier: 'normal', maxConcurrent: 1 },
+        { name: 'other', keyHash: `sha256:${keyDigest(OTHER)}`, tier: 'normal' },
+      ],
+    });
+    ({ simulator } = stack = await startStack({
+      gateway: false,
+      env: { API_KEYS_FILE: file.path, MAX_CONCURRENT_REQUESTS: '3', MAX_QUEUE_SIZE: '20', QUEUE_REJECTION_THRESHOLD: '1', RETRY_MAX_ATTEMPTS: '1' },
+    }));
+  });
+
+  after(async () => {
+    await stack?.stop();
+    file?.remove();
+  });
+
+  it('never runs more requests of the key at once than its cap, while other keys use the free slots', async () => {
+    const a = await stack.startGateway();
+    const b = await stack.startGateway();
+    simulator.resetStats();
+    const send = (url: string, key: string, user: string) =>
+      postJson(`${url}/v1/chat/completions`, chatBody({ user, x_sim: { latencyMs: 150 } }), { authorization: `Bearer ${key}` });
+    const capped = Array.from({ length: 6 }, (_, i) => send((i % 2 ? a : b).url, CAPPED, 'capped'));
+    await waitFor('the capped key to run', () => simulator.stats.running >= 1);
+    // The other key is not held behind the capped key's backlog: the free slots serve it.
+    const other = await Promise.all([send(a.url, OTHER, 'other'), send(b.url, OTHER, 'other')]);
+    assert.deepEqual(other.map((r) => r.status), [200, 200]);
+    const results = await Promise.all(capped);
+    assert.deepEqual(results.map((r) => r.status), Array(6).fill(200));
+    assert.equal(simulator.stats.requestsByUser.capped, 6);
+    // Never two of the capped key's requests at once, on either instance.
+    assert.equal(simulator.stats.maxInFlightByUser.capped, 1);
+    assert.ok(simulator.stats.maxInFlight <= 3, `max in flight ${simulator.stats.maxInFlight}`);
+    await Promise.all([a.stop('SIGKILL'), b.stop('SIGKILL')]);
   });
 });

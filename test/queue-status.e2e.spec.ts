@@ -16,14 +16,16 @@ describe('X-Queue-Status: comments', () => {
 
   after(() => stack?.stop());
 
+  /** Holds the one slot with a slow request; resolves once it runs, with the request's own answer to await later. */
   async function busySlot(latencyMs: number) {
     const blocker = postJson(`${stack.url}/v1/chat/completions`, chatBody({ x_sim: { latencyMs } }));
     await waitFor('the slot to be busy', () => simulator.stats.running === 1);
-    return blocker;
+    // Wrapped: an async function returning the promise itself would wait for the answer.
+    return { answer: blocker };
   }
 
   it('a waiting stream hears where it stands as SSE comments before its first chunk', async () => {
-    const blocker = await busySlot(2500);
+    const { answer: blocker } = await busySlot(2500);
     const response = await send(`${stack.url}/v1/chat/completions`, {
       method: 'POST',
       headers: { 'x-queue-status': 'comments' },
@@ -42,11 +44,11 @@ describe('X-Queue-Status: comments', () => {
   });
 
   it('changes nothing without the header, and the openai client parses a stream with comments', async () => {
-    const blocker = await busySlot(1500);
+    const { answer: blocker } = await busySlot(1500);
     const plain = await send(`${stack.url}/v1/chat/completions`, { method: 'POST', body: chatBody({ stream: true, x_sim: { chunks: 2 } }), timeoutMs: 20_000 });
     assert.doesNotMatch(await plain.text(), /: queued/);
     await blocker;
-    const blocker2 = await busySlot(1500);
+    const { answer: blocker2 } = await busySlot(1500);
     const client = new OpenAI({ baseURL: `${stack.url}/v1`, apiKey: 'unused', maxRetries: 0, defaultHeaders: { 'x-queue-status': 'comments' } });
     const stream = await client.chat.completions.create({ model: 'sim-small', messages: [{ role: 'user', content: 'hi' }], stream: true, x_sim: { chunks: 4 } } as never);
     let text = '';
@@ -56,7 +58,7 @@ describe('X-Queue-Status: comments', () => {
   });
 
   it('a waiting stream whose deadline passes ends with an SSE error event, then [DONE]', async () => {
-    const blocker = await busySlot(2500);
+    const { answer: blocker } = await busySlot(2500);
     const response = await send(`${stack.url}/v1/chat/completions`, {
       method: 'POST',
       headers: { 'x-queue-status': 'comments', 'x-request-timeout-ms': '1500' },

@@ -36,6 +36,7 @@ export class InferenceService {
         clientId: context.client.id,
         weight: context.client.weight,
         maxQueueShare: context.client.maxQueueShare,
+        maxConcurrent: context.client.maxConcurrent,
         priority: effectivePriority(context),
         deadlineAt: context.deadlineAt,
         retriesAllowed: this.adaptive.effects().retriesAllowed,

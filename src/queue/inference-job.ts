@@ -41,6 +41,8 @@ export interface InferenceJobData {
   origin: string;
   /** Retries allowed by the strategy when the job was admitted. */
   retriesAllowed: boolean;
+  /** The client key's cap on running requests (API_KEYS_FILE `maxConcurrent`), if it has one. */
+  keyMaxConcurrent?: number;
   /** W3C trace context of the request that queued the job (tracing on): the worker, on any instance, continues its trace. */
   traceparent?: string;
 }

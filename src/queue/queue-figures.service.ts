@@ -33,10 +33,8 @@ export class QueueFigures implements OnApplicationBootstrap, OnApplicationShutdo
   private readonly logger = new Logger(QueueFigures.name);
   /** Waiting counts read from Redis at the last refresh. */
   private byPriority: Record<Priority, number> = { high: 0, normal: 0, low: 0 };
-  /** Jobs added and started by this instance, ever; and their values when the last refresh began. */
-  private readonly added: Record<Priority, number> = { high: 0, normal: 0, low: 0 };
+  /** Queued jobs started by this instance, ever; and their values when the last refresh began. */
   private readonly started: Record<Priority, number> = { high: 0, normal: 0, low: 0 };
-  private addedAtRefresh: Record<Priority, number> = { high: 0, normal: 0, low: 0 };
   private startedAtRefresh: Record<Priority, number> = { high: 0, normal: 0, low: 0 };
   private active = 0;
   /** Waiting requests per client key id, at the last refresh. */
@@ -78,16 +76,15 @@ export class QueueFigures implements OnApplicationBootstrap, OnApplicationShutdo
   async refresh(): Promise<void> {
     if (this.refreshing) return;
     this.refreshing = true;
-    const added = { ...this.added };
     const started = { ...this.started };
     const finished = this.finished;
     const startedHere = this.startedHere;
     try {
       const figures = await this.slots.figures();
-      this.byPriority = figures.byPriority;
+      // Jobs put back for a moment (their key at its concurrency cap) wait like the others.
+      this.byPriority = { ...figures.byPriority, normal: figures.byPriority.normal + figures.putBack };
       this.byKey = figures.byKey;
       this.active = figures.inUse;
-      this.addedAtRefresh = added;
       this.startedAtRefresh = started;
       this.finishedAtRefresh = finished;
       this.startedHereAtRefresh = startedHere;
@@ -100,13 +97,14 @@ export class QueueFigures implements OnApplicationBootstrap, OnApplicationShutdo
   }
 
   /**
-   * Waiting jobs per priority: the last refresh, plus what this instance added and minus what it started
+   * Waiting jobs per priority: the last refresh (which counts adds still on their way, reserved in Redis
+   * before they are made), minus what this instance started
    * since that refresh began. Starts on other instances show at the next refresh (an overestimate,
    * which errs on the side of shedding).
    */
   private current(): Record<Priority, number> {
     const at = (p: Priority) =>
-      Math.max(0, this.byPriority[p] + (this.added[p] - this.addedAtRefresh[p]) - (this.started[p] - this.startedAtRefresh[p]));
+      Math.max(0, this.byPriority[p] - (this.started[p] - this.startedAtRefresh[p]));
     return { high: at('high'), normal: at('normal'), low: at('low') };
   }
 
@@ -170,16 +168,6 @@ export class QueueFigures implements OnApplicationBootstrap, OnApplicationShutdo
     }
     const share = total / keys;
     return mine < share && largestOther > share;
-  }
-
-  /** A job was added here: count it at once rather than at the next refresh. */
-  jobAdded(priority: Priority): void {
-    this.added[priority]++;
-  }
-
-  /** The add reserved by jobAdded() did not reach Redis. */
-  jobAddFailed(priority: Priority): void {
-    this.added[priority]--;
   }
 
   /** A request started here: taken from the queue, or on the fast lane (it never waited). */

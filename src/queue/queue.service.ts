@@ -50,6 +50,8 @@ export interface QueuedRequest {
   weight?: number;
   /** Largest fraction of MAX_QUEUE_SIZE the key may hold waiting (unset: no cap of its own). */
   maxQueueShare?: number;
+  /** Most requests of the key running at once, across instances (unset: no cap of its own). */
+  maxConcurrent?: number;
   priority: Priority;
   deadlineAt: number;
   retriesAllowed: boolean;
@@ -185,6 +187,7 @@ export class QueueService implements OnApplicationBootstrap {
       enqueuedAt,
       deadlineAt: request.deadlineAt,
       retriesAllowed: request.retriesAllowed,
+      keyMaxConcurrent: request.maxConcurrent,
       // The worker, on whichever instance, continues the request's trace.
       traceparent: this.tracing.carrier(),
     };
@@ -197,7 +200,7 @@ export class QueueService implements OnApplicationBootstrap {
     const sentAt = this.clock.now();
     try {
       const maxWaiting = request.maxQueueShare ? Math.max(1, Math.floor(request.maxQueueShare * this.config.maxQueueSize)) : 0;
-      const client = { id: request.clientId, weight: request.weight ?? 1, maxWaiting };
+      const client = { id: request.clientId, weight: request.weight ?? 1, maxWaiting, maxRunning: request.maxConcurrent ?? 0 };
       admitted = await withDeadline(this.slots.admit(id, request.priority, client, fastLane, COMMIT_WINDOW_MS), ADMIT_TIMEOUT_MS);
     } catch (error) {
       this.logger.warn(`could not admit a request: ${(error as Error).message}`);
@@ -256,7 +259,6 @@ export class QueueService implements OnApplicationBootstrap {
     data: InferenceJobData,
     admitted: { freeSlots: number; addDeadlineMs: number; fairTag: number },
   ): Promise<Job<InferenceJobData, InferenceJobResult>> {
-    this.figures.jobAdded(data.priority);
     const sync = data.mode === 'sync';
     const adding = this.queue.add(INFERENCE_QUEUE, data, {
       jobId: id,
@@ -273,21 +275,20 @@ export class QueueService implements OnApplicationBootstrap {
       job = await withDeadline(adding, admitted.addDeadlineMs);
     } catch (error) {
       // Past the add's deadline its commit window has closed in Redis: if it lands later, it never runs.
-      this.refuseAdd(id, data, error);
+      this.refuseAdd(id, error);
     }
     // The commit lives as long as the job may still run: its deadline, and a margin for clock skew.
     const committed = await withDeadline(this.slots.commit(id, data.deadlineAt - this.clock.now() + 60_000), Math.max(1, data.deadlineAt - this.clock.now())).catch(
       // No answer: the job runs only if the commit landed; a sync caller hears the worker's verdict.
       (error: Error) => this.logger.warn(`job ${id}: commit unconfirmed: ${error.message}`),
     );
-    if (committed === false) this.refuseAdd(id, data, new Error('the add landed after its commit window'));
+    if (committed === false) this.refuseAdd(id, new Error('the add landed after its commit window'));
     // A slot is free while the job waits (it could not take the fast lane): wake whoever can run it.
     if (admitted.freeSlots > 0) this.slots.wakeWorkers();
     return job;
   }
 
-  private refuseAdd(id: string, data: InferenceJobData, error: unknown): never {
-    this.figures.jobAddFailed(data.priority);
+  private refuseAdd(id: string, error: unknown): never {
     void this.slots.forget(id).catch(() => undefined);
     this.logger.warn(`could not queue job: ${(error as Error).message}`);
     throw new LoadShedError('the queue store (Redis) did not accept the request in time', 5000);

@@ -37,6 +37,10 @@ local function waitingUpTo(band)
     + redis.call('LLEN', KEYS[4])
     + redis.call('ZCOUNT', KEYS[2], '-inf', (band + 1) * BAND - 1)
 end
+-- Jobs a worker put back for a while (their key at its concurrency cap): BullMQ's delayed ZSET, score
+-- timestamp * 4096 + counter. All of them count against the queue bound; the due ones can be taken.
+local function delayedCount(key) return redis.call('ZCARD', key) end
+local function dueDelayed(key) return redis.call('ZCOUNT', key, '-inf', (now + 1) * 4096 - 1) end
 local function waitingIn(band)
   return redis.call('ZCOUNT', KEYS[3], bandBottom(band), bandTop(band))
     + redis.call('ZCOUNT', KEYS[2], band * BAND, (band + 1) * BAND - 1)
@@ -45,10 +49,11 @@ end
 
 /**
  * Admission and enqueue as one step. KEYS: slots, adding, prioritized, wait, job hash, commit key, the
- * band's fair-share hash, waiting per client key (hash), client key per waiting job (hash).
+ * band's fair-share hash, waiting per client key (hash), client key per waiting job (hash), delayed,
+ * the client key's running leases.
  * ARGV: band, id, maxQueue, maxConcurrent, leaseMs, fastLaneAllowed (1/0), commitWindowMs, client key,
  * cost (fair-share units of one request of this key: inversely proportional to its weight), the key's
- * cap on waiting requests (0: none).
+ * cap on waiting requests (0: none), the key's cap on running requests (0: none).
  * Returns [kind, figure, tag]: kind 1 = fast lane (a lease `id` is held; figure = slots in use), 2 = a
  * queue place is reserved (figure = free slots now, tag = its fair-share start tag), 0 = queue full
  * (figure = waiting), 3 = the job exists already, 4 = the key holds its share of the queue (figure = its
@@ -64,11 +69,18 @@ if redis.call('EXISTS', KEYS[5]) == 1 then return {3, 0, 0} end
 local band = tonumber(ARGV[1])
 local maxConcurrent = tonumber(ARGV[4])
 local inUse = redis.call('ZCARD', KEYS[1])
-if ARGV[6] == '1' and inUse < maxConcurrent and waitingUpTo(band) == 0 then
+local keyRunCap = tonumber(ARGV[11])
+local keyFree = true
+if keyRunCap > 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[11], '-inf', now)
+  keyFree = redis.call('ZCARD', KEYS[11]) < keyRunCap
+end
+if ARGV[6] == '1' and keyFree and inUse < maxConcurrent and waitingUpTo(band) == 0 then
   redis.call('ZADD', KEYS[1], now + tonumber(ARGV[5]), ARGV[2])
+  if keyRunCap > 0 then redis.call('ZADD', KEYS[11], now + tonumber(ARGV[5]), ARGV[2]) end
   return {1, inUse + 1, 0}
 end
-local waiting = waitingUpTo(3)
+local waiting = waitingUpTo(3) + delayedCount(KEYS[10])
 if waiting >= tonumber(ARGV[3]) then return {0, waiting, 0} end
 local client = ARGV[8]
 local keyCap = tonumber(ARGV[10])
@@ -104,25 +116,27 @@ return 1
 `;
 
 /**
- * A worker asks for a slot to run the head of the queue. KEYS: slots, adding, prioritized, wait.
+ * A worker asks for a slot to run the head of the queue. KEYS: slots, adding, prioritized, wait, delayed.
  * ARGV: ticket, maxConcurrent, leaseMs. Returns 1 (granted: lease `ticket` held), 0 (no free slot),
  * -1 (nothing waits).
  */
 export const CLAIM = `${PRELUDE}
 if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
-if redis.call('ZCARD', KEYS[3]) + redis.call('LLEN', KEYS[4]) == 0 then return -1 end
+if redis.call('ZCARD', KEYS[3]) + redis.call('LLEN', KEYS[4]) + dueDelayed(KEYS[5]) == 0 then return -1 end
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
 return 1
 `;
 
 /**
  * Gives a slot back, and hands it straight to the queue's head when something waits. KEYS: slots,
- * adding, prioritized, wait. ARGV: lease, nextTicket ('' = no hand-off), maxConcurrent, leaseMs.
+ * adding, prioritized, wait, delayed, the client key's running leases. ARGV: lease, nextTicket ('' = no
+ * hand-off), maxConcurrent, leaseMs.
  * Returns [handedOff 1/0, waiting].
  */
 export const RELEASE = `${PRELUDE}
 redis.call('ZREM', KEYS[1], ARGV[1])
-local waiting = redis.call('ZCARD', KEYS[3]) + redis.call('LLEN', KEYS[4])
+redis.call('ZREM', KEYS[6], ARGV[1])
+local waiting = redis.call('ZCARD', KEYS[3]) + redis.call('LLEN', KEYS[4]) + dueDelayed(KEYS[5])
 if waiting > 0 and ARGV[2] ~= '' and redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[3]) then
   redis.call('ZADD', KEYS[1], now + tonumber(ARGV[4]), ARGV[2])
   return {1, waiting}
@@ -133,22 +147,32 @@ return {0, waiting}
 /**
  * A worker took job `id` out of BullMQ: its reservation (if still there) and its place in its key's
  * count are gone, its band's virtual time moves to its tag, and the worker learns whether the job may
- * run. KEYS: waiting per key, key per job, adding, commit key, instances, the band's fair-share hash.
- * ARGV: id, origin instance (or ''), fair-share tag. Returns [committed 1/0, origin alive 1/0].
+ * run. KEYS: waiting per key, key per job, adding, commit key, instances, the band's fair-share hash,
+ * the client key's running leases. ARGV: id, origin instance (or ''), fair-share tag, the key's cap on
+ * running requests (0: none), the worker's lease, leaseMs.
+ * Returns [committed 1/0, origin alive 1/0, key at its cap 1/0]; a job whose key is at its cap is left
+ * as it was (still waiting, for the worker to put back for a moment).
  */
-export const BIND = `${FORGET_WAITING}
+export const BIND = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local keyRunCap = tonumber(ARGV[4])
+if keyRunCap > 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[7], '-inf', now)
+  if redis.call('ZCARD', KEYS[7]) >= keyRunCap then return {1, 1, 1} end
+  redis.call('ZADD', KEYS[7], now + tonumber(ARGV[6]), ARGV[5])
+end
+${FORGET_WAITING}
 local fair = KEYS[6]
 local tag = tonumber(ARGV[3])
 if tag > tonumber(redis.call('HGET', fair, '_v') or '0') then redis.call('HSET', fair, '_v', tag) end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('ZREM', KEYS[3], ARGV[1])
 local alive = 1
 if ARGV[2] ~= '' then
   local expiry = redis.call('ZSCORE', KEYS[5], ARGV[2])
   if not expiry or tonumber(expiry) < now then alive = 0 end
 end
-return {redis.call('EXISTS', KEYS[4]), alive}
+return {redis.call('EXISTS', KEYS[4]), alive, 0}
 `;
 
 /**
@@ -162,7 +186,8 @@ return redis.call('PEXPIRE', KEYS[2], ARGV[2])
 
 /**
  * Renews this instance's heartbeat and leases in one call, and forgets instances whose heartbeat
- * lapsed. KEYS: slots, instances. ARGV: instance id, leaseMs, lease ids...
+ * lapsed. KEYS: slots, instances. ARGV: instance id, leaseMs, number n of leases, n lease ids, then
+ * pairs of (a client key's running-lease set, lease id) for leases that count against a key's cap.
  * A lease that lapsed while its request still runs (a long pause) is asserted again.
  */
 export const RENEW = `
@@ -171,13 +196,15 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local expiry = now + tonumber(ARGV[2])
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
 redis.call('ZADD', KEYS[2], expiry, ARGV[1])
-for i = 3, #ARGV do redis.call('ZADD', KEYS[1], expiry, ARGV[i]) end
-return #ARGV - 2
+local n = tonumber(ARGV[3])
+for i = 4, 3 + n do redis.call('ZADD', KEYS[1], expiry, ARGV[i]) end
+for i = 4 + n, #ARGV - 1, 2 do redis.call('ZADD', ARGV[i], expiry, ARGV[i + 1]) end
+return n
 `;
 
 /**
- * The queue's figures in one read. KEYS: slots, adding, prioritized, wait, waiting per key.
- * Returns [waiting high, waiting normal, waiting low, slots in use, key1, n1, key2, n2, …].
+ * The queue's figures in one read. KEYS: slots, adding, prioritized, wait, waiting per key, delayed.
+ * Returns [waiting high, waiting normal, waiting low, slots in use, put back (delayed), key1, n1, …].
  */
 export const FIGURES = `
 local t = redis.call('TIME')
@@ -192,7 +219,8 @@ for b = 1, 3 do
 end
 out[1] = out[1] + redis.call('LLEN', KEYS[4])
 out[4] = redis.call('ZCOUNT', KEYS[1], now, '+inf')
+out[5] = redis.call('ZCARD', KEYS[6])
 local perKey = redis.call('HGETALL', KEYS[5])
-for i = 1, #perKey do out[4 + i] = perKey[i] end
+for i = 1, #perKey do out[5 + i] = perKey[i] end
 return out
 `;
