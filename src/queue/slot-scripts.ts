@@ -21,6 +21,21 @@ export const BAND = 1e13;
 /** A reservation older than this without its job is an add that never landed. */
 export const STALE_RESERVATION_MS = 30_000;
 
+/**
+ * Reservations (KEYS[2]) whose job has not landed in BullMQ yet: once it has, the job counts where it
+ * waits, not twice. Job hashes are named after the queue's keys (KEYS[3] is its \`prioritized\` set).
+ */
+const PENDING_ADDS = `
+local jobPrefix = string.sub(KEYS[3], 1, -12)
+local function pendingAdds(lo, hi)
+  local n = 0
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], lo, hi)) do
+    if redis.call('EXISTS', jobPrefix .. id) == 0 then n = n + 1 end
+  end
+  return n
+end
+`;
+
 const PRELUDE = `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -30,12 +45,13 @@ for b = 1, 3 do
   redis.call('ZREMRANGEBYSCORE', KEYS[2], b * BAND, b * BAND + now - ${STALE_RESERVATION_MS})
 end
 local R = ${FAIR_RANGE}
+${PENDING_ADDS}
 local function bandTop(b) return (b * R + 1) * 4294967296 - 1 end
 local function bandBottom(b) return ((b - 1) * R + 1) * 4294967296 end
 local function waitingUpTo(band)
   return redis.call('ZCOUNT', KEYS[3], '-inf', bandTop(band))
     + redis.call('LLEN', KEYS[4])
-    + redis.call('ZCOUNT', KEYS[2], '-inf', (band + 1) * BAND - 1)
+    + pendingAdds('-inf', (band + 1) * BAND - 1)
 end
 -- Jobs a worker put back for a while (their key at its concurrency cap): BullMQ's delayed ZSET, score
 -- timestamp * 4096 + counter. All of them count against the queue bound; the due ones can be taken.
@@ -43,7 +59,7 @@ local function delayedCount(key) return redis.call('ZCARD', key) end
 local function dueDelayed(key) return redis.call('ZCOUNT', key, '-inf', (now + 1) * 4096 - 1) end
 local function waitingIn(band)
   return redis.call('ZCOUNT', KEYS[3], bandBottom(band), bandTop(band))
-    + redis.call('ZCOUNT', KEYS[2], band * BAND, (band + 1) * BAND - 1)
+    + pendingAdds(band * BAND, (band + 1) * BAND - 1)
 end
 `;
 
@@ -211,10 +227,11 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local BAND = ${BAND}
 local R = ${FAIR_RANGE}
+${PENDING_ADDS}
 local out = {}
 for b = 1, 3 do
   local queued = redis.call('ZCOUNT', KEYS[3], ((b - 1) * R + 1) * 4294967296, (b * R + 1) * 4294967296 - 1)
-  local adding = redis.call('ZCOUNT', KEYS[2], b * BAND + now - ${STALE_RESERVATION_MS}, (b + 1) * BAND - 1)
+  local adding = pendingAdds(b * BAND + now - ${STALE_RESERVATION_MS}, (b + 1) * BAND - 1)
   out[b] = queued + adding
 end
 out[1] = out[1] + redis.call('LLEN', KEYS[4])
