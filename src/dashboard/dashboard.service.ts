@@ -8,6 +8,7 @@ import { Clock } from '../common/clock';
 import { Listeners } from '../common/listeners';
 import { adaptiveConfig, queueConfig } from '../config/sections';
 import { QueueFigures } from '../queue/queue-figures.service';
+import { AuthService } from '../auth/auth.service';
 import { UpstreamOutcomes } from '../upstream/upstream-outcomes';
 import { DashboardSample, DashboardSampler, LiveState } from './dashboard-sampler';
 
@@ -46,6 +47,7 @@ export class DashboardService implements OnApplicationBootstrap, OnApplicationSh
     private readonly clock: Clock,
     @Inject(queueConfig.KEY) private readonly queue: ConfigType<typeof queueConfig>,
     @Inject(adaptiveConfig.KEY) private readonly adaptiveSettings: ConfigType<typeof adaptiveConfig>,
+    private readonly auth: AuthService,
   ) {
     this.sampler = new DashboardSampler(clock.now());
   }
@@ -106,6 +108,11 @@ export class DashboardService implements OnApplicationBootstrap, OnApplicationSh
       timeUntilResetS: Math.ceil(abandoned.timeUntilResetMs() / 1000),
       strategy: this.adaptive.strategy,
       healthScore: this.adaptive.healthScore,
+      waitingByKey: [...this.auth.clientIdentities(), { id: 'anonymous', name: 'anonymous' }]
+        .map((client) => ({ name: client.name, waiting: this.figures.waitingOf(client.id) }))
+        .filter((k) => k.waiting > 0)
+        .sort((a, b) => b.waiting - a.waiting || a.name.localeCompare(b.name))
+        .slice(0, MAX_BREAKERS),
     };
   }
 }
