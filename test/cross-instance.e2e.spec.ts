@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
-import { after, before, describe, it } from 'node:test';
+import { after, afterEach, before, describe, it } from 'node:test';
 import Redis from 'ioredis';
 import { UpstreamSimulator } from '../src/upstream/simulator/simulator';
 import { chatBody, getJson, parseSse, postJson, send } from './support/http';
@@ -33,6 +33,8 @@ describe('one gateway across instances: cancellation', () => {
     redis?.disconnect();
     await stack?.stop('SIGKILL');
   });
+
+  afterEach(() => stack?.stopGateways());
 
   it('a stream aborted by its client at a front door stops the upstream call on the worker instance', async () => {
     const front = await stack.startGateway({ WORKER_ENABLED: 'false' });
@@ -80,6 +82,8 @@ describe('one gateway across instances: stream relay', () => {
   });
 
   after(() => stack?.stop('SIGKILL'));
+
+  afterEach(() => stack?.stopGateways());
 
   it('relays a long stream in order through Redis', async () => {
     const front = await stack.startGateway({ WORKER_ENABLED: 'false' });

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { after, afterEach, before, describe, it } from 'node:test';
 import Redis from 'ioredis';
 import { keyDigest } from '../src/config/api-keys-file';
 import { UpstreamSimulator } from '../src/upstream/simulator/simulator';
@@ -139,6 +139,8 @@ describe("a client key's concurrency cap (API_KEYS_FILE maxConcurrent), across i
     await stack?.stop();
     file?.remove();
   });
+
+  afterEach(() => stack?.stopGateways());
 
   it('never runs more requests of the key at once than its cap, while other keys use the free slots', async () => {
     const a = await stack.startGateway();

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { after, afterEach, before, describe, it } from 'node:test';
 import { UpstreamSimulator } from '../src/upstream/simulator/simulator';
 import { chatBody, getJson, postJson, postSse, words } from './support/http';
 import { Stack, startStack } from './support/stack';
@@ -14,6 +14,8 @@ describe('several instances on one Redis', () => {
   });
 
   after(() => stack?.stop('SIGKILL'));
+
+  afterEach(() => stack?.stopGateways());
 
   it('relays a stream whose job runs on another instance, chunk by chunk', async () => {
     const front = await stack.startGateway({ WORKER_ENABLED: 'false' });

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { after, afterEach, before, describe, it } from 'node:test';
 import Redis from 'ioredis';
 import { UpstreamSimulator } from '../src/upstream/simulator/simulator';
 import { GatewayProcess } from './support/gateway-process';
@@ -35,6 +35,8 @@ describe('queue core: exact bounds across instances, fast lane, leases, hand-bac
     redis?.disconnect();
     await stack?.stop('SIGKILL');
   });
+
+  afterEach(() => stack?.stopGateways());
 
   it('three instances under 150 clients: the queue never exceeds MAX_QUEUE_SIZE, the upstream never sees more than MAX_CONCURRENT_REQUESTS, every request is answered within its deadline', async () => {
     const env = { MAX_QUEUE_SIZE: '30', MAX_CONCURRENT_REQUESTS: '4', REQUEST_TIMEOUT_MS: '4000' };
@@ -95,9 +97,11 @@ describe('queue core: exact bounds across instances, fast lane, leases, hand-bac
     simulator.resetStats();
     const results = await Promise.all(
       Array.from({ length: 12 }, () =>
-        postJson(`${gateway.url}/v1/chat/completions`, chatBody({ x_sim: { latencyMs: 1500 } }), { 'x-request-timeout-ms': '2000' }),
+        postJson(`${gateway.url}/v1/chat/completions`, chatBody({ x_sim: { latencyMs: 700 } }), { 'x-request-timeout-ms': '2000' }),
       ),
     );
+    // Three slots, 700 ms calls, 2 s deadlines: three rounds start in time (the third is cut off upstream,
+    // request_timeout); whatever is still queued at 2 s never reaches the upstream (queue_timeout).
     const codes = results.map((r) => (r.status === 200 ? 'ok' : r.json.error.code));
     const called = simulator.stats.requestsByPath['/v1/chat/completions'] ?? 0;
     const count = (code: string) => codes.filter((c) => c === code).length;

@@ -348,13 +348,19 @@ export class QueueService implements OnApplicationBootstrap {
       void this.slots.forget(jobId).catch(() => undefined);
       return reason instanceof RequestTimeoutError ? new QueueTimeoutError(this.clock.now() - enqueuedAt) : reason;
     }
-    await this.delivery.cancel(jobId).catch(() => undefined);
-    if (!(reason instanceof RequestTimeoutError)) return reason;
+    if (!(reason instanceof RequestTimeoutError)) {
+      await this.delivery.cancel(jobId).catch(() => undefined);
+      return reason;
+    }
+    // The worker's own timer fires at the same deadline and says whether the upstream was ever called
+    // (queue_timeout) or not; a cancel now would silence that verdict, so it only follows one that is late.
     const verdict = await withDeadline(pending.answer, VERDICT_GRACE_MS).then(
       () => reason,
-      (error: unknown) => (error instanceof DeadlineExceededError ? reason : error),
+      (error: unknown) => (error instanceof DeadlineExceededError ? undefined : error),
     );
-    return verdict;
+    if (verdict !== undefined) return verdict;
+    await this.delivery.cancel(jobId).catch(() => undefined);
+    return reason;
   }
 }
 

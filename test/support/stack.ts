@@ -44,6 +44,11 @@ export interface Stack {
   gateways: GatewayProcess[];
   /** Starts another gateway on this stack, with `env` on top of the stack's environment; `stop()` stops it too. */
   startGateway(env?: Record<string, string>): Promise<GatewayProcess>;
+  /**
+   * Stops every gateway started so far (Redis and the simulator keep running): for an `afterEach`, so
+   * that a test that failed half-way leaves no worker behind to take the next test's jobs.
+   */
+  stopGateways(signal?: NodeJS.Signals): Promise<void>;
   /** Stops the gateways (with `signal`, all at once), then the simulator, then Redis; idempotent. */
   stop(signal?: NodeJS.Signals): Promise<void>;
 }
@@ -89,6 +94,9 @@ export async function startStack(options: StackOptions = {}): Promise<Stack | Ga
         const gateway = await startGateway({ env: { ...base, ...env } });
         gateways.push(gateway);
         return gateway;
+      },
+      stopGateways: async (signal = 'SIGKILL') => {
+        await Promise.all(gateways.splice(0).map((g) => g.stop(signal)));
       },
       stop,
     };
