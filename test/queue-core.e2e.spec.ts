@@ -97,11 +97,11 @@ describe('queue core: exact bounds across instances, fast lane, leases, hand-bac
     simulator.resetStats();
     const results = await Promise.all(
       Array.from({ length: 12 }, () =>
-        postJson(`${gateway.url}/v1/chat/completions`, chatBody({ x_sim: { latencyMs: 700 } }), { 'x-request-timeout-ms': '2000' }),
+        postJson(`${gateway.url}/v1/chat/completions`, chatBody({ x_sim: { latencyMs: 1500 } }), { 'x-request-timeout-ms': '2000' }),
       ),
     );
-    // Three slots, 700 ms calls, 2 s deadlines: three rounds start in time (the third is cut off upstream,
-    // request_timeout); whatever is still queued at 2 s never reaches the upstream (queue_timeout).
+    // Three slots, 1.5 s calls, 2 s deadlines: the first round answers, the second is cut off upstream
+    // (request_timeout), and whatever is still queued at 2 s never reaches the upstream (queue_timeout).
     const codes = results.map((r) => (r.status === 200 ? 'ok' : r.json.error.code));
     const called = simulator.stats.requestsByPath['/v1/chat/completions'] ?? 0;
     const count = (code: string) => codes.filter((c) => c === code).length;
