@@ -29,6 +29,9 @@ function within(work: Promise<unknown>, ms: number): Promise<boolean> {
   ]);
 }
 
+/** Connections the kernel may queue for accept (capped by net.core.somaxconn). */
+const LISTEN_BACKLOG = 4096;
+
 async function main(): Promise<void> {
   let env: EnvironmentVariables;
   try {
@@ -113,7 +116,9 @@ async function main(): Promise<void> {
     return exit(EXIT.ok);
   }
   try {
-    await app.listen({ port: env.PORT, host: env.HOST });
+    // A deep accept backlog: a burst of connections (a thousand streams opening at once) waits in the
+    // kernel's queue instead of being dropped and retried by the clients seconds later.
+    await app.listen({ port: env.PORT, host: env.HOST, backlog: LISTEN_BACKLOG });
   } catch (error) {
     logger.fatal({ port: env.PORT, host: env.HOST, code: (error as NodeJS.ErrnoException)?.code }, listenFailureMessage(env.HOST, env.PORT, error));
     await closeUnserved(app);

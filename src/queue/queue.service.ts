@@ -166,7 +166,7 @@ export class QueueService implements OnApplicationBootstrap {
       mode: 'async',
       origin: this.delivery.instanceId,
     };
-    const admitted = await this.admit(id, request, false);
+    const admitted = await this.admit(id, request, false, idempotencyKey !== undefined);
     if (admitted.kind === 'duplicate') return { id, replayed: true, job: await this.queue.getJob(id) };
     if (admitted.kind === 'fast') throw new Error('async jobs never take the fast lane');
     // Two submissions racing with one key both reach here; BullMQ adds one job under that id.
@@ -194,14 +194,14 @@ export class QueueService implements OnApplicationBootstrap {
   }
 
   /** The atomic admission step; refuses with the contract's errors. */
-  private async admit(id: string, request: QueuedRequest, fastLane: boolean) {
+  private async admit(id: string, request: QueuedRequest, fastLane: boolean, mayExist = false) {
     if (!this.redis.ready) throw new LoadShedError('the queue store (Redis) is unreachable', 5000);
     let admitted;
     const sentAt = this.clock.now();
     try {
       const maxWaiting = request.maxQueueShare ? Math.max(1, Math.floor(request.maxQueueShare * this.config.maxQueueSize)) : 0;
       const client = { id: request.clientId, weight: request.weight ?? 1, maxWaiting, maxRunning: request.maxConcurrent ?? 0 };
-      admitted = await withDeadline(this.slots.admit(id, request.priority, client, fastLane, COMMIT_WINDOW_MS), ADMIT_TIMEOUT_MS);
+      admitted = await withDeadline(this.slots.admit(id, request.priority, client, { fastLane, commitWindowMs: COMMIT_WINDOW_MS, mayExist }), ADMIT_TIMEOUT_MS);
     } catch (error) {
       this.logger.warn(`could not admit a request: ${(error as Error).message}`);
       throw new LoadShedError('the queue store (Redis) did not answer', 5000);

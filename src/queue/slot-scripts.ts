@@ -41,9 +41,6 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local BAND = ${BAND}
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-for b = 1, 3 do
-  redis.call('ZREMRANGEBYSCORE', KEYS[2], b * BAND, b * BAND + now - ${STALE_RESERVATION_MS})
-end
 local R = ${FAIR_RANGE}
 ${PENDING_ADDS}
 local function bandTop(b) return (b * R + 1) * 4294967296 - 1 end
@@ -69,7 +66,8 @@ end
  * the client key's running leases.
  * ARGV: band, id, maxQueue, maxConcurrent, leaseMs, fastLaneAllowed (1/0), commitWindowMs, client key,
  * cost (fair-share units of one request of this key: inversely proportional to its weight), the key's
- * cap on waiting requests (0: none), the key's cap on running requests (0: none).
+ * cap on waiting requests (0: none), the key's cap on running requests (0: none), whether the job may
+ * exist already (1: an Idempotency-Key's id; 0: a fresh id, no need to look).
  * Returns [kind, figure, tag]: kind 1 = fast lane (a lease `id` is held; figure = slots in use), 2 = a
  * queue place is reserved (figure = free slots now, tag = its fair-share start tag), 0 = queue full
  * (figure = waiting), 3 = the job exists already, 4 = the key holds its share of the queue (figure = its
@@ -81,7 +79,7 @@ end
  * (BIND). A band with nothing waiting starts its clock afresh.
  */
 export const ADMIT = `${PRELUDE}
-if redis.call('EXISTS', KEYS[5]) == 1 then return {3, 0, 0} end
+if ARGV[12] == '1' and redis.call('EXISTS', KEYS[5]) == 1 then return {3, 0, 0} end
 local band = tonumber(ARGV[1])
 local maxConcurrent = tonumber(ARGV[4])
 local inUse = redis.call('ZCARD', KEYS[1])
@@ -146,12 +144,12 @@ return 1
 /**
  * Gives a slot back, and hands it straight to the queue's head when something waits. KEYS: slots,
  * adding, prioritized, wait, delayed, the client key's running leases. ARGV: lease, nextTicket ('' = no
- * hand-off), maxConcurrent, leaseMs.
+ * hand-off), maxConcurrent, leaseMs, whether the lease counts against its key (1/0).
  * Returns [handedOff 1/0, waiting].
  */
 export const RELEASE = `${PRELUDE}
 redis.call('ZREM', KEYS[1], ARGV[1])
-redis.call('ZREM', KEYS[6], ARGV[1])
+if ARGV[5] == '1' then redis.call('ZREM', KEYS[6], ARGV[1]) end
 local waiting = redis.call('ZCARD', KEYS[3]) + redis.call('LLEN', KEYS[4]) + dueDelayed(KEYS[5])
 if waiting > 0 and ARGV[2] ~= '' and redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[3]) then
   redis.call('ZADD', KEYS[1], now + tonumber(ARGV[4]), ARGV[2])
@@ -229,6 +227,11 @@ local BAND = ${BAND}
 local R = ${FAIR_RANGE}
 ${PENDING_ADDS}
 local out = {}
+-- Reservations whose add never landed (its instance died between the two steps) are forgotten here,
+-- on the figures' 200 ms tick, rather than on every request's path; until then they only over-count.
+for b = 1, 3 do
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], b * BAND, b * BAND + now - ${STALE_RESERVATION_MS})
+end
 for b = 1, 3 do
   local queued = redis.call('ZCOUNT', KEYS[3], ((b - 1) * R + 1) * 4294967296, (b * R + 1) * 4294967296 - 1)
   local adding = pendingAdds(b * BAND + now - ${STALE_RESERVATION_MS}, (b + 1) * BAND - 1)

@@ -95,7 +95,7 @@ export class SlotStore {
     id: string,
     priority: Priority,
     client: QueueClient,
-    limits: { maxQueue: number; maxConcurrent: number; leaseMs: number; fastLane: boolean; commitWindowMs: number },
+    limits: { maxQueue: number; maxConcurrent: number; leaseMs: number; fastLane: boolean; commitWindowMs: number; mayExist: boolean },
   ): Promise<AdmitResult> {
     const k = this.keys;
     const band = BAND[priority];
@@ -103,7 +103,7 @@ export class SlotStore {
     const [kind, figure, tag] = (await this.redis.bulwarkAdmit(
       k.slots, k.adding, k.prioritized, k.wait, k.job(id), k.commit(id), k.fair(band), k.keyWaiting, k.jobKey, k.delayed, k.keyRunning(client.id),
       band, id, limits.maxQueue, limits.maxConcurrent, limits.leaseMs, limits.fastLane ? 1 : 0, limits.commitWindowMs,
-      client.id, cost, client.maxWaiting, client.maxRunning,
+      client.id, cost, client.maxWaiting, client.maxRunning, limits.mayExist ? 1 : 0,
     )) as number[];
     if (kind === 1) return { kind: 'fast', inUse: figure };
     if (kind === 2) return { kind: 'queued', freeSlots: figure, fairTag: tag };
@@ -127,7 +127,7 @@ export class SlotStore {
     const k = this.keys;
     const [handedOff, waiting] = (await this.redis.bulwarkRelease(
       k.slots, k.adding, k.prioritized, k.wait, k.delayed, keySet ?? NO_KEY_SET,
-      lease, nextTicket ?? '', maxConcurrent, leaseMs,
+      lease, nextTicket ?? '', maxConcurrent, leaseMs, keySet ? 1 : 0,
     )) as number[];
     return { handedOff: handedOff === 1, waiting };
   }

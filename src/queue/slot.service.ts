@@ -87,13 +87,15 @@ export class SlotService implements OnApplicationBootstrap, OnApplicationShutdow
    * Takes a free slot for `id` at once when nothing of its priority or higher waits (fast lane), else
    * reserves a queue place for it; both against the exact figures in Redis.
    */
-  async admit(id: string, priority: Priority, client: QueueClient, fastLane: boolean, commitWindowMs: number): Promise<AdmitResult> {
+  async admit(id: string, priority: Priority, client: QueueClient, options: { fastLane: boolean; commitWindowMs: number; mayExist: boolean }): Promise<AdmitResult> {
+    const { fastLane, commitWindowMs, mayExist } = options;
     const result = await this.store.admit(id, priority, client, {
       maxQueue: this.config.maxQueueSize,
       maxConcurrent: this.config.maxConcurrent,
       leaseMs: this.config.lockMs,
       fastLane,
       commitWindowMs,
+      mayExist,
     });
     if (result.kind === 'fast') this.leases.set(id, client.maxRunning > 0 ? keyRunningSet(client.id) : undefined);
     return result;
