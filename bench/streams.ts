@@ -1,0 +1,111 @@
+import { Pool } from 'undici';
+import { UpstreamSimulator } from '../src/upstream/simulator/simulator';
+import { startRedis } from '../test/support/redis-server';
+import { memoryMB } from './process-stats';
+import { startBenchGateway } from './bench-gateway';
+
+/** Many concurrent streams through one path. */
+export interface StreamsRow {
+  path: string;
+  streams: number;
+  /** Streams answered 200 with every content chunk and the final `[DONE]`. */
+  complete: number;
+  /** From the moment all were sent, in ms. */
+  slowestFirstChunkMs: number;
+  medianCompletionMs: number;
+  slowestCompletionMs: number;
+  /** Peak resident set (VmHWM) of the proxy process, and its resident set before the streams; MB. */
+  peakRssMB?: number;
+  rssBeforeMB?: number;
+}
+
+/** The streaming shape every stream has: `chunks` words, `intervalMs` apart. */
+export interface StreamShape {
+  count: number;
+  chunks: number;
+  intervalMs: number;
+}
+
+interface StreamOutcome {
+  /** Answered 200 and ended with `[DONE]`. */
+  ok: boolean;
+  contentChunks: number;
+  firstChunkMs: number;
+  doneMs: number;
+}
+
+async function oneStream(pool: Pool, path: string, body: string, started: number): Promise<StreamOutcome> {
+  const res = await pool.request({ path, method: 'POST', headers: { 'content-type': 'application/json' }, body, headersTimeout: 60_000, bodyTimeout: 60_000 });
+  let text = '';
+  let firstChunkMs = NaN;
+  for await (const chunk of res.body) {
+    if (Number.isNaN(firstChunkMs)) firstChunkMs = performance.now() - started;
+    text += (chunk as Buffer).toString();
+  }
+  const doneMs = performance.now() - started;
+  const events = text
+    .split('\n\n')
+    .filter((e) => e.startsWith('data: '))
+    .map((e) => e.slice(6));
+  const content = events.filter((e) => e !== '[DONE]' && (JSON.parse(e) as { choices: { delta: { content?: string } }[] }).choices[0]?.delta?.content);
+  return { ok: res.statusCode === 200 && events.at(-1) === '[DONE]', contentChunks: content.length, firstChunkMs, doneMs };
+}
+
+/** Opens `shape.count` streams at once on `url` (one connection each) and waits for all of them. */
+async function streamsAtOnce(url: string, shape: StreamShape): Promise<Omit<StreamsRow, 'path'>> {
+  const { origin, pathname } = new URL(url);
+  const pool = new Pool(origin, { connections: shape.count, pipelining: 1 });
+  const body = JSON.stringify({ model: 'sim-small', messages: [{ role: 'user', content: 'stream' }], stream: true, x_sim: { chunks: shape.chunks } });
+  try {
+    const started = performance.now();
+    const outcomes = await Promise.all(
+      Array.from({ length: shape.count }, () =>
+        oneStream(pool, pathname, body, started).catch((): StreamOutcome => ({ ok: false, contentChunks: 0, firstChunkMs: NaN, doneMs: NaN })),
+      ),
+    );
+    const complete = outcomes.filter((o) => o.ok && o.contentChunks === shape.chunks);
+    const done = complete.map((o) => o.doneMs).sort((a, b) => a - b);
+    return {
+      streams: shape.count,
+      complete: complete.length,
+      slowestFirstChunkMs: Math.max(...complete.map((o) => o.firstChunkMs)),
+      medianCompletionMs: done[Math.floor(done.length / 2)] ?? NaN,
+      slowestCompletionMs: done.at(-1) ?? NaN,
+    };
+  } finally {
+    await pool.destroy();
+  }
+}
+
+/**
+ * `shape.count` concurrent streams of `shape.chunks` chunks `shape.intervalMs` apart, straight to the
+ * simulator and through one gateway with as many slots and queue places as streams.
+ */
+export async function concurrentStreams(shape: StreamShape): Promise<StreamsRow[]> {
+  const simulator = new UpstreamSimulator({ latencyMs: 0, chunkIntervalMs: shape.intervalMs });
+  const { baseUrl } = await simulator.start();
+  const redis = await startRedis();
+  try {
+    const direct = await streamsAtOnce(`${baseUrl}/chat/completions`, shape);
+    const gateway = await startBenchGateway({
+      REDIS_URL: redis.url,
+      UPSTREAM_URL: baseUrl,
+      MAX_CONCURRENT_REQUESTS: String(shape.count),
+      MAX_QUEUE_SIZE: String(shape.count),
+    });
+    try {
+      const pid = gateway.child.pid!;
+      const rssBeforeMB = memoryMB(pid, 'VmRSS');
+      const through = await streamsAtOnce(`${gateway.url}/v1/chat/completions`, shape);
+      return [
+        { path: 'direct', ...direct },
+        { path: 'Bulwark', ...through, peakRssMB: memoryMB(pid, 'VmHWM'), rssBeforeMB },
+      ];
+    } finally {
+      await gateway.stop('SIGKILL');
+    }
+  } finally {
+    await simulator.stop();
+    await redis.stop();
+  }
+}
