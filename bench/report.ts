@@ -68,7 +68,8 @@ export function printPart(results: BenchResults, part: keyof Omit<BenchResults, 
     }
     case 'streams':
       console.log(`\n3. ${results.streams!.shape.count} concurrent streams of ${results.streams!.shape.chunks} chunks, ${results.streams!.shape.intervalMs} ms apart:`);
-      console.table(format(results.streams!.rows));
+      console.table(format(results.streams!.rows.map(({ failures, ...r }) => ({ ...r, failed: Object.values(failures).reduce((a, b) => a + b, 0) }))));
+      for (const r of results.streams!.rows) if (Object.keys(r.failures).length) console.log(`${r.path} failures:`, r.failures);
       break;
     case 'crash':
       console.log('\n4. Crash recovery (kill -9 of the instance holding both slots):');
@@ -128,6 +129,10 @@ export function markdown(results: BenchResults): string {
     for (const r of streams.rows) {
       const rss = r.peakRssMB === undefined ? '–' : `${int(r.peakRssMB)} (${int(r.rssBeforeMB)})`;
       lines.push(row([r.path, `${r.complete} / ${r.streams}`, int(r.slowestFirstChunkMs), int(r.medianCompletionMs), int(r.slowestCompletionMs), rss]));
+    }
+    for (const r of streams.rows) {
+      const reasons = Object.entries(r.failures).map(([reason, count]) => `${count} × ${reason.replace(/\s+/g, ' ')}`);
+      if (reasons.length) lines.push('', `${r.path}, streams that did not complete: ${reasons.join('; ')}`);
     }
     const b = byPath(streams.rows, 'Bulwark')!;
     const limitMs = TARGETS.streamsLengthFactor * lengthMs;

@@ -1,7 +1,7 @@
 import { Pool } from 'undici';
-import { UpstreamSimulator } from '../src/upstream/simulator/simulator';
 import { startRedis } from '../test/support/redis-server';
 import { memoryMB } from './process-stats';
+import { startSimulatorProcess } from './simulator-process';
 import { startBenchGateway } from './bench-gateway';
 
 /** Many concurrent streams through one path. */
@@ -14,6 +14,8 @@ export interface StreamsRow {
   slowestFirstChunkMs: number;
   medianCompletionMs: number;
   slowestCompletionMs: number;
+  /** Streams that did not complete, by reason. */
+  failures: Record<string, number>;
   /** Peak resident set (VmHWM) of the proxy process, and its resident set before the streams; MB. */
   peakRssMB?: number;
   rssBeforeMB?: number;
@@ -27,14 +29,15 @@ export interface StreamShape {
 }
 
 interface StreamOutcome {
-  /** Answered 200 and ended with `[DONE]`. */
+  /** Answered 200, with every content chunk and the final `[DONE]`. */
   ok: boolean;
-  contentChunks: number;
+  /** Why not: the status and the start of the body, or the client error. */
+  failure?: string;
   firstChunkMs: number;
   doneMs: number;
 }
 
-async function oneStream(pool: Pool, path: string, body: string, started: number): Promise<StreamOutcome> {
+async function oneStream(pool: Pool, path: string, body: string, chunks: number, started: number): Promise<StreamOutcome> {
   const res = await pool.request({ path, method: 'POST', headers: { 'content-type': 'application/json' }, body, headersTimeout: 60_000, bodyTimeout: 60_000 });
   let text = '';
   let firstChunkMs = NaN;
@@ -43,12 +46,17 @@ async function oneStream(pool: Pool, path: string, body: string, started: number
     text += (chunk as Buffer).toString();
   }
   const doneMs = performance.now() - started;
+  if (res.statusCode !== 200) return { ok: false, failure: `${res.statusCode} ${text.slice(0, 120)}`, firstChunkMs, doneMs };
   const events = text
     .split('\n\n')
     .filter((e) => e.startsWith('data: '))
     .map((e) => e.slice(6));
-  const content = events.filter((e) => e !== '[DONE]' && (JSON.parse(e) as { choices: { delta: { content?: string } }[] }).choices[0]?.delta?.content);
-  return { ok: res.statusCode === 200 && events.at(-1) === '[DONE]', contentChunks: content.length, firstChunkMs, doneMs };
+  const parsed = events.filter((e) => e !== '[DONE]').map((e) => JSON.parse(e) as { choices?: { delta?: { content?: string } }[]; error?: unknown });
+  const error = parsed.find((e) => e.error !== undefined);
+  if (error) return { ok: false, failure: `200, then an error event ${JSON.stringify(error).slice(0, 120)}`, firstChunkMs, doneMs };
+  const content = parsed.filter((e) => e.choices?.[0]?.delta?.content).length;
+  const ok = events.at(-1) === '[DONE]' && content === chunks;
+  return { ok, failure: ok ? undefined : `200 with ${content} chunks, last event ${events.at(-1)?.slice(0, 80)}`, firstChunkMs, doneMs };
 }
 
 /** Opens `shape.count` streams at once on `url` (one connection each) and waits for all of them. */
@@ -60,17 +68,22 @@ async function streamsAtOnce(url: string, shape: StreamShape): Promise<Omit<Stre
     const started = performance.now();
     const outcomes = await Promise.all(
       Array.from({ length: shape.count }, () =>
-        oneStream(pool, pathname, body, started).catch((): StreamOutcome => ({ ok: false, contentChunks: 0, firstChunkMs: NaN, doneMs: NaN })),
+        oneStream(pool, pathname, body, shape.chunks, started).catch(
+          (error: Error): StreamOutcome => ({ ok: false, failure: `${error.name}: ${error.message}`, firstChunkMs: NaN, doneMs: performance.now() - started }),
+        ),
       ),
     );
-    const complete = outcomes.filter((o) => o.ok && o.contentChunks === shape.chunks);
+    const complete = outcomes.filter((o) => o.ok);
     const done = complete.map((o) => o.doneMs).sort((a, b) => a - b);
+    const failures: Record<string, number> = {};
+    for (const o of outcomes) if (o.failure) failures[o.failure] = (failures[o.failure] ?? 0) + 1;
     return {
       streams: shape.count,
       complete: complete.length,
       slowestFirstChunkMs: Math.max(...complete.map((o) => o.firstChunkMs)),
       medianCompletionMs: done[Math.floor(done.length / 2)] ?? NaN,
       slowestCompletionMs: done.at(-1) ?? NaN,
+      failures,
     };
   } finally {
     await pool.destroy();
@@ -82,9 +95,12 @@ async function streamsAtOnce(url: string, shape: StreamShape): Promise<Omit<Stre
  * simulator and through one gateway with as many slots and queue places as streams.
  */
 export async function concurrentStreams(shape: StreamShape): Promise<StreamsRow[]> {
-  const simulator = new UpstreamSimulator({ latencyMs: 0, chunkIntervalMs: shape.intervalMs });
-  const { baseUrl } = await simulator.start();
-  const redis = await startRedis();
+  const simulator = await startSimulatorProcess(['--latency-ms', '0', '--chunk-interval-ms', String(shape.intervalMs)]);
+  const { baseUrl } = simulator;
+  const redis = await startRedis().catch(async (error: unknown) => {
+    await simulator.stop();
+    throw error;
+  });
   try {
     const direct = await streamsAtOnce(`${baseUrl}/chat/completions`, shape);
     const gateway = await startBenchGateway({
