@@ -14,10 +14,13 @@ import { toErrorResponse } from './common/error-response';
 import { ShuttingDownError } from './common/errors';
 import { HttpMetricsHook } from './metrics/http-metrics.hook';
 import type { EnvironmentVariables } from './config/environment';
+import { tracingSettings } from './config/sections';
+import { registerServerSpanHooks } from './tracing/server-span.hooks';
+import { TracingService } from './tracing/tracing.service';
 import type { Runtime } from './runtime';
 
 /** Upstream-bound routes, whose requests may be shed before routing (see the onRequest hook). */
-const INFERENCE_PATHS = new Set(['/v1/chat/completions', '/v1/completions', '/v1/embeddings', '/v1/jobs']);
+const INFERENCE_PATHS = new Set(['/v1/chat/completions', '/v1/completions', '/v1/embeddings', '/v1/responses', '/v1/jobs']);
 
 /** Any X-Request-Id of 1 to 128 characters without control characters is echoed back (API.md §2). */
 const REQUEST_ID = /^[^\x00-\x1f\x7f]{1,128}$/;
@@ -55,9 +58,12 @@ export async function createApp(runtime: Runtime, env: EnvironmentVariables): Pr
   });
   // The front door is the first onRequest hook, registered before Nest adds its middleware (logging),
   // so that a request shed there costs no routing, guard, body parsing or log line.
-  const door: { services?: FrontDoorServices } = {};
+  const door: { services?: FrontDoorServices; tracing?: TracingService } = {};
+  const tracing = tracingSettings(env).enabled;
+  // Before the front door, so that requests it sheds are traced too.
+  if (tracing) registerServerSpanHooks(adapter.getInstance(), () => door.tracing);
   registerFrontDoor(adapter.getInstance(), () => door.services);
-  const app = await NestFactory.create<NestFastifyApplication>(AppModule.forRoot(runtime, env.LOG_LEVEL), adapter, {
+  const app = await NestFactory.create<NestFastifyApplication>(AppModule.forRoot(runtime, env.LOG_LEVEL, tracing), adapter, {
     bufferLogs: true,
     abortOnError: false,
     // Bulwark's own strict JSON parser replaces Nest's (see registerJsonBodyParser).
@@ -65,6 +71,7 @@ export async function createApp(runtime: Runtime, env: EnvironmentVariables): Pr
   });
   app.useLogger(app.get(PinoLogger));
   registerJsonBodyParser(app.getHttpAdapter().getInstance(), env.MAX_BODY_BYTES);
+  if (tracing) door.tracing = app.get(TracingService);
   door.services = {
     shutdown: app.get(ShutdownService),
     adaptive: app.get(AdaptiveService),

@@ -24,16 +24,18 @@ import { RedisModule } from './redis/redis.module';
 import { RedisService } from './redis/redis.service';
 import { RUNTIME, Runtime } from './runtime';
 import { LogLevel } from './config/environment';
+import { TracingModule } from './tracing/tracing.module';
 
 @Module({})
 export class AppModule {
-  /** The whole application, given what the process prepared (Redis, upstreams). */
-  static forRoot(runtime: Runtime, logLevel: LogLevel): DynamicModule {
+  /** The whole application, given what the process prepared (Redis, upstreams); `tracing`: OTel is on. */
+  static forRoot(runtime: Runtime, logLevel: LogLevel, tracing = false): DynamicModule {
     return {
       module: AppModule,
       imports: [
         ConfigModule.forRoot({ isGlobal: true, ignoreEnvFile: true, load: allConfigSections, cache: true }),
-        LoggerModule.forRoot(loggerOptions(logLevel)),
+        LoggerModule.forRoot(loggerOptions(logLevel, tracing)),
+        TracingModule,
         { module: RuntimeHolder, global: true, providers: [{ provide: RUNTIME, useValue: runtime }], exports: [RUNTIME] },
         CommonModule,
         RedisModule,

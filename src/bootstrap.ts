@@ -1,6 +1,6 @@
 import pino, { Logger } from 'pino';
 import { EnvironmentVariables, redactUrl } from './config/environment';
-import { loadUpstreamTopology } from './config/load-environment';
+import { loadClientKeys, loadUpstreamTopology } from './config/load-environment';
 import { topologyFromConfig } from './upstream/upstream-registry';
 import { EmbeddedRedis } from './redis/embedded-redis';
 import type { Runtime } from './runtime';
@@ -26,6 +26,8 @@ export async function prepareRuntime(env: EnvironmentVariables, logger: Logger):
     for (const fn of stops.reverse()) await fn().catch((error: Error) => logger.warn({ err: error }, 'stop failed'));
   };
   try {
+    // A bad keys file stops the start before anything is started (the auth section reads it again).
+    if (env.API_KEYS_FILE) loadClientKeys(env.API_KEYS_FILE, env.ADMIN_API_KEY);
     let redisUrl = env.REDIS_URL;
     if (redisUrl) {
       logger.info({ redis: redactUrl(redisUrl) }, 'using the shared Redis of REDIS_URL');
@@ -39,7 +41,6 @@ export async function prepareRuntime(env: EnvironmentVariables, logger: Logger):
       url: env.UPSTREAM_URL,
       apiKey: env.UPSTREAM_API_KEY,
       topology: env.UPSTREAMS_FILE ? loadUpstreamTopology(env.UPSTREAMS_FILE) : undefined,
-      metricsPollMs: 0,
     });
     let simulated = false;
     if (!topology) {

@@ -1,3 +1,4 @@
+import { trace } from '@opentelemetry/api';
 import type { Params } from 'nestjs-pino';
 import type { LogLevel } from './config/environment';
 
@@ -24,11 +25,23 @@ export function requestLogLevel(statusCode: number, failed: boolean, configured:
   return LEVEL_VALUES[level] >= LEVEL_VALUES[configured] ? level : 'silent';
 }
 
-/** JSON lines with the request id on every line; one line per finished request. */
-export function loggerOptions(level: LogLevel): Params {
+/** The active span's ids, on every line logged while tracing is on (the pino mixin). */
+export function traceLogFields(): { trace_id?: string; span_id?: string } {
+  const span = trace.getActiveSpan();
+  if (!span) return {};
+  const { traceId, spanId } = span.spanContext();
+  return { trace_id: traceId, span_id: spanId };
+}
+
+/**
+ * JSON lines with the request id on every line; one line per finished request. With tracing on, every
+ * line logged inside a traced request or job also carries `trace_id` and `span_id`.
+ */
+export function loggerOptions(level: LogLevel, tracing = false): Params {
   return {
     pinoHttp: {
       level,
+      ...(tracing ? { mixin: traceLogFields } : {}),
       redact: { paths: REDACTED_PATHS, censor: '[redacted]' },
       genReqId: (req) => (req as { id?: string }).id ?? 'unknown',
       autoLogging: { ignore: (req) => (req.url ?? '').startsWith('/health') || req.url === '/metrics' },

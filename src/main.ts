@@ -28,7 +28,7 @@ async function main(): Promise<void> {
     }
     throw error;
   }
-  if (!env.API_KEYS) {
+  if (!env.API_KEYS && !env.API_KEYS_FILE) {
     logger.warn('API_KEYS is unset: Bulwark accepts requests from anyone. Set API_KEYS=key:tier,... before exposing it.');
   }
   let app;

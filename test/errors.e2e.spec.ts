@@ -50,13 +50,14 @@ describe('errors: upstream failures and bad requests', () => {
       assert.equal(expectErrorShape(res.json).code, 'upstream_error');
     });
 
-    it("counts an upstream 429 as the upstream failing: 502 upstream_error once retries are spent, never the upstream's 429", async () => {
+    it('answers an upstream 429 that outlasts the retries with 429 upstream_rate_limited and its Retry-After', async () => {
       const before = inferenceCalls();
       const res = await postJson(chatUrl, chatBody({ x_sim: { fault: 'error', status: 429, retryAfter: 1 } }));
-      assert.equal(res.status, 502);
+      assert.equal(res.status, 429);
       const error = expectErrorShape(res.json);
-      assert.equal(error.type, 'upstream_error');
-      assert.equal(error.code, 'upstream_error');
+      assert.equal(error.type, 'rate_limit_error');
+      assert.equal(error.code, 'upstream_rate_limited');
+      assert.equal(res.headers.get('retry-after'), '1');
       assert.equal(inferenceCalls(), before + 1);
     });
 

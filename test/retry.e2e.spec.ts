@@ -54,6 +54,18 @@ describe('retries within the deadline and the budget', () => {
     assert.equal(chatCalls(simulator) - before, 3);
   });
 
+  it('answers a 429 that outlasts the retries with 429 upstream_rate_limited and the upstream\'s Retry-After: 2', async () => {
+    const before = chatCalls(simulator);
+    const res = await postJson(`${gateway.url}/v1/chat/completions`, chatBody({ x_sim: flaky({ status: 429, retryAfter: 2 }, 5) }));
+    assert.equal(res.status, 429, res.text);
+    const error = expectErrorShape(res.json);
+    assert.equal(error.type, 'rate_limit_error');
+    assert.equal(error.code, 'upstream_rate_limited');
+    assert.equal(res.headers.get('retry-after'), '2');
+    assert.equal(res.headers.get('x-should-retry'), 'true');
+    assert.equal(chatCalls(simulator) - before, 3, 'every attempt waited out the upstream\'s Retry-After');
+  });
+
   it("fails at once with the upstream's error when its Retry-After does not fit the deadline", async () => {
     const before = chatCalls(simulator);
     const res = await postJson(

@@ -11,7 +11,9 @@ import { AbandonedTracker } from './abandoned-tracker';
 import { computeHealthScore, HealthInputs, Strategy, StrategySelector } from './health-score';
 import { capMaxTokens, strategyEffects, StrategyEffects } from './strategy-effects';
 
-const EVALUATE_MS = 1000;
+const EVALUATE_MS = 250;
+/** Admission re-evaluates the strategy on demand when the last evaluation is older than this. */
+const FRESH_MS = 100;
 const RECENT_WINDOW_MS = 60_000;
 const UPSTREAM_LOAD_STALE_MS = 30_000;
 /** Fewer recent outcomes than this say nothing about error rates (one failure on an idle gateway is not 100 %). */
@@ -43,6 +45,7 @@ export class AdaptiveService implements OnApplicationBootstrap, OnApplicationShu
   private totals = { total: 0, successful: 0, timeouts: 0, admitted: 0, rejected: 0, optimized: 0 };
   private readonly strategyListeners: ((to: Strategy, from: Strategy, score: number) => void)[] = [];
   private timer?: NodeJS.Timeout;
+  private evaluatedAt = Number.NEGATIVE_INFINITY;
 
   constructor(
     @Inject(adaptiveConfig.KEY) private readonly config: ConfigType<typeof adaptiveConfig>,
@@ -112,6 +115,7 @@ export class AdaptiveService implements OnApplicationBootstrap, OnApplicationShu
 
   /** Recomputes the score and strategy; logs and notifies on every change. */
   evaluate(): Strategy {
+    this.evaluatedAt = this.clock.now();
     this.score = computeHealthScore(this.inputs(), this.clock.now(), UPSTREAM_LOAD_STALE_MS);
     const update = this.selector.update(this.score);
     if (update.changed) {
@@ -133,9 +137,18 @@ export class AdaptiveService implements OnApplicationBootstrap, OnApplicationShu
     return strategyEffects(this.selector.current, this.config.degradedMaxTokens);
   }
 
+  /**
+   * The effects of the strategy as of now: re-evaluated when the last evaluation is older than 100 ms,
+   * so that a strategy's dwell ends when it is due rather than at the next periodic evaluation.
+   */
+  freshEffects(): StrategyEffects {
+    if (this.clock.now() - this.evaluatedAt >= FRESH_MS) this.evaluate();
+    return this.effects();
+  }
+
   /** Applies the strategy's max_tokens cap to a body; counts it towards optimization_rate. */
-  shapeBody(body: Record<string, unknown>): Record<string, unknown> {
-    const { body: shaped, capped } = capMaxTokens(body, this.effects().maxTokensCap);
+  shapeBody(body: Record<string, unknown>, api: 'chat' | 'responses' = 'chat'): Record<string, unknown> {
+    const { body: shaped, capped } = capMaxTokens(body, this.effects().maxTokensCap, api);
     if (capped) this.totals.optimized++;
     return shaped;
   }

@@ -1,6 +1,7 @@
 import { Inject, Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
 import type { ConfigType } from '@nestjs/config';
 import { Clock } from '../common/clock';
+import { ListenerList } from '../common/listener-list';
 import { CircuitOpenError, DeadlineUnreachableError, LoadShedError, NotFoundError, QueueFullError, withoutStack } from '../common/errors';
 import { RandomSource } from '../common/random';
 import { adaptiveConfig, queueConfig } from '../config/sections';
@@ -9,6 +10,8 @@ import { QueueFigures } from '../queue/queue-figures.service';
 import { UpstreamRegistry } from '../upstream/upstream-registry';
 import { AdaptiveService } from './adaptive.service';
 import { Priority, shouldShed } from './graduated-rejection';
+import type { RequestSize } from './service-time-model';
+import { ServiceTimes } from './service-times.service';
 import { drainTimeSeconds } from './wait-estimator';
 
 const REFUSAL_SUMMARY_MS = 10_000;
@@ -17,20 +20,28 @@ export interface AdmissionRequest {
   priority: Priority;
   model: string | undefined;
   deadlineAt: number;
+  /** Output-token limit and prompt length, for the request's own service time. */
+  size?: RequestSize;
 }
 
 export type RejectionReason = 'queue_full' | 'load_shed_queue' | 'load_shed_abandoned' | 'load_shed_strategy' | 'deadline_unreachable' | 'circuit_open' | 'store_unavailable';
 
 /**
- * Admission control at the door, from cached figures only (no Redis round trip): full queue, graduated
- * shedding per priority on queue fill and abandoned capacity, the strategy's own rule, deadlines that
- * the estimated queue wait cannot meet, and models whose every upstream is open.
+ * Admission control at the door, from cached figures only (no Redis round trip). In order: the door's
+ * refusals (store away, queue full, abandoned capacity exhausted), unknown model, every upstream open;
+ * then, only while there is contention (requests waiting or no free slot), the strategy's rule and
+ * graduated shedding on queue fill and abandoned capacity; last, deadlines that the estimated queue
+ * wait plus the request's own estimated service time cannot meet.
+ *
+ * Deciding ({@link check}) counts refusals only; an admission is counted by {@link recordAdmitted}
+ * once the queue has accepted the request, so a request refused later (a 400 from the body's
+ * validation, a full queue at enqueue) never counts as admitted.
  */
 @Injectable()
 export class AdmissionService implements OnApplicationBootstrap, OnApplicationShutdown {
-  private readonly rejectionListeners: ((reason: RejectionReason) => void)[] = [];
-  private readonly admissionListeners: ((priority: Priority) => void)[] = [];
   private readonly logger = new Logger(AdmissionService.name);
+  private readonly rejectionListeners = new ListenerList<RejectionReason>(this.logger, 'rejection');
+  private readonly admissionListeners = new ListenerList<Priority>(this.logger, 'admission');
   /** Refusals are logged as one summary line per period rather than one line each. */
   private readonly refusedSinceSummary = new Map<RejectionReason, number>();
   private summaryTimer?: NodeJS.Timeout;
@@ -62,22 +73,22 @@ export class AdmissionService implements OnApplicationBootstrap, OnApplicationSh
     private readonly registry: UpstreamRegistry,
     private readonly clock: Clock,
     private readonly random: RandomSource,
+    private readonly serviceTimes: ServiceTimes,
   ) {}
 
   onRejection(listener: (reason: RejectionReason) => void): void {
-    this.rejectionListeners.push(listener);
+    this.rejectionListeners.add(listener);
   }
 
   /** Called with the priority of every admitted request (metrics, dashboard). */
   onAdmission(listener: (priority: Priority) => void): void {
-    this.admissionListeners.push(listener);
+    this.admissionListeners.add(listener);
   }
 
-  /** Throws the typed refusal, or returns when the request may be queued. */
-  admit(request: AdmissionRequest): void {
-    this.check(request);
+  /** Counts one admission; call once the queue has accepted the request. */
+  recordAdmitted(priority: Priority): void {
     this.adaptive.noteAdmission(true);
-    for (const listener of this.admissionListeners) listener(request.priority);
+    this.admissionListeners.emit(priority);
   }
 
   private refuse(reason: RejectionReason, build: () => Error): never {
@@ -88,7 +99,7 @@ export class AdmissionService implements OnApplicationBootstrap, OnApplicationSh
   private noteRefusal(reason: RejectionReason): void {
     this.adaptive.noteAdmission(false);
     this.refusedSinceSummary.set(reason, (this.refusedSinceSummary.get(reason) ?? 0) + 1);
-    for (const listener of this.rejectionListeners) listener(reason);
+    this.rejectionListeners.emit(reason);
   }
 
   /**
@@ -116,7 +127,11 @@ export class AdmissionService implements OnApplicationBootstrap, OnApplicationSh
     return undefined;
   }
 
-  private check({ priority, model, deadlineAt }: AdmissionRequest): void {
+  /**
+   * Throws the typed refusal (and counts it), or returns when the request may be queued. Counts no
+   * admission: the caller calls {@link recordAdmitted} once the queue took the request.
+   */
+  check({ priority, model, deadlineAt, size }: AdmissionRequest): void {
     // The door's refusals first (figures may have moved since the request passed it).
     const forAll = this.refusalForAll();
     if (forAll) throw forAll;
@@ -130,22 +145,29 @@ export class AdmissionService implements OnApplicationBootstrap, OnApplicationSh
       const availability = this.dispatcher.availability(model);
       if (!availability.available) this.refuse('circuit_open', () => new CircuitOpenError(model, availability.retryInMs));
     }
-    if (!this.adaptive.effects().admits(priority)) {
-      this.refuse('load_shed_strategy', () => new LoadShedError(`strategy ${this.adaptive.strategy}: only high priority is admitted`, retryAfterMs));
-    }
-    const fill = queue.waiting / this.queue.maxQueueSize;
-    if (shouldShed(fill, this.config.queueRejectionThreshold, priority, this.random)) {
-      this.refuse('load_shed_queue', () => new LoadShedError(`queue ${Math.round(fill * 100)}% full`, retryAfterMs));
-    }
-    const abandonedUse = this.adaptive.abandoned.capacityUsed();
-    if (shouldShed(abandonedUse, this.config.abandonedRejectionThreshold, priority, this.random)) {
-      const resetMs = Math.min(this.adaptive.abandoned.timeUntilResetMs(), this.config.resetIntervalMs / 4);
-      this.refuse('load_shed_abandoned', () => new LoadShedError(`${Math.round(abandonedUse * 100)}% of abandoned-request capacity in use`, Math.max(1000, resetMs)));
+    // Restrictions exist to protect work in progress: with nobody waiting and a slot free, the request
+    // harms no one, whatever the strategy says (no free slot is ever wasted after an overload burst).
+    const contended = queue.waiting > 0 || queue.active >= this.queue.maxConcurrent;
+    if (contended) {
+      if (!this.adaptive.freshEffects().admits(priority)) {
+        this.refuse('load_shed_strategy', () => new LoadShedError(`strategy ${this.adaptive.strategy}: only high priority is admitted`, retryAfterMs));
+      }
+      const fill = queue.waiting / this.queue.maxQueueSize;
+      if (shouldShed(fill, this.config.queueRejectionThreshold, priority, this.random)) {
+        this.refuse('load_shed_queue', () => new LoadShedError(`queue ${Math.round(fill * 100)}% full`, retryAfterMs));
+      }
+      const abandonedUse = this.adaptive.abandoned.capacityUsed();
+      if (shouldShed(abandonedUse, this.config.abandonedRejectionThreshold, priority, this.random)) {
+        const resetMs = Math.min(this.adaptive.abandoned.timeUntilResetMs(), this.config.resetIntervalMs / 4);
+        this.refuse('load_shed_abandoned', () => new LoadShedError(`${Math.round(abandonedUse * 100)}% of abandoned-request capacity in use`, Math.max(1000, resetMs)));
+      }
     }
     const remainingMs = deadlineAt - this.clock.now();
-    const estimatedWaitMs = this.figures.estimateWaitMs(priority);
-    if (estimatedWaitMs > remainingMs) {
-      this.refuse('deadline_unreachable', () => new DeadlineUnreachableError(estimatedWaitMs, remainingMs, retryAfterMs));
+    // A model not learned yet gives no service estimate: a cold start refuses nobody on size.
+    const ownServiceMs = this.serviceTimes.estimateMs(model, size ?? {}) ?? 0;
+    const estimatedMs = this.figures.estimateWaitMs(priority) + ownServiceMs;
+    if (estimatedMs > remainingMs) {
+      this.refuse('deadline_unreachable', () => new DeadlineUnreachableError(Math.round(estimatedMs), remainingMs, retryAfterMs));
     }
   }
 }

@@ -52,6 +52,14 @@ describe('capMaxTokens', () => {
     assert.deepEqual(capMaxTokens({ max_tokens: 256 }, 256), { body: { max_tokens: 256 }, capped: false });
   });
 
+  it('caps max_output_tokens, and only it, for the Responses API', () => {
+    assert.deepEqual(capMaxTokens({ model: 'm' }, 256, 'responses'), { body: { model: 'm', max_output_tokens: 256 }, capped: true });
+    assert.deepEqual(capMaxTokens({ max_output_tokens: 4000 }, 256, 'responses'), { body: { max_output_tokens: 256 }, capped: true });
+    const within = { max_output_tokens: 100 };
+    assert.equal(capMaxTokens(within, 256, 'responses').body, within);
+    assert.equal(capMaxTokens(within, 256, 'responses').capped, false);
+  });
+
   it('caps max_completion_tokens too', () => {
     const body = { max_tokens: 4000, max_completion_tokens: 5000 };
     assert.deepEqual(capMaxTokens(body, 256), {

@@ -46,13 +46,16 @@ export function strategyEffects(strategy: Strategy, degradedMaxTokens: number): 
  * When the body sets no limit at all, `max_tokens` is set to the cap, because an unbounded generation
  * is exactly what degraded mode must stop. When only `max_completion_tokens` is set, that one is capped
  * and `max_tokens` is not added, since the generation is already bounded and some upstreams reject both.
- * Non-numeric values are left for request validation to refuse.
+ * Non-numeric values are left for request validation to refuse. The Responses API (`api: 'responses'`)
+ * has one limit, `max_output_tokens`, set or lowered to the cap.
  */
 export function capMaxTokens(
   body: Record<string, unknown>,
   cap: number | null,
+  api: 'chat' | 'responses' = 'chat',
 ): { body: Record<string, unknown>; capped: boolean } {
   if (cap === null) return { body, capped: false };
+  if (api === 'responses') return capField(body, 'max_output_tokens', cap);
   const changes: Record<string, number> = {};
   const hasMaxTokens = body.max_tokens !== undefined && body.max_tokens !== null;
   const hasCompletion =
@@ -66,4 +69,11 @@ export function capMaxTokens(
   }
   if (Object.keys(changes).length === 0) return { body, capped: false };
   return { body: { ...body, ...changes }, capped: true };
+}
+
+/** Sets `field` to `cap` when it is absent or above it. */
+function capField(body: Record<string, unknown>, field: string, cap: number): { body: Record<string, unknown>; capped: boolean } {
+  const value = body[field];
+  if (value !== undefined && value !== null && !(typeof value === 'number' && value > cap)) return { body, capped: false };
+  return { body: { ...body, [field]: cap }, capped: true };
 }

@@ -15,7 +15,7 @@ function poller(urls: Record<string, string>, clock = new FakeClock()) {
     upstreams: Object.entries(urls).map(([name, baseUrl]) => ({ name, baseUrl, models: [], weight: 1 })),
     fallbacks: {},
   });
-  const config = { url: undefined, apiKey: undefined, topology: undefined, metricsPollMs: 1000 };
+  const config = { url: undefined, apiKey: undefined, topology: undefined, metricsPollMs: 1000, routing: 'least-loaded' as const };
   return { poller: new UpstreamLoadPoller(config, registry, adaptive, clock), loads, clock };
 }
 

@@ -3,6 +3,7 @@ import type { ConfigType } from '@nestjs/config';
 import { request } from 'undici';
 import { Clock } from '../common/clock';
 import { upstreamConfig } from '../config/sections';
+import { UpstreamLeases } from '../upstream/upstream-leases.service';
 import { UpstreamRegistry } from '../upstream/upstream-registry';
 import type { UpstreamDefinition } from '../upstream/upstream.types';
 import { AdaptiveService } from './adaptive.service';
@@ -16,7 +17,8 @@ const UNSUPPORTED_RETRY_MS = 10 * 60_000;
 
 /**
  * Polls every upstream's own `/metrics` (the origin of its base URL, as vLLM serves it) every
- * `UPSTREAM_METRICS_POLL_MS`, and feeds the summed load to {@link AdaptiveService.setUpstreamLoad}.
+ * `UPSTREAM_METRICS_POLL_MS`, feeds the summed load to {@link AdaptiveService.setUpstreamLoad} and
+ * each upstream's own queue to {@link UpstreamLeases.setPolledQueue} (least-loaded routing).
  * Upstreams without such figures are left alone quietly; a round in which none answers reports nothing,
  * so the adaptive figures age out rather than freeze.
  */
@@ -33,6 +35,7 @@ export class UpstreamLoadPoller implements OnApplicationBootstrap, OnApplication
     private readonly registry: UpstreamRegistry,
     private readonly adaptive: AdaptiveService,
     private readonly clock: Clock,
+    private readonly leases?: UpstreamLeases,
   ) {}
 
   onApplicationBootstrap(): void {
@@ -54,7 +57,10 @@ export class UpstreamLoadPoller implements OnApplicationBootstrap, OnApplication
     try {
       const now = this.clock.now();
       const due = this.registry.all().filter((u) => (this.unsupportedUntil.get(u.name) ?? 0) <= now);
-      const loads = (await Promise.all(due.map((u) => this.read(u)))).filter((l): l is VllmLoad => l !== undefined);
+      const read = await Promise.all(due.map((u) => this.read(u)));
+      // Each upstream's own queue weighs in least-loaded routing; the sum feeds the health score.
+      read.forEach((load, i) => load && this.leases?.setPolledQueue(due[i].name, load.waiting));
+      const loads = read.filter((l): l is VllmLoad => l !== undefined);
       const combined = combineLoads(loads);
       if (combined) this.adaptive.setUpstreamLoad({ ...combined, observedAt: this.clock.now() });
       return combined;

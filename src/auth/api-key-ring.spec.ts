@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { inspect } from 'node:util';
 import { describe, it } from 'node:test';
-import { ADMIN_IDENTITY, ApiKeyRing, clientIdOf, parseApiKeys, presentedKey } from './api-key-ring';
+import { keyDigest } from '../config/api-keys-file';
+import { ADMIN_IDENTITY, ApiKeyRing, clientIdOf, definitionsFromApiKeys, parseApiKeys, presentedKey } from './api-key-ring';
 
 const KEYS = 'sk-alpha-0001:high, sk-beta-0002:normal,sk-gamma-0003:low';
 
@@ -40,12 +41,12 @@ describe('clientIdOf', () => {
 });
 
 describe('ApiKeyRing', () => {
-  const ring = new ApiKeyRing(parseApiKeys(KEYS), 'admin-key-0009');
+  const ring = new ApiKeyRing(definitionsFromApiKeys(parseApiKeys(KEYS)), 'admin-key-0009');
 
   it('identifies each configured key with its tier and a non-secret id', () => {
-    assert.deepEqual(ring.identify('sk-alpha-0001'), { id: clientIdOf('sk-alpha-0001'), tier: 'high', admin: false });
-    assert.deepEqual(ring.identify('sk-beta-0002'), { id: clientIdOf('sk-beta-0002'), tier: 'normal', admin: false });
-    assert.deepEqual(ring.identify('sk-gamma-0003'), { id: clientIdOf('sk-gamma-0003'), tier: 'low', admin: false });
+    assert.deepEqual(ring.identify('sk-alpha-0001'), { id: clientIdOf('sk-alpha-0001'), name: clientIdOf('sk-alpha-0001'), tier: 'high', admin: false, weight: 1 });
+    assert.deepEqual(ring.identify('sk-beta-0002'), { id: clientIdOf('sk-beta-0002'), name: clientIdOf('sk-beta-0002'), tier: 'normal', admin: false, weight: 1 });
+    assert.deepEqual(ring.identify('sk-gamma-0003'), { id: clientIdOf('sk-gamma-0003'), name: clientIdOf('sk-gamma-0003'), tier: 'low', admin: false, weight: 1 });
   });
 
   it('knows no near miss: prefix, extension, other case, padding, empty', () => {
@@ -62,6 +63,23 @@ describe('ApiKeyRing', () => {
     assert.equal(ring.isAdminKey('sk-alpha-0001'), false);
     assert.equal(ring.isAdminKey('admin-key-000'), false);
     assert.equal(ring.isAdminKey(undefined), false);
+  });
+
+  it('grants a file key its configured name, weight and caps, with the same id a listed key would have', () => {
+    const fileRing = new ApiKeyRing(
+      [
+        { name: 'team-a', tier: 'normal', weight: 3, maxConcurrent: 4, maxQueueShare: 0.25, digest: keyDigest('sk-team-a-77') },
+        { name: 'batch', tier: 'low', weight: 1, digest: keyDigest('sk-batch-88') },
+      ],
+      undefined,
+      'API_KEYS_FILE',
+    );
+    assert.deepEqual(fileRing.identify('sk-team-a-77'), {
+      id: clientIdOf('sk-team-a-77'), name: 'team-a', tier: 'normal', admin: false, weight: 3, maxConcurrent: 4, maxQueueShare: 0.25,
+    });
+    assert.deepEqual(fileRing.identify('sk-batch-88'), { id: clientIdOf('sk-batch-88'), name: 'batch', tier: 'low', admin: false, weight: 1 });
+    assert.equal(fileRing.identify('sk-team-a-7'), undefined);
+    assert.deepEqual(fileRing.describe().map((d) => d.name), ['team-a', 'batch']);
   });
 
   it('has no admin key when none is configured, and enforces nothing without client keys', () => {

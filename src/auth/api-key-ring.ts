@@ -1,6 +1,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { Priority } from '../adaptive/graduated-rejection';
 import type { ClientIdentity } from '../common/request-context';
+import type { ClientKeyDefinition } from '../config/api-keys-file';
 
 /** One configured client key, as `API_KEYS` lists it. */
 export interface ApiKeyEntry {
@@ -17,10 +18,10 @@ interface KeyRecord {
 const TIERS: readonly Priority[] = ['high', 'normal', 'low'];
 
 /** The identity of the admin key wherever it is presented. */
-export const ADMIN_IDENTITY: ClientIdentity = Object.freeze({ id: 'admin', tier: 'high', admin: true });
+export const ADMIN_IDENTITY: ClientIdentity = Object.freeze({ id: 'admin', name: 'admin', tier: 'high', admin: true, weight: 1 });
 
-/** The identity of every caller while `API_KEYS` is unset. */
-export const ANONYMOUS_IDENTITY: ClientIdentity = Object.freeze({ id: 'anonymous', tier: 'high', admin: false });
+/** The identity of every caller while no client key is configured. */
+export const ANONYMOUS_IDENTITY: ClientIdentity = Object.freeze({ id: 'anonymous', name: 'anonymous', tier: 'high', admin: false, weight: 1 });
 
 function sha256(value: string): Buffer {
   return createHash('sha256').update(value, 'utf8').digest();
@@ -50,6 +51,22 @@ export function clientIdOf(key: string): string {
 }
 
 /**
+ * `API_KEYS` entries as key definitions: named by their public id (a hash prefix, never the key),
+ * weight 1, no caps.
+ */
+export function definitionsFromApiKeys(entries: readonly ApiKeyEntry[]): ClientKeyDefinition[] {
+  return entries.map(({ key, tier }) => ({ name: clientIdOf(key), tier, weight: 1, digest: sha256(key).toString('hex') }));
+}
+
+/** The identity a key definition grants: its id is the digest's prefix, as {@link clientIdOf} gives for the key. */
+function identityOf(definition: ClientKeyDefinition): ClientIdentity {
+  const identity: ClientIdentity = { id: `key_${definition.digest.slice(0, 8)}`, name: definition.name, tier: definition.tier, admin: false, weight: definition.weight };
+  if (definition.maxConcurrent !== undefined) identity.maxConcurrent = definition.maxConcurrent;
+  if (definition.maxQueueShare !== undefined) identity.maxQueueShare = definition.maxQueueShare;
+  return Object.freeze(identity);
+}
+
+/**
  * The configured client keys and the admin key, held only as SHA-256 digests computed once.
  *
  * A presented key is hashed and compared with `timingSafeEqual`. The map lookup by digest is safe:
@@ -60,15 +77,15 @@ export class ApiKeyRing {
   private readonly clients = new Map<string, KeyRecord>();
   private readonly adminDigest?: Buffer;
 
-  constructor(entries: readonly ApiKeyEntry[], adminKey?: string) {
+  /** `clients` from API_KEYS ({@link definitionsFromApiKeys}) or API_KEYS_FILE; `source` names it in errors. */
+  constructor(clients: readonly ClientKeyDefinition[], adminKey?: string, source = 'API_KEYS') {
     const ids = new Set<string>();
-    for (const [index, { key, tier }] of entries.entries()) {
-      const digest = sha256(key);
-      const id = clientIdOf(key);
+    for (const [index, definition] of clients.entries()) {
+      const identity = identityOf(definition);
       // Jobs and rate-limit buckets are keyed by id: two keys sharing one would share them.
-      if (ids.has(id)) throw new Error(`API_KEYS entry ${index + 1} has the same id (${id}) as an earlier key; replace one of them`);
-      ids.add(id);
-      this.clients.set(digest.toString('hex'), { digest, identity: Object.freeze({ id, tier, admin: false }) });
+      if (ids.has(identity.id)) throw new Error(`${source} entry ${index + 1} has the same id (${identity.id}) as an earlier key; replace one of them`);
+      ids.add(identity.id);
+      this.clients.set(definition.digest, { digest: Buffer.from(definition.digest, 'hex'), identity });
     }
     this.adminDigest = adminKey ? sha256(adminKey) : undefined;
   }
@@ -102,9 +119,14 @@ export class ApiKeyRing {
     return this.isAdminKey(presented) ? ADMIN_IDENTITY : this.clientIdentity(presented);
   }
 
-  /** The non-secret ids of the configured client keys, for start-up logs. */
-  describe(): { id: string; tier: Priority }[] {
-    return [...this.clients.values()].map(({ identity }) => ({ id: identity.id, tier: identity.tier }));
+  /** The non-secret ids and names of the configured client keys, for start-up logs. */
+  describe(): { id: string; name: string; tier: Priority }[] {
+    return [...this.clients.values()].map(({ identity }) => ({ id: identity.id, name: identity.name, tier: identity.tier }));
+  }
+
+  /** Every configured client identity (names, weights and caps), for the scheduler and metrics. */
+  identities(): ClientIdentity[] {
+    return [...this.clients.values()].map(({ identity }) => identity);
   }
 }
 

@@ -109,14 +109,14 @@ describe('tier capping through the real guards', () => {
       }
     }
     const low = await get('/v1/infer', { 'x-api-key': KEYS.low });
-    assert.deepEqual(low.json.client, { id: clientIdOf(KEYS.low), tier: 'low', admin: false });
+    assert.deepEqual(low.json.client, { id: clientIdOf(KEYS.low), name: clientIdOf(KEYS.low), tier: 'low', admin: false, weight: 1 });
   });
 
   it('treats everyone as anonymous with tier high while API_KEYS is unset', async () => {
     const get = await boot({ adminKey: KEYS.admin });
     const res = await get('/v1/infer', { 'x-priority': 'high', ...bearer('anything') });
     assert.equal(res.status, 200);
-    assert.deepEqual(res.json, { client: { id: 'anonymous', tier: 'high', admin: false }, priority: 'high' });
+    assert.deepEqual(res.json, { client: { id: 'anonymous', name: 'anonymous', tier: 'high', admin: false, weight: 1 }, priority: 'high' });
     assert.equal((await get('/v1/things', bearer(KEYS.admin))).json.client.admin, true);
   });
 });

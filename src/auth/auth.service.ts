@@ -5,7 +5,7 @@ import { AdminOnlyError, AuthenticationError } from '../common/errors';
 import type { ClientIdentity } from '../common/request-context';
 import type { RouteKind } from '../common/route-kind.decorator';
 import { authConfig } from '../config/sections';
-import { ADMIN_IDENTITY, ANONYMOUS_IDENTITY, ApiKeyRing, parseApiKeys, presentedKey } from './api-key-ring';
+import { ADMIN_IDENTITY, ANONYMOUS_IDENTITY, ApiKeyRing, definitionsFromApiKeys, parseApiKeys, presentedKey } from './api-key-ring';
 
 type Headers = FastifyRequest['headers'];
 
@@ -19,7 +19,9 @@ export class AuthService implements OnModuleInit {
   private readonly ring: ApiKeyRing;
 
   constructor(@Inject(authConfig.KEY) private readonly config: ConfigType<typeof authConfig>) {
-    this.ring = new ApiKeyRing(parseApiKeys(config.apiKeys), config.adminApiKey);
+    this.ring = config.clientKeys
+      ? new ApiKeyRing(config.clientKeys, config.adminApiKey, 'API_KEYS_FILE')
+      : new ApiKeyRing(definitionsFromApiKeys(parseApiKeys(config.apiKeys)), config.adminApiKey);
   }
 
   onModuleInit(): void {
@@ -31,9 +33,14 @@ export class AuthService implements OnModuleInit {
     });
   }
 
-  /** False while `API_KEYS` is unset: client routes accept anyone. */
+  /** False while no client key is configured (API_KEYS and API_KEYS_FILE unset): client routes accept anyone. */
   get enforcing(): boolean {
     return this.ring.enforcing;
+  }
+
+  /** Every configured client identity (names, tiers, weights and caps; never a key). */
+  clientIdentities(): ClientIdentity[] {
+    return this.ring.identities();
   }
 
   /**

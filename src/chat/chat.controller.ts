@@ -1,7 +1,7 @@
-import { Body, Controller, Get, HttpCode, Post, Req, Res } from '@nestjs/common';
+import { Body, Controller, Get, HttpCode, Param, Post, Req, Res } from '@nestjs/common';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { AsyncJobRoute, Kind } from '../common/route-kind.decorator';
-import { ChatCompletionRequestDto, CompletionRequestDto, EmbeddingRequestDto } from './dto/openai-requests.dto';
+import { ChatCompletionRequestDto, CompletionRequestDto, EmbeddingRequestDto, ResponsesRequestDto } from './dto/openai-requests.dto';
 import { InferenceService } from './inference.service';
 import { ModelsService } from './models.service';
 import { OpenAIBodyPipe } from './openai-body.pipe';
@@ -29,6 +29,12 @@ export class ChatController {
     return this.inference.serve('/embeddings', body, request, reply);
   }
 
+  /** OpenAI's Responses API, through the same pipeline; streams relay its typed events. */
+  @Post('responses') @Kind('inference') @HttpCode(200)
+  responses(@Body(new OpenAIBodyPipe(ResponsesRequestDto)) body: Record<string, unknown>, @Req() request: FastifyRequest, @Res() reply: FastifyReply) {
+    return this.inference.serve('/responses', body, request, reply);
+  }
+
   /** An async chat completion: 202 with the job; its result is read through GET /v1/jobs/{id}. */
   @Post('jobs') @Kind('inference') @AsyncJobRoute() @HttpCode(202)
   createJob(@Body(new OpenAIBodyPipe(ChatCompletionRequestDto)) body: Record<string, unknown>, @Req() request: FastifyRequest, @Res() reply: FastifyReply) {
@@ -38,5 +44,16 @@ export class ChatController {
   @Get('models') @Kind('client')
   listModels() {
     return this.models.list();
+  }
+
+  @Get('models/:id') @Kind('client')
+  model(@Param('id') id: string) {
+    return this.models.get(id);
+  }
+
+  /** Hugging Face style ids (`org/name`) sent with a raw slash, as curl users write them. */
+  @Get('models/:owner/:name') @Kind('client')
+  ownedModel(@Param('owner') owner: string, @Param('name') name: string) {
+    return this.models.get(`${owner}/${name}`);
   }
 }

@@ -2,11 +2,15 @@ import { Injectable } from '@nestjs/common';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { AdaptiveService } from '../adaptive/adaptive.service';
 import { InvalidRequestError } from '../common/errors';
+import { AdmissionService } from '../adaptive/admission.service';
 import { effectivePriority, RequestContext } from '../common/request-context';
 import { JobsService } from '../queue/jobs.service';
 import { QueueService } from '../queue/queue.service';
 import type { InferencePath } from '../upstream/upstream.types';
 import { relayStream, sendJson } from './answer-writer';
+
+/** Routes whose requests `Prefer: respond-async` turns into jobs (their answer is stored, never streamed). */
+const ASYNC_PATHS: ReadonlySet<InferencePath> = new Set(['/chat/completions', '/responses']);
 
 /**
  * Takes an admitted, validated OpenAI request from a controller to its answer on the wire: shapes it
@@ -19,12 +23,13 @@ export class InferenceService {
     private readonly queue: QueueService,
     private readonly jobs: JobsService,
     private readonly adaptive: AdaptiveService,
+    private readonly admission: AdmissionService,
   ) {}
 
   async serve(path: InferencePath, body: Record<string, unknown>, request: FastifyRequest, reply: FastifyReply): Promise<void> {
     const context = request.bulwark as RequestContext;
     try {
-      const shaped = path === '/embeddings' ? body : this.adaptive.shapeBody(body);
+      const shaped = path === '/embeddings' ? body : this.adaptive.shapeBody(body, path === '/responses' ? 'responses' : 'chat');
       const queued = {
         payload: { path, model: String(shaped.model), body: shaped, stream: path !== '/embeddings' && shaped.stream === true },
         requestId: context.requestId,
@@ -32,8 +37,9 @@ export class InferenceService {
         priority: effectivePriority(context),
         deadlineAt: context.deadlineAt,
         retriesAllowed: this.adaptive.effects().retriesAllowed,
+        onAccepted: () => this.admission.recordAdmitted(effectivePriority(context)),
       };
-      if (context.mode === 'async' && path === '/chat/completions') {
+      if (context.mode === 'async' && ASYNC_PATHS.has(path)) {
         const submitted = await this.queue.submit(queued, idempotencyKey(request));
         const view = submitted.job ? await this.jobs.submitted(submitted.job) : await this.jobs.get(submitted.id, context.client.id);
         if (submitted.replayed) void reply.header('idempotent-replayed', 'true');
@@ -42,9 +48,13 @@ export class InferenceService {
       }
       const running = await this.queue.run(queued, context.signal);
       try {
-        const headers = { 'x-upstream': running.answer.upstream, 'x-queue-wait-ms': String(Math.round(running.queueWaitMs)) };
+        const headers = {
+          'x-upstream': running.answer.upstream,
+          'x-queue-wait-ms': String(Math.round(running.queueWaitMs)),
+          ...modelHeaders(queued.payload.model, running.answer.model),
+        };
         if (running.answer.kind === 'json') sendJson(reply, running.answer, headers);
-        else await relayStream(reply, running.answer.events, headers, context.signal);
+        else await relayStream(reply, running.answer.events, headers, context.signal, { namedEvents: path === '/responses' });
       } finally {
         running.release();
       }
@@ -61,4 +71,18 @@ function idempotencyKey(request: FastifyRequest): string | undefined {
   if (value === undefined || value === '') return undefined;
   if (value.length > 128) throw new InvalidRequestError('invalid_header', 'Idempotency-Key must be at most 128 characters', 'Idempotency-Key');
   return value;
+}
+
+/** Visible ASCII and spaces: what a header value can carry as is (a model name sent by a client may not be). */
+const HEADER_SAFE = /^[\x20-\x7e]{1,256}$/;
+
+/**
+ * `X-Model`: the model that answered; `X-Fallback-From`: the model asked for, when a fallback answered.
+ * A name that cannot travel in a header is left out rather than failing the answer.
+ */
+export function modelHeaders(asked: string, answered: string): Record<string, string> {
+  const headers: Record<string, string> = {};
+  if (HEADER_SAFE.test(answered)) headers['x-model'] = answered;
+  if (answered !== asked && HEADER_SAFE.test(asked)) headers['x-fallback-from'] = asked;
+  return headers;
 }

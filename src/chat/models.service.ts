@@ -1,4 +1,5 @@
 import { Injectable } from '@nestjs/common';
+import { NotFoundError } from '../common/errors';
 import { UpstreamProbeService } from '../upstream/upstream-probe.service';
 import { UpstreamRegistry } from '../upstream/upstream-registry';
 
@@ -10,7 +11,7 @@ export interface ModelEntry {
 }
 
 /**
- * `/v1/models`: the configured models, plus what open-ended upstreams reported to the background probe
+ * `/v1/models` and `/v1/models/{id}`: the configured models, plus what open-ended upstreams reported to the background probe
  * (at most one probe period old; reachable upstreams only).
  */
 @Injectable()
@@ -35,5 +36,12 @@ export class ModelsService {
       }
     }
     return { object: 'list', data: [...byId.values()] };
+  }
+
+  /** `/v1/models/{id}`: one model object, or `model_not_found` when no upstream serves it. */
+  async get(id: string): Promise<ModelEntry> {
+    const found = (await this.list()).data.find((entry) => entry.id === id);
+    if (!found) throw new NotFoundError('model_not_found', `The model \`${id}\` does not exist`, 'model');
+    return found;
   }
 }

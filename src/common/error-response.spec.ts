@@ -34,6 +34,7 @@ const TABLE: Record<ErrorCode, [status: number, type: string]> = {
   circuit_open: [503, 'upstream_unavailable'],
   upstream_error: [502, 'upstream_error'],
   upstream_bad_response: [502, 'upstream_error'],
+  upstream_rate_limited: [429, 'rate_limit_error'],
   queue_timeout: [504, 'timeout_error'],
   request_timeout: [504, 'timeout_error'],
   job_not_cancellable: [409, 'invalid_request_error'],

@@ -46,6 +46,7 @@ const MAPPINGS: Record<ErrorCode, CodeMapping> = {
   shutting_down: { status: 503, type: 'overloaded_error', shouldRetry: true, suggestions: ['Retry: another instance will take the request'] },
   circuit_open: { status: 503, type: 'upstream_unavailable', shouldRetry: true, suggestions: [RETRY_LATER, 'The upstream is failing; Bulwark probes it again when the cooldown ends'] },
   upstream_error: { status: 502, type: 'upstream_error', shouldRetry: true, suggestions: ['Retry later; the upstream failed after Bulwark\'s own retries'] },
+  upstream_rate_limited: { status: 429, type: 'rate_limit_error', shouldRetry: true, suggestions: [RETRY_LATER, 'The upstream is rate limiting Bulwark; send fewer requests for a while'] },
   upstream_bad_response: { status: 502, type: 'upstream_error', shouldRetry: true, suggestions: ['Retry later; the upstream sent an answer Bulwark could not parse'] },
   queue_timeout: { status: 504, type: 'timeout_error', shouldRetry: true, suggestions: ['Raise X-Request-Timeout-Ms, retry later, or submit the request as a job (POST /v1/jobs)'] },
   request_timeout: { status: 504, type: 'timeout_error', shouldRetry: true, suggestions: ['Ask for fewer tokens, raise X-Request-Timeout-Ms, or use stream: true'] },

@@ -23,6 +23,7 @@ export type ErrorCode =
   | 'circuit_open'
   | 'upstream_error'
   | 'upstream_bad_response'
+  | 'upstream_rate_limited'
   | 'queue_timeout'
   | 'request_timeout'
   | 'job_not_cancellable'
@@ -130,6 +131,16 @@ export class UpstreamError extends BulwarkError {
     options: BulwarkErrorOptions = {},
   ) {
     super('upstream_error', message, options);
+  }
+}
+
+/**
+ * The upstream kept answering 429 through Bulwark's retries: the caller should back off for the
+ * upstream's Retry-After rather than retry at once.
+ */
+export class UpstreamRateLimitedError extends BulwarkError {
+  constructor(message: string, retryAfterMs: number, cause?: unknown) {
+    super('upstream_rate_limited', message, { retryAfterMs, cause });
   }
 }
 

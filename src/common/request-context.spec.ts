@@ -190,7 +190,7 @@ describe('attachRequestContext', () => {
 });
 
 describe('effectivePriority', () => {
-  const client = (tier: 'high' | 'normal' | 'low') => ({ id: 'k', tier, admin: false });
+  const client = (tier: 'high' | 'normal' | 'low') => ({ id: 'k', name: 'k', tier, admin: false, weight: 1 });
 
   it("keeps what was asked when the key's tier allows it", () => {
     assert.equal(effectivePriority({ requestedPriority: 'high', client: client('high') }), 'high');

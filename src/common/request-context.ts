@@ -6,8 +6,16 @@ import { CancelledError, InvalidRequestError, RequestTimeoutError } from './erro
 export interface ClientIdentity {
   /** A stable, non-secret id of the key (a hash prefix), or `anonymous` when auth is off. */
   id: string;
+  /** The key's configured name (API_KEYS_FILE), else its id: non-secret, safe for logs and metric labels. */
+  name: string;
   tier: Priority;
   admin: boolean;
+  /** Relative share of this key among the keys waiting at one priority; default 1. */
+  weight: number;
+  /** Most requests of this key running at once, across instances (API_KEYS_FILE `maxConcurrent`). */
+  maxConcurrent?: number;
+  /** Largest fraction (0-1] of MAX_QUEUE_SIZE this key may hold waiting (API_KEYS_FILE `maxQueueShare`). */
+  maxQueueShare?: number;
 }
 
 /**
@@ -69,7 +77,7 @@ export function wantsAsync(prefer: string | undefined): boolean {
   return prefer !== undefined && prefer.split(',').some((p) => p.trim().toLowerCase().split(';')[0].trim() === 'respond-async');
 }
 
-const ANONYMOUS: ClientIdentity = { id: 'anonymous', tier: 'high', admin: false };
+const ANONYMOUS: ClientIdentity = Object.freeze({ id: 'anonymous', name: 'anonymous', tier: 'high', admin: false, weight: 1 });
 
 /**
  * Builds the request's context: parses its headers (throwing typed 400s), starts its deadline and

@@ -131,6 +131,18 @@ describe('validateEnvironment', () => {
     assert.match(configError({ API_KEYS: 'k1:gold' }).message, /API_KEYS=\(hidden\)/);
   });
 
+  it('refuses API_KEYS and API_KEYS_FILE together, naming no key', () => {
+    const { message } = configError({ API_KEYS: 'sk-both-1:high', API_KEYS_FILE: '/etc/bulwark/keys.yaml' });
+    assert.match(message, /API_KEYS and API_KEYS_FILE are both set/);
+    assert.doesNotMatch(message, /sk-both-1/);
+  });
+
+  it('takes ROUTING least-loaded (the default) or weighted, and nothing else', () => {
+    assert.equal(validateEnvironment({}).ROUTING, 'least-loaded');
+    assert.equal(validateEnvironment({ ROUTING: 'weighted' }).ROUTING, 'weighted');
+    assert.match(configError({ ROUTING: 'random' }).message, /ROUTING="random"/);
+  });
+
   it('refuses UPSTREAM_URL and UPSTREAMS_FILE together', () => {
     const { message } = configError({ UPSTREAM_URL: 'http://llm:8000/v1', UPSTREAMS_FILE: '/etc/bulwark/upstreams.yaml' });
     assert.match(message, /UPSTREAM_URL and UPSTREAMS_FILE are both set/);

@@ -26,7 +26,7 @@ export type LogLevel = (typeof LOG_LEVELS)[number];
 const SECRET_VARIABLES = new Set(['UPSTREAM_API_KEY', 'API_KEYS', 'ADMIN_API_KEY']);
 
 /** Variables that may carry credentials in their URL; echoed with the password hidden. */
-const URL_VARIABLES = new Set(['REDIS_URL', 'UPSTREAM_URL']);
+const URL_VARIABLES = new Set(['REDIS_URL', 'UPSTREAM_URL', 'OTEL_EXPORTER_OTLP_ENDPOINT', 'OTEL_EXPORTER_OTLP_TRACES_ENDPOINT']);
 
 /**
  * Every environment variable of API.md §7, validated once at start-up.
@@ -130,8 +130,16 @@ export class EnvironmentVariables {
   })
   API_KEYS?: string;
 
+  /** YAML or JSON file of client keys with name, tier, weight and caps (see api-keys-file.ts); instead of API_KEYS. */
+  @Transform(emptyToUndefined) @IsOptional() @IsString()
+  API_KEYS_FILE?: string;
+
   @Transform(emptyToUndefined) @IsOptional() @IsString() @MaxLength(512)
   ADMIN_API_KEY?: string;
+
+  /** How a model's upstreams are chosen: the least loaded (across instances, per weight) or weighted random. */
+  @IsIn(['least-loaded', 'weighted'])
+  ROUTING: 'least-loaded' | 'weighted' = 'least-loaded';
 
   @Transform(toInt) @IsInt() @Min(0) @Max(1_000_000)
   RATE_LIMIT_RPM = 0;
@@ -184,6 +192,27 @@ export class EnvironmentVariables {
   /** Poll period of the upstreams' own /metrics (vLLM load figures); 0 turns polling off. */
   @Transform(toInt) @IsInt() @Min(0) @Max(3_600_000)
   UPSTREAM_METRICS_POLL_MS = 5000;
+
+  /**
+   * OpenTelemetry (standard variable): base URL of an OTLP/HTTP collector; traces go to `<url>/v1/traces`.
+   * Tracing is off unless this or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set.
+   */
+  @Transform(emptyToUndefined) @IsOptional() @IsString()
+  @Matches(/^https?:\/\/[^\s]+$/, { message: 'must be an http:// or https:// URL of an OTLP/HTTP collector' })
+  OTEL_EXPORTER_OTLP_ENDPOINT?: string;
+
+  /** OpenTelemetry (standard variable): the full traces URL; wins over OTEL_EXPORTER_OTLP_ENDPOINT. */
+  @Transform(emptyToUndefined) @IsOptional() @IsString()
+  @Matches(/^https?:\/\/[^\s]+$/, { message: 'must be an http:// or https:// URL (the full /v1/traces URL)' })
+  OTEL_EXPORTER_OTLP_TRACES_ENDPOINT?: string;
+
+  /** OpenTelemetry (standard variable): `service.name` of every span. */
+  @Transform(emptyToUndefined) @IsOptional() @IsString() @MaxLength(255)
+  OTEL_SERVICE_NAME?: string;
+
+  /** OpenTelemetry (standard variable): `true` turns tracing off even when an endpoint is set. */
+  @IsIn(['true', 'false'])
+  OTEL_SDK_DISABLED: 'true' | 'false' = 'false';
 }
 
 export class ConfigurationError extends Error {
@@ -215,7 +244,8 @@ export function validateEnvironment(raw: Record<string, unknown>): EnvironmentVa
   const known = Object.keys(new EnvironmentVariables());
   const picked: Record<string, unknown> = {};
   for (const key of [...known, 'REDIS_URL', 'UPSTREAM_URL', 'UPSTREAM_API_KEY', 'UPSTREAMS_FILE', 'API_KEYS',
-    'ADMIN_API_KEY', 'ABANDONED_REJECTION_THRESHOLD', 'VLLM_REJECTION_THRESHOLD']) {
+    'API_KEYS_FILE', 'ADMIN_API_KEY', 'ABANDONED_REJECTION_THRESHOLD', 'VLLM_REJECTION_THRESHOLD',
+    'OTEL_EXPORTER_OTLP_ENDPOINT', 'OTEL_EXPORTER_OTLP_TRACES_ENDPOINT', 'OTEL_SERVICE_NAME']) {
     if (raw[key] !== undefined) picked[key] = raw[key];
   }
   const env = plainToInstance(EnvironmentVariables, picked);
@@ -226,6 +256,12 @@ export function validateEnvironment(raw: Record<string, unknown>): EnvironmentVa
   if (env.UPSTREAM_URL && env.UPSTREAMS_FILE) {
     throw new ConfigurationError(
       'Invalid configuration: UPSTREAM_URL and UPSTREAMS_FILE are both set: set one (a single upstream) or the other (several)',
+    );
+  }
+  // Two sources of keys would make a key's tier and caps depend on which one wins: one source only.
+  if (env.API_KEYS && env.API_KEYS_FILE) {
+    throw new ConfigurationError(
+      'Invalid configuration: API_KEYS and API_KEYS_FILE are both set: set one (simple key:tier list) or the other (keys with names, weights and caps)',
     );
   }
   if (env.CLIENT_HEADERS_TIMEOUT_MS > env.CLIENT_REQUEST_TIMEOUT_MS) {

@@ -1,4 +1,5 @@
 import { EnvironmentVariables, validateEnvironment } from './environment';
+import { ClientKeyDefinition, loadApiKeysFile } from './api-keys-file';
 import { loadUpstreamsFile, UpstreamTopology } from './upstreams-file';
 
 /**
@@ -12,4 +13,9 @@ export function loadEnvironment(): EnvironmentVariables {
 /** Reads `UPSTREAMS_FILE`, resolving each `apiKeyEnv` from the process environment. */
 export function loadUpstreamTopology(path: string): UpstreamTopology {
   return loadUpstreamsFile(path, process.env);
+}
+
+/** Reads `API_KEYS_FILE`, resolving each `keyEnv` from the process environment (only digests leave). */
+export function loadClientKeys(path: string, adminKey?: string): ClientKeyDefinition[] {
+  return loadApiKeysFile(path, process.env, adminKey);
 }

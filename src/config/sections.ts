@@ -1,5 +1,6 @@
 import { registerAs } from '@nestjs/config';
-import { loadEnvironment, loadUpstreamTopology } from './load-environment';
+import type { EnvironmentVariables } from './environment';
+import { loadClientKeys, loadEnvironment, loadUpstreamTopology } from './load-environment';
 
 export const serverConfig = registerAs('server', () => {
   const env = loadEnvironment();
@@ -29,6 +30,7 @@ export const upstreamConfig = registerAs('upstream', () => {
     /** Set when UPSTREAMS_FILE is; read and validated here so a bad file stops the start. */
     topology: env.UPSTREAMS_FILE ? loadUpstreamTopology(env.UPSTREAMS_FILE) : undefined,
     metricsPollMs: env.UPSTREAM_METRICS_POLL_MS,
+    routing: env.ROUTING,
   };
 });
 
@@ -83,12 +85,27 @@ export const authConfig = registerAs('auth', () => {
   const env = loadEnvironment();
   return {
     apiKeys: env.API_KEYS,
+    /** Set when API_KEYS_FILE is; read and validated here (keys as digests only). */
+    clientKeys: env.API_KEYS_FILE ? loadClientKeys(env.API_KEYS_FILE, env.ADMIN_API_KEY) : undefined,
     adminApiKey: env.ADMIN_API_KEY,
     rateLimitRpm: env.RATE_LIMIT_RPM,
     metricsAuth: env.METRICS_AUTH,
     healthDetails: env.HEALTH_DETAILS,
   };
 });
+
+/**
+ * Tracing settings from the standard OTel variables: on when an OTLP endpoint is set (and the SDK is not
+ * disabled). Other OTEL_* variables (OTEL_EXPORTER_OTLP_HEADERS, OTEL_BSP_*, OTEL_TRACES_SAMPLER…) are
+ * read by the OpenTelemetry SDK itself.
+ */
+export function tracingSettings(env: EnvironmentVariables): { enabled: boolean; tracesUrl?: string; serviceName: string } {
+  const tracesUrl = env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT ?? (env.OTEL_EXPORTER_OTLP_ENDPOINT && `${env.OTEL_EXPORTER_OTLP_ENDPOINT.replace(/\/+$/, '')}/v1/traces`);
+  const enabled = tracesUrl !== undefined && env.OTEL_SDK_DISABLED !== 'true';
+  return { enabled, tracesUrl: enabled ? tracesUrl : undefined, serviceName: env.OTEL_SERVICE_NAME ?? 'bulwark' };
+}
+
+export const tracingConfig = registerAs('tracing', () => tracingSettings(loadEnvironment()));
 
 export const allConfigSections = [
   serverConfig,
@@ -99,4 +116,5 @@ export const allConfigSections = [
   breakerConfig,
   retryConfig,
   authConfig,
+  tracingConfig,
 ];

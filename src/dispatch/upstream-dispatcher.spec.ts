@@ -6,9 +6,11 @@ import { FakeClock } from '../common/clock';
 import {
   CancelledError,
   CircuitOpenError,
+  QueueTimeoutError,
   RequestTimeoutError,
   UpstreamClientError,
   UpstreamError,
+  UpstreamRateLimitedError,
   UpstreamTimeoutError,
 } from '../common/errors';
 import { RandomSource } from '../common/random';
@@ -16,10 +18,12 @@ import type { breakerConfig, retryConfig, serverConfig } from '../config/section
 import type { RedisService } from '../redis/redis.service';
 import { Sleeper } from '../retry/sleeper';
 import type { UpstreamCallOptions, UpstreamClient } from '../upstream/upstream-client';
+import { UpstreamLeases } from '../upstream/upstream-leases.service';
 import { UpstreamOutcome, UpstreamOutcomes } from '../upstream/upstream-outcomes';
 import { UpstreamRegistry } from '../upstream/upstream-registry';
 import type { InferencePayload, UpstreamAnswer, UpstreamDefinition } from '../upstream/upstream.types';
 import { RetryBudgetService } from './retry-budget.service';
+import { TracingService } from '../tracing/tracing.service';
 import { UpstreamDispatcher } from './upstream-dispatcher';
 
 /** One scripted attempt: what the upstream does, and how long it takes on the fake clock. */
@@ -111,6 +115,7 @@ interface SetupOptions {
   scripts?: Record<string, Step[]>;
   retry?: Partial<ReturnType<typeof retryConfig>>;
   breaker?: Partial<ReturnType<typeof breakerConfig>>;
+  routing?: 'least-loaded' | 'weighted';
 }
 
 function setup(options: SetupOptions = {}) {
@@ -126,6 +131,8 @@ function setup(options: SetupOptions = {}) {
   outcomes.onOutcome((event) => recorded.push(event));
   const retries: string[] = [];
   outcomes.onRetry((event) => retries.push(`${event.upstream}:${event.reason}`));
+  const fallbacks: string[] = [];
+  outcomes.onFallback((event) => fallbacks.push(`${event.from}->${event.to}@${event.upstream}`));
   const sleeper = new FakeSleeper(clock);
   const server = { streamIdleTimeoutMs: 1_000 } as ReturnType<typeof serverConfig>;
   const dispatcher = new UpstreamDispatcher(
@@ -139,7 +146,13 @@ function setup(options: SetupOptions = {}) {
     sleeper,
     retry,
     server,
+    new TracingService({ enabled: false, serviceName: 'test' }),
+    // Redis is away here: a capped upstream is bounded by this instance's own permits.
+    new UpstreamLeases(LOCAL_REDIS, registry, { routing: options.routing ?? 'weighted' }, clock),
+    { routing: options.routing ?? 'weighted' },
   );
+  const routed: string[] = [];
+  outcomes.onRouted((event) => routed.push(event.upstream));
   const controller = new AbortController();
   const dispatch = (model = 'm', extra: { deadlineInMs?: number; retriesAllowed?: boolean; stream?: boolean } = {}) =>
     dispatcher.dispatch(
@@ -155,7 +168,7 @@ function setup(options: SetupOptions = {}) {
     }
     assert.equal(breakers.isOpen(upstreamName, model), true);
   };
-  return { clock, client, breakers, budget, sleeper, dispatcher, dispatch, controller, recorded, retries, trip };
+  return { clock, client, breakers, budget, sleeper, dispatcher, dispatch, controller, recorded, retries, fallbacks, trip, routed };
 }
 
 describe('UpstreamDispatcher', () => {
@@ -211,9 +224,12 @@ describe('UpstreamDispatcher', () => {
       assert.deepEqual(t.sleeper.waits, [1_000], 'the hint, not the backoff');
     });
 
-    it("fails at once with the upstream's error when its Retry-After is longer than the deadline", async () => {
+    it('fails at once with upstream_rate_limited when the Retry-After is longer than the deadline, its delay bounded by the deadline', async () => {
       const t = setup({ scripts: { a: [{ status: 429, retryAfterMs: 5_000 }, { ok: true }] } });
-      await assert.rejects(t.dispatch('m', { deadlineInMs: 3_000 }), (e: unknown) => e instanceof UpstreamError && e.upstreamStatus === 429);
+      await assert.rejects(
+        t.dispatch('m', { deadlineInMs: 3_000 }),
+        (e: unknown) => e instanceof UpstreamRateLimitedError && e.code === 'upstream_rate_limited' && e.retryAfterMs === 3_000,
+      );
       assert.equal(t.client.calls.length, 1);
       assert.deepEqual(t.sleeper.waits, []);
     });
@@ -267,6 +283,22 @@ describe('UpstreamDispatcher', () => {
       );
     });
 
+    it('reports a fallback that answered, and none when the model itself answered', async () => {
+      const direct = setup(twoModels());
+      await direct.dispatch('m');
+      assert.deepEqual(direct.fallbacks, []);
+      const t = setup(twoModels());
+      t.trip('a', 'm');
+      await t.dispatch('m');
+      assert.deepEqual(t.fallbacks, ['m->fb@b']);
+    });
+
+    it("keeps the upstream's Retry-After when a 429 outlasts the retries within the deadline", async () => {
+      const t = setup({ scripts: { a: [{ status: 429, retryAfterMs: 1_000 }, { status: 429, retryAfterMs: 1_000 }, { status: 429, retryAfterMs: 2_000 }] } });
+      await assert.rejects(t.dispatch('m', { deadlineInMs: 10_000 }), (e: unknown) => e instanceof UpstreamRateLimitedError && e.retryAfterMs === 2_000);
+      assert.equal(t.client.calls.length, 3);
+    });
+
     it('falls back once retries on the primary are spent', async () => {
       const t = setup({ ...twoModels(), scripts: { a: [{ status: 500 }, { status: 500 }, { status: 500 }] } });
       const answer = await t.dispatch('m');
@@ -306,7 +338,7 @@ describe('UpstreamDispatcher', () => {
 
     it('tries a fallback after a Retry-After that does not fit, and still reports the first error if all fail', async () => {
       const t = setup({ ...twoModels(), scripts: { a: [{ status: 429, retryAfterMs: 60_000 }], b: [{ status: 503 }, { status: 503 }, { status: 503 }] } });
-      await assert.rejects(t.dispatch('m'), (e: unknown) => e instanceof UpstreamError && e.upstreamStatus === 429);
+      await assert.rejects(t.dispatch('m'), (e: unknown) => e instanceof UpstreamRateLimitedError && e.cause instanceof UpstreamError && e.cause.upstreamStatus === 429);
       assert.deepEqual(
         t.client.calls.map((c) => c.upstream),
         ['a', 'b', 'b', 'b'],
@@ -334,9 +366,9 @@ describe('UpstreamDispatcher', () => {
       assert.equal(t.breakers.get('a:m')?.state, 'open');
     });
 
-    it('drops work whose deadline has passed without calling or judging the upstream', async () => {
+    it('drops work whose deadline has passed without calling or judging the upstream (queue_timeout: never called)', async () => {
       const t = setup();
-      await assert.rejects(t.dispatch('m', { deadlineInMs: 0 }), RequestTimeoutError);
+      await assert.rejects(t.dispatch('m', { deadlineInMs: 0 }), QueueTimeoutError);
       assert.equal(t.client.calls.length, 0);
       assert.equal(t.breakers.get('a:m')?.calls ?? 0, 0);
     });
@@ -397,6 +429,70 @@ describe('UpstreamDispatcher', () => {
       if (answer.kind !== 'stream') assert.fail('expected a stream');
       for await (const _ of answer.rest);
       assert.equal(t.breakers.get('a:m')?.state, 'closed');
+    });
+  });
+
+  describe('routing and bulkheads', () => {
+    it('sends each attempt to the least loaded upstream: an open stream counts as load', async () => {
+      const t = setup({ upstreams: [upstream('a', ['m']), upstream('b', ['m'])], routing: 'least-loaded', scripts: { a: [{ stream: ['1', '2'] }], b: [{ stream: ['1', '2'] }] } });
+      const first = await t.dispatch('m', { stream: true });
+      const second = await t.dispatch('m', { stream: true });
+      assert.notEqual(first.upstream, second.upstream, 'the busy upstream is not chosen again');
+      assert.deepEqual([...t.routed].sort(), ['a', 'b']);
+    });
+
+    it('never sends an upstream more than its maxConcurrency: the next request waits for a permit, then goes', async () => {
+      const capped = { ...upstream('a', ['m']), maxConcurrency: 1 };
+      const t = setup({ upstreams: [capped], scripts: { a: [{ stream: ['1', '2'] }, { ok: true }] } });
+      const holding = await t.dispatch('m', { stream: true });
+      let served = false;
+      const waiting = t.dispatch('m').then((answer) => {
+        served = true;
+        return answer;
+      });
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      assert.equal(t.client.calls.length, 1, 'no second call while the permit is held');
+      assert.equal(served, false);
+      if (holding.kind !== 'stream') assert.fail('expected a stream');
+      for await (const _ of holding.rest);
+      const answer = await waiting;
+      assert.equal(answer.upstream, 'a');
+      assert.equal(t.client.calls.length, 2);
+    });
+
+    it('a waiting request gives up at its deadline with a timeout, never calling the full upstream', async () => {
+      const capped = { ...upstream('a', ['m']), maxConcurrency: 1 };
+      const t = setup({ upstreams: [capped], scripts: { a: [{ stream: ['1', '2'] }] } });
+      await t.dispatch('m', { stream: true });
+      const waiting = t.dispatch('m', { deadlineInMs: 1000 });
+      t.clock.advance(1000);
+      await assert.rejects(waiting, RequestTimeoutError);
+      assert.equal(t.client.calls.length, 1);
+    });
+
+    it('retries keep working under a cap; the next request waits for the permit the retry holds', async () => {
+      const capped = { ...upstream('a', ['m']), maxConcurrency: 1 };
+      const t = setup({ upstreams: [capped], scripts: { a: [{ status: 503 }, { stream: ['1', '2'] }, { ok: true }] } });
+      // The first request fails once, then its retry holds the only permit with an open stream.
+      const first = await t.dispatch('m', { stream: true });
+      assert.equal(t.client.calls.length, 2);
+      if (first.kind !== 'stream') assert.fail('expected a stream');
+      const second = t.dispatch('m');
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      assert.equal(t.client.calls.length, 2);
+      for await (const _ of first.rest);
+      assert.equal((await second).upstream, 'a');
+      assert.equal(t.client.calls.length, 3);
+    });
+
+    it('moves to a free upstream rather than wait when only one is at its cap', async () => {
+      const t = setup({
+        upstreams: [{ ...upstream('a', ['m']), maxConcurrency: 1 }, upstream('b', ['m'])],
+        routing: 'least-loaded',
+        scripts: { a: [{ stream: ['1', '2'] }], b: [{ stream: ['1', '2'] }, { ok: true }] },
+      });
+      const upstreams = [(await t.dispatch('m', { stream: true })).upstream, (await t.dispatch('m', { stream: true })).upstream, (await t.dispatch('m')).upstream];
+      assert.equal(upstreams.filter((u) => u === 'a').length, 1, JSON.stringify(upstreams));
     });
   });
 

@@ -1,4 +1,4 @@
-import { Inject, Injectable } from '@nestjs/common';
+import { Inject, Injectable, Logger } from '@nestjs/common';
 import type { ConfigType } from '@nestjs/config';
 import { BreakerLease, BreakerService } from '../breaker/breaker.service';
 import { Clock } from '../common/clock';
@@ -11,18 +11,25 @@ import {
   UpstreamBadResponseError,
   UpstreamClientError,
   UpstreamError,
+  UpstreamRateLimitedError,
   UpstreamTimeoutError,
 } from '../common/errors';
 import { RandomSource } from '../common/random';
-import { retryConfig, serverConfig } from '../config/sections';
+import { retryConfig, serverConfig, upstreamConfig } from '../config/sections';
 import { planRetry } from '../retry/backoff';
 import { Sleeper } from '../retry/sleeper';
 import { RetryBudgetService } from './retry-budget.service';
 import { settleWhenEnded } from './settled-stream';
 import { UpstreamClient } from '../upstream/upstream-client';
+import { completionTokensOf, countedEvents, StreamTokenCounter } from '../upstream/completion-tokens';
 import { UpstreamOutcomes } from '../upstream/upstream-outcomes';
+import { UpstreamLeases, UpstreamPermit } from '../upstream/upstream-leases.service';
 import { UpstreamRegistry } from '../upstream/upstream-registry';
+import { leastLoadedOrder, weightedOrder } from './upstream-router';
 import type { InferencePayload, ServedAnswer, UpstreamDefinition, UpstreamStreamAnswer } from '../upstream/upstream.types';
+import type { Span } from '@opentelemetry/api';
+import { TracingService } from '../tracing/tracing.service';
+import { endAttemptSpan, startAttemptSpan } from '../tracing/upstream-attempt-span';
 
 export interface DispatchOptions {
   /** Aborts everything: its reason (a typed error) is what the caller gets. */
@@ -42,17 +49,26 @@ export function isUpstreamFailure(error: unknown): boolean {
   return error instanceof UpstreamError || error instanceof UpstreamTimeoutError || error instanceof UpstreamBadResponseError;
 }
 
-type Attempt = { kind: 'served'; answer: ServedAnswer } | { kind: 'refused'; retryInMs: number } | { kind: 'failed'; error: unknown };
+type Attempt =
+  | { kind: 'served'; answer: ServedAnswer }
+  | { kind: 'refused'; retryInMs: number }
+  | { kind: 'failed'; error: unknown }
+  /** The upstream is at its maxConcurrency on every instance together. */
+  | { kind: 'full' };
 
 /**
  * Sends one request upstream, keeping callers and upstreams healthy: per upstream+model breakers,
- * retries with full-jitter backoff inside the retry budget and the deadline, weighted choice among
- * upstreams serving the model, then the model's fallbacks. All of it happens before the first byte
+ * retries with full-jitter backoff inside the retry budget and the deadline, the least loaded (or a
+ * weighted random) upstream serving the model first, each upstream's `maxConcurrency` as a bulkhead
+ * across instances (when every upstream of the model is at its cap, the request waits for a permit,
+ * within its deadline), then the model's fallbacks. All of it happens before the first byte
  * reaches the caller; afterwards a failure ends the stream. When nothing serves, the caller gets the
  * first upstream failure (the root cause), or `circuit_open` when every candidate was shut off.
  */
 @Injectable()
 export class UpstreamDispatcher {
+  private readonly logger = new Logger(UpstreamDispatcher.name);
+
   constructor(
     private readonly registry: UpstreamRegistry,
     private readonly client: UpstreamClient,
@@ -64,6 +80,9 @@ export class UpstreamDispatcher {
     private readonly sleeper: Sleeper,
     @Inject(retryConfig.KEY) private readonly retry: ConfigType<typeof retryConfig>,
     @Inject(serverConfig.KEY) private readonly server: ConfigType<typeof serverConfig>,
+    private readonly tracing: TracingService,
+    private readonly leases: UpstreamLeases,
+    @Inject(upstreamConfig.KEY) private readonly upstreamSettings: Pick<ConfigType<typeof upstreamConfig>, 'routing'>,
   ) {}
 
   /**
@@ -82,7 +101,22 @@ export class UpstreamDispatcher {
     return Number.isFinite(soonest) ? { available: false, retryInMs: soonest } : { available: true };
   }
 
+  /**
+   * Serves the request from the model's upstreams or its fallbacks. An upstream that kept answering 429
+   * through the retries becomes `upstream_rate_limited`, so that the caller backs off.
+   */
   async dispatch(payload: InferencePayload, options: DispatchOptions): Promise<ServedAnswer> {
+    const answer = await this.serve(payload, options).catch((error: unknown) => {
+      throw this.rateLimited(error, options) ?? error;
+    });
+    if (answer.model !== payload.model) {
+      this.outcomes.fellBack({ from: payload.model, to: answer.model, upstream: answer.upstream });
+      this.logger.warn({ from: payload.model, to: answer.model, upstream: answer.upstream }, `fallback: model ${answer.model} answered for ${payload.model}`);
+    }
+    return answer;
+  }
+
+  private async serve(payload: InferencePayload, options: DispatchOptions): Promise<ServedAnswer> {
     if (!this.registry.knows(payload.model)) {
       throw new NotFoundError('model_not_found', `The model \`${payload.model}\` does not exist`, 'model');
     }
@@ -99,11 +133,22 @@ export class UpstreamDispatcher {
     let firstError: unknown;
     let soonestRetryMs = Number.POSITIVE_INFINITY;
     for (const model of this.candidateModels(payload.model)) {
-      for (const upstream of this.weightedOrder(this.registry.servingModel(model))) {
-        const result = await this.tryUpstream(upstream, model, payload, counted, (own) => this.timeUp(options, startedAt, firstError ?? own, attempted));
-        if (result.kind === 'served') return result.answer;
-        if (result.kind === 'refused') soonestRetryMs = Math.min(soonestRetryMs, result.retryInMs);
-        else firstError ??= result.error;
+      let pending = this.registry.servingModel(model);
+      while (pending.length > 0) {
+        const full: UpstreamDefinition[] = [];
+        for (const upstream of this.order(pending)) {
+          const result = await this.tryUpstream(upstream, model, payload, counted, (own) => this.timeUp(options, startedAt, firstError ?? own, attempted));
+          if (result.kind === 'served') return result.answer;
+          if (result.kind === 'full') full.push(upstream);
+          else if (result.kind === 'refused') soonestRetryMs = Math.min(soonestRetryMs, result.retryInMs);
+          else firstError ??= result.error;
+        }
+        if (full.length === 0) break;
+        // The upstreams left are all at their cap: wait here (visibly, within the deadline) for a
+        // permit rather than inside the HTTP client's pool, then try them again.
+        if (options.signal.aborted || this.clock.now() >= options.deadlineAt) throw this.timeUp(options, startedAt, firstError, attempted);
+        await this.leases.waitForPermit(full, model, options.signal, options.deadlineAt);
+        pending = full;
       }
     }
     if (firstError !== undefined) throw firstError;
@@ -133,23 +178,38 @@ export class UpstreamDispatcher {
         return lastError === undefined ? { kind: 'refused', retryInMs: answer.retryInMs } : { kind: 'failed', error: lastError };
       }
       const lease = answer.lease;
+      // A first attempt that finds the upstream full lets the dispatch try the others; a retry waits its turn.
+      const permit = await this.permitFor(upstream, model, attempt > 0, options);
+      if (!permit) {
+        this.breakers.release(lease);
+        if (attempt === 0) return { kind: 'full' };
+        throw timeUp(lastError);
+      }
+      this.outcomes.routed({ upstream: upstream.name, model });
       const started = this.clock.now();
       options.onAttempt?.();
+      const span = startAttemptSpan(this.tracing, { upstream: upstream.name, model, requestedModel: payload.model, retry: attempt });
       try {
         const body = model === payload.model ? payload.body : { ...payload.body, model };
-        const sent = await this.client.send(
-          upstream,
-          { ...payload, model, body },
-          { signal: options.signal, firstByteTimeoutMs: remainingMs, idleTimeoutMs: this.server.streamIdleTimeoutMs },
+        const sent = await this.tracing.withSpan(span, () =>
+          this.client.send(
+            upstream,
+            { ...payload, model, body },
+            { signal: options.signal, firstByteTimeoutMs: remainingMs, idleTimeoutMs: this.server.streamIdleTimeoutMs },
+          ),
         );
         if (sent.kind === 'json') {
+          permit.release();
           const durationMs = this.clock.now() - started;
           this.breakers.onSuccess(lease, durationMs);
-          this.outcomes.record({ upstream: upstream.name, model, outcome: 'success', durationMs });
+          this.outcomes.record({ upstream: upstream.name, model, outcome: 'success', durationMs, completionTokens: completionTokensOf(sent.body) });
+          endAttemptSpan(span, { status: sent.status });
           return { kind: 'served', answer: { ...sent, upstream: upstream.name, model } };
         }
-        return { kind: 'served', answer: { ...this.watchStream(sent, lease, upstream.name, model, started, options.signal), upstream: upstream.name, model } };
+        return { kind: 'served', answer: { ...this.watchStream(sent, lease, permit, upstream.name, model, started, options.signal, span), upstream: upstream.name, model } };
       } catch (error) {
+        permit.release();
+        endAttemptSpan(span, { error });
         this.settleFailure(lease, upstream.name, model, error, this.clock.now() - started);
         if (!isUpstreamFailure(error)) throw error;
         lastError = error;
@@ -172,6 +232,19 @@ export class UpstreamDispatcher {
       }
     }
     return { kind: 'failed', error: lastError };
+  }
+
+  /**
+   * A permit for one attempt to `upstream`; with `wait`, waits for one (woken by releases, within the
+   * deadline) instead of giving up at once. Undefined when none came.
+   */
+  private async permitFor(upstream: UpstreamDefinition, model: string, wait: boolean, options: DispatchOptions): Promise<UpstreamPermit | undefined> {
+    let permit = await this.leases.tryAcquire(upstream);
+    while (!permit && wait && !options.signal.aborted && this.clock.now() < options.deadlineAt) {
+      await this.leases.waitForPermit([upstream], model, options.signal, options.deadlineAt);
+      permit = await this.leases.tryAcquire(upstream);
+    }
+    return permit;
   }
 
   /** Feeds one failed attempt to the breaker and the outcome listeners. */
@@ -197,13 +270,26 @@ export class UpstreamDispatcher {
    * exactly once. A stream's length measures the answer, not the upstream, so its slowness is judged
    * on the time to the first event.
    */
-  private watchStream(answer: UpstreamStreamAnswer, lease: BreakerLease, upstream: string, model: string, started: number, signal: AbortSignal): UpstreamStreamAnswer {
+  private watchStream(
+    answer: UpstreamStreamAnswer,
+    lease: BreakerLease,
+    permit: UpstreamPermit,
+    upstream: string,
+    model: string,
+    started: number,
+    signal: AbortSignal,
+    span: Span,
+  ): UpstreamStreamAnswer {
     const timeToFirstTokenMs = this.clock.now() - started;
-    const rest = settleWhenEnded(answer.rest, signal, (error) => {
+    const tokens = new StreamTokenCounter();
+    for (const event of answer.first) tokens.observe(event);
+    const rest = settleWhenEnded(countedEvents(answer.rest, tokens), signal, (error) => {
+      permit.release();
+      endAttemptSpan(span, { status: answer.status, error });
       const durationMs = this.clock.now() - started;
       if (error === undefined) {
         this.breakers.onSuccess(lease, timeToFirstTokenMs);
-        this.outcomes.record({ upstream, model, outcome: 'success', durationMs, timeToFirstTokenMs });
+        this.outcomes.record({ upstream, model, outcome: 'success', durationMs, timeToFirstTokenMs, completionTokens: tokens.tokens });
       } else {
         this.settleFailure(lease, upstream, model, error, durationMs);
       }
@@ -224,18 +310,24 @@ export class UpstreamDispatcher {
     return reason ?? new RequestTimeoutError(Math.max(0, Math.round(options.deadlineAt - startedAt)), 'Bulwark was about to call the upstream');
   }
 
+  /** An upstream 429 as `upstream_rate_limited`, its Retry-After bounded by the request's remaining deadline. */
+  private rateLimited(error: unknown, options: DispatchOptions): UpstreamRateLimitedError | undefined {
+    if (!(error instanceof UpstreamError) || error.upstreamStatus !== 429) return undefined;
+    const remainingMs = Math.max(0, options.deadlineAt - this.clock.now());
+    const retryAfterMs = Math.min(error.retryAfterMs ?? this.retry.baseDelayMs, remainingMs);
+    return new UpstreamRateLimitedError(`${error.message} (the upstream is rate limiting requests)`, retryAfterMs, error);
+  }
+
   /** The model, then its fallbacks, each once. */
   private candidateModels(model: string): string[] {
     return [...new Set([model, ...this.registry.fallbacksFor(model)])];
   }
 
-  /** Weighted random order (Efraimidis–Spirakis): heavier upstreams tend to come first. */
-  private weightedOrder(upstreams: UpstreamDefinition[]): UpstreamDefinition[] {
-    if (upstreams.length < 2) return upstreams;
-    return upstreams
-      .map((u) => ({ u, key: u.weight > 0 ? Math.pow(this.random.next(), 1 / u.weight) : -1 }))
-      .sort((a, b) => b.key - a.key)
-      .map((e) => e.u);
+  /** The order in which to try a model's upstreams (`ROUTING`). */
+  private order(upstreams: UpstreamDefinition[]): UpstreamDefinition[] {
+    return this.upstreamSettings.routing === 'least-loaded'
+      ? leastLoadedOrder(upstreams, (name) => this.leases.load(name), this.random)
+      : weightedOrder(upstreams, this.random);
   }
 }
 

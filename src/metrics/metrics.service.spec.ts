@@ -2,9 +2,11 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { AdaptiveService } from '../adaptive/adaptive.service';
 import type { AdmissionService, RejectionReason } from '../adaptive/admission.service';
+import { ServiceTimes } from '../adaptive/service-times.service';
 import type { BreakerService, BreakerView } from '../breaker/breaker.service';
 import { ShutdownService } from '../common/shutdown.service';
 import type { QueueFigures } from '../queue/queue-figures.service';
+import type { UpstreamLeases } from '../upstream/upstream-leases.service';
 import { UpstreamOutcomes } from '../upstream/upstream-outcomes';
 import { UpstreamRegistry } from '../upstream/upstream-registry';
 import { MetricsService } from './metrics.service';
@@ -30,7 +32,9 @@ function setup(breakers: BreakerView[] = []) {
   } as unknown as AdaptiveService;
   const breakerService = { list: () => breakers } as unknown as BreakerService;
   const registry = new UpstreamRegistry({ upstreams: [{ name: 'primary', baseUrl: 'http://127.0.0.1:1/v1', models: ['sim-small'], weight: 1 }], fallbacks: {} });
-  const metrics = new MetricsService(figures, outcomes, admission, adaptive, breakerService, new ShutdownService(), registry);
+  const serviceTimes = new ServiceTimes(outcomes, registry);
+  serviceTimes.onApplicationBootstrap();
+  const metrics = new MetricsService(figures, outcomes, admission, adaptive, breakerService, new ShutdownService(), registry, serviceTimes, { waitingFor: () => new Map([['sim-small', 2]]) } as unknown as UpstreamLeases);
   metrics.onApplicationBootstrap();
   return { metrics, outcomes, reject: (r: RejectionReason) => rejection.forEach((l) => l(r)), wait: (ms: number) => waits.forEach((l) => l(ms)) };
 }

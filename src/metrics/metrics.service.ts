@@ -2,17 +2,22 @@ import { Injectable, OnApplicationBootstrap } from '@nestjs/common';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { AdaptiveService } from '../adaptive/adaptive.service';
 import { AdmissionService } from '../adaptive/admission.service';
+import { ServiceTimes } from '../adaptive/service-times.service';
 import { STRATEGIES } from '../adaptive/health-score';
 import { BreakerService } from '../breaker/breaker.service';
 import type { BreakerState } from '../breaker/circuit-breaker';
 import { ShutdownService } from '../common/shutdown.service';
 import { QueueFigures } from '../queue/queue-figures.service';
+import { UpstreamLeases } from '../upstream/upstream-leases.service';
 import { UpstreamOutcome, UpstreamOutcomes } from '../upstream/upstream-outcomes';
 import { UpstreamRegistry } from '../upstream/upstream-registry';
 import { ModelLabels, OTHER_MODEL } from './metric-labels';
 
 const BREAKER_STATE_VALUE: Record<BreakerState, number> = { closed: 0, half_open: 1, open: 2 };
 const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300];
+/** What became of one upstream-bound request of a client key. */
+export type KeyOutcome = 'served' | 'accepted' | 'refused' | 'client_error' | 'failed';
+
 const RETRY_REASON = /^(timeout|bad_response|connection|other|status_\d{3})$/;
 
 /**
@@ -77,10 +82,36 @@ export class MetricsService implements OnApplicationBootstrap {
     buckets: LATENCY_BUCKETS,
     registers: [this.registry],
   });
+  private readonly keyRequests = new Counter({
+    name: 'bulwark_key_requests_total',
+    help: 'Upstream-bound requests per client key, by its configured name (never the key) and outcome (served, accepted as a job, refused, client_error, failed).',
+    labelNames: ['key_name', 'outcome'] as const,
+    registers: [this.registry],
+  });
+  private readonly estimateRatio = new Histogram({
+    name: 'bulwark_service_time_estimate_ratio',
+    help: 'Actual over estimated service time of upstream calls (1 = exact), from the per-model rates that size-aware admission uses.',
+    labelNames: ['model'] as const,
+    buckets: [0.25, 0.5, 0.67, 0.8, 0.9, 1, 1.1, 1.25, 1.5, 2, 4],
+    registers: [this.registry],
+  });
+  private readonly routed = new Counter({
+    name: 'bulwark_routed_total',
+    help: 'Upstream attempts sent, by the upstream the router chose and the model: the routing share.',
+    labelNames: ['upstream', 'model'] as const,
+    registers: [this.registry],
+  });
   private readonly retries = new Counter({
     name: 'bulwark_retries_total',
     help: 'Retries of upstream attempts, by upstream and the reason of the failed attempt.',
     labelNames: ['upstream', 'reason'] as const,
+    registers: [this.registry],
+  });
+
+  private readonly fallbacks = new Counter({
+    name: 'bulwark_fallbacks_total',
+    help: 'Answers served by a fallback model instead of the model asked for, by the model asked for and the one that answered.',
+    labelNames: ['from', 'to'] as const,
     registers: [this.registry],
   });
 
@@ -92,6 +123,8 @@ export class MetricsService implements OnApplicationBootstrap {
     private readonly breakers: BreakerService,
     private readonly shutdown: ShutdownService,
     registry: UpstreamRegistry,
+    private readonly serviceTimes: ServiceTimes,
+    private readonly leases: UpstreamLeases,
   ) {
     this.models = new ModelLabels(registry.configuredModels());
     this.upstreamNames = new Set(registry.all().map((u) => u.name));
@@ -104,6 +137,11 @@ export class MetricsService implements OnApplicationBootstrap {
     this.admission.onRejection((reason) => this.rejections.inc({ reason }));
     this.admission.onAdmission((priority) => this.admissions.inc({ priority }));
     this.outcomes.onOutcome((event) => this.recordOutcome(event));
+    this.outcomes.onFallback((event) => this.fallbacks.inc({ from: this.models.label(event.from), to: this.models.label(event.to) }));
+    this.outcomes.onRouted((event) => this.routed.inc({ upstream: this.upstream(event.upstream), model: this.models.label(event.model) }));
+    this.serviceTimes.onEstimateCheck(({ model, actualMs, estimatedMs }) => {
+      if (estimatedMs > 0) this.estimateRatio.observe({ model: this.models.label(model) }, actualMs / estimatedMs);
+    });
     this.outcomes.onRetry((event) =>
       this.retries.inc({ upstream: this.upstream(event.upstream), reason: RETRY_REASON.test(event.reason) ? event.reason : 'other' }),
     );
@@ -113,6 +151,14 @@ export class MetricsService implements OnApplicationBootstrap {
   recordHttp(route: string, status: string, model: unknown, durationSeconds: number): void {
     this.requests.inc({ route, status, model: this.models.label(model) });
     this.requestDuration.observe({ route }, durationSeconds);
+  }
+
+  /**
+   * Counts one upstream-bound request of a client key. `keyName` is a configured name (or a key's
+   * hash-prefix id, `anonymous`, `admin`): a bounded set fixed at start-up, never the key itself.
+   */
+  recordKeyRequest(keyName: string, outcome: KeyOutcome): void {
+    this.keyRequests.inc({ key_name: keyName, outcome });
   }
 
   /** Counts a refusal made outside admission control (rate limit, authentication). */
@@ -154,6 +200,7 @@ export class MetricsService implements OnApplicationBootstrap {
     const shutdown = this.shutdown;
     const models = this.models;
     const upstream = (name: string) => this.upstream(name);
+    const leases = this.leases;
     new Gauge({
       name: 'bulwark_queue_depth',
       help: 'Requests waiting in the shared queue, by priority (the same figure on every instance).',
@@ -196,6 +243,18 @@ export class MetricsService implements OnApplicationBootstrap {
         }
         this.reset();
         for (const { value, ...labels } of worst.values()) this.set(labels, value);
+      },
+    });
+    new Gauge({
+      name: 'bulwark_upstream_waiting',
+      help: "Requests on this instance waiting for a permit because every upstream of their model is at its maxConcurrency, by model.",
+      labelNames: ['model'] as const,
+      registers,
+      collect() {
+        this.reset();
+        const byLabel = new Map<string, number>();
+        for (const [model, count] of leases.waitingFor()) byLabel.set(models.label(model), (byLabel.get(models.label(model)) ?? 0) + count);
+        for (const [model, count] of byLabel) this.set({ model }, count);
       },
     });
     new Gauge({

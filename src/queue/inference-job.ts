@@ -24,6 +24,8 @@ export interface InferenceJobData {
   origin: string;
   /** Retries allowed by the strategy when the job was admitted. */
   retriesAllowed: boolean;
+  /** W3C trace context of the request that queued the job (tracing on): the worker, on any instance, continues its trace. */
+  traceparent?: string;
 }
 
 /** What a finished job stores (its BullMQ return value). */

@@ -13,6 +13,7 @@ import { DeliveryService } from './delivery.service';
 import { INFERENCE_QUEUE, InferenceJobData, InferenceJobResult } from './inference-job';
 import { QueueFigures } from './queue-figures.service';
 import { SlotService, SlotTaker } from './slot.service';
+import { TracingService } from '../tracing/tracing.service';
 
 /** How often an idle worker looks for waiting work it was not woken for (a lapsed lease, a lost wake-up). */
 const POLL_MS = 250;
@@ -50,6 +51,7 @@ export class InferenceProcessor implements OnApplicationBootstrap, OnApplication
     private readonly clock: Clock,
     private readonly shutdown: ShutdownService,
     private readonly redis: RedisService,
+    private readonly tracing: TracingService,
     @Inject(queueConfig.KEY) private readonly config: ConfigType<typeof queueConfig>,
   ) {}
 
@@ -199,6 +201,11 @@ export class InferenceProcessor implements OnApplicationBootstrap, OnApplication
     const startedAt = this.clock.now();
     const queueWaitMs = startedAt - data.enqueuedAt;
     this.figures.jobStarted(data.priority, queueWaitMs);
+    this.tracing.recordSpan('queue wait', data.traceparent, data.enqueuedAt, startedAt, {
+      'bulwark.priority': data.priority,
+      'bulwark.job_id': jobId,
+      'bulwark.queue_wait_ms': queueWaitMs,
+    });
     if (startedAt >= data.deadlineAt) {
       this.figures.jobFinished(undefined);
       if (data.mode === 'sync') await this.delivery.fail(data.origin, jobId, new QueueTimeoutError(queueWaitMs)).catch(() => undefined);
@@ -212,9 +219,11 @@ export class InferenceProcessor implements OnApplicationBootstrap, OnApplication
     let served = false;
     try {
       if (data.mode === 'sync') await this.delivery.started(data.origin, jobId, startedAt);
-      const answer = await this.dispatcher.dispatch(
-        { path: data.path, model: data.model, body: data.body, stream: data.stream },
-        { signal: controller.signal, deadlineAt: data.deadlineAt, retriesAllowed: data.retriesAllowed, onAttempt: () => attempts++ },
+      const answer = await this.tracing.runWithParent(data.traceparent, () =>
+        this.dispatcher.dispatch(
+          { path: data.path, model: data.model, body: data.body, stream: data.stream },
+          { signal: controller.signal, deadlineAt: data.deadlineAt, retriesAllowed: data.retriesAllowed, onAttempt: () => attempts++ },
+        ),
       );
       if (data.mode === 'async') {
         if (answer.kind !== 'json') throw new Error('async jobs are never streamed');

@@ -39,6 +39,12 @@ export class QueueFigures implements OnApplicationBootstrap, OnApplicationShutdo
   private startedAtRefresh: Record<Priority, number> = { high: 0, normal: 0, low: 0 };
   private active = 0;
   private localActive = 0;
+  /** Jobs finished here, ever; and the value when the last refresh began (for the active count between refreshes). */
+  private finished = 0;
+  private finishedAtRefresh = 0;
+  /** Requests started here (fast lane and queued), ever; and the value when the last refresh began. */
+  private startedHere = 0;
+  private startedHereAtRefresh = 0;
   private refreshedAt = 0;
   private timer?: NodeJS.Timeout;
   private refreshing = false;
@@ -71,12 +77,16 @@ export class QueueFigures implements OnApplicationBootstrap, OnApplicationShutdo
     this.refreshing = true;
     const added = { ...this.added };
     const started = { ...this.started };
+    const finished = this.finished;
+    const startedHere = this.startedHere;
     try {
       const figures = await this.slots.figures();
       this.byPriority = figures.byPriority;
       this.active = figures.inUse;
       this.addedAtRefresh = added;
       this.startedAtRefresh = started;
+      this.finishedAtRefresh = finished;
+      this.startedHereAtRefresh = startedHere;
       this.refreshedAt = this.clock.now();
     } catch (error) {
       this.logger.debug(`queue figures refresh failed: ${(error as Error).message}`);
@@ -102,12 +112,21 @@ export class QueueFigures implements OnApplicationBootstrap, OnApplicationShutdo
     return {
       waiting: byPriority.high + byPriority.normal + byPriority.low,
       byPriority,
-      active: Math.max(this.active, this.localActive),
+      active: this.currentActive(),
       localActive: this.localActive,
       averageServiceMs: this.estimator.averageMs(),
       fresh: now - this.refreshedAt <= STALE_AFTER_MS,
       refreshedAt: this.refreshedAt,
     };
+  }
+
+  /**
+   * Jobs running on any instance: the last refresh, plus what this instance started and minus what it
+   * finished since; so a slot freed here shows as free at once (admission never wastes it).
+   */
+  private currentActive(): number {
+    const delta = this.startedHere - this.startedHereAtRefresh - (this.finished - this.finishedAtRefresh);
+    return Math.max(this.localActive, this.active + delta);
   }
 
   /** Waiting jobs a new request of `priority` would have ahead of it. */
@@ -120,7 +139,7 @@ export class QueueFigures implements OnApplicationBootstrap, OnApplicationShutdo
 
   /** Estimated queue wait of a new request: only the jobs ahead of it beyond the free slots make it wait. */
   estimateWaitMs(priority: Priority): number {
-    const freeSlots = Math.max(0, this.config.maxConcurrent - this.active);
+    const freeSlots = Math.max(0, this.config.maxConcurrent - this.currentActive());
     const queuedBehindBusySlots = Math.max(0, this.waitingAhead(priority) - freeSlots);
     return this.estimator.estimateWaitMs(queuedBehindBusySlots, this.config.maxConcurrent);
   }
@@ -138,6 +157,7 @@ export class QueueFigures implements OnApplicationBootstrap, OnApplicationShutdo
   /** A request started here: taken from the queue, or on the fast lane (it never waited). */
   jobStarted(priority: Priority, queueWaitMs: number, fromQueue = true): void {
     if (fromQueue) this.started[priority]++;
+    this.startedHere++;
     this.localActive++;
     for (const listener of this.waitListeners) listener(queueWaitMs);
   }
@@ -145,6 +165,7 @@ export class QueueFigures implements OnApplicationBootstrap, OnApplicationShutdo
   /** `serviceMs` is undefined for a job dropped without upstream work (it says nothing of service time). */
   jobFinished(serviceMs: number | undefined): void {
     this.localActive = Math.max(0, this.localActive - 1);
+    this.finished++;
     if (serviceMs !== undefined) this.estimator.record(serviceMs);
   }
 }

@@ -16,6 +16,7 @@ import { DeliveredAnswer, DeliveryService, PendingDelivery } from './delivery.se
 import { BULL_PRIORITY, INFERENCE_QUEUE, InferenceJobData, InferenceJobResult } from './inference-job';
 import { QueueFigures } from './queue-figures.service';
 import { SlotService } from './slot.service';
+import { TracingService } from '../tracing/tracing.service';
 import { drainTimeSeconds } from '../adaptive/wait-estimator';
 
 /** Longest wait for Redis to admit a request. */
@@ -38,6 +39,8 @@ export interface QueuedRequest {
   priority: Priority;
   deadlineAt: number;
   retriesAllowed: boolean;
+  /** Called once the request is admitted: on the fast lane, or queued (its add confirmed). */
+  onAccepted?: () => void;
 }
 
 export interface RunningAnswer {
@@ -74,6 +77,7 @@ export class QueueService {
     private readonly shutdown: ShutdownService,
     private readonly redis: RedisService,
     private readonly clock: Clock,
+    private readonly tracing: TracingService,
   ) {}
 
   /** Runs a request (fast lane or through the queue) and waits, within its deadline, for its answer. */
@@ -81,12 +85,16 @@ export class QueueService {
     const id = randomUUID();
     const fastLane = this.config.workerEnabled && !this.shutdown.draining;
     const admitted = await this.admit(id, request.priority, fastLane);
-    if (admitted.kind === 'fast') return this.runHere(id, request, signal);
+    if (admitted.kind === 'fast') {
+      request.onAccepted?.();
+      return this.runHere(id, request, signal);
+    }
     if (admitted.kind === 'duplicate') throw new Error(`job id ${id} exists already`);
     const enqueuedAt = this.clock.now();
     const pending = this.delivery.expect(id);
     try {
       await this.add(id, { ...this.jobData(request, enqueuedAt), mode: 'sync', origin: this.delivery.instanceId }, admitted);
+      request.onAccepted?.();
       const answer = await this.await(id, pending, signal, enqueuedAt);
       const startedAt = pending.startedAt() ?? this.clock.now();
       const release = () => {
@@ -120,7 +128,9 @@ export class QueueService {
     if (admitted.kind === 'duplicate') return { id, replayed: true, job: await this.queue.getJob(id) };
     if (admitted.kind === 'fast') throw new Error('async jobs never take the fast lane');
     // Two submissions racing with one key both reach here; BullMQ adds one job under that id.
-    return { id, job: await this.add(id, data, admitted), replayed: false };
+    const job = await this.add(id, data, admitted);
+    request.onAccepted?.();
+    return { id, job, replayed: false };
   }
 
   private jobData(request: QueuedRequest, enqueuedAt: number): Omit<InferenceJobData, 'mode' | 'origin'> {
@@ -135,6 +145,8 @@ export class QueueService {
       enqueuedAt,
       deadlineAt: request.deadlineAt,
       retriesAllowed: request.retriesAllowed,
+      // The worker, on whichever instance, continues the request's trace.
+      traceparent: this.tracing.carrier(),
     };
   }
 
@@ -162,6 +174,11 @@ export class QueueService {
   private async runHere(lease: string, request: QueuedRequest, signal: AbortSignal): Promise<RunningAnswer> {
     const startedAt = this.clock.now();
     this.figures.jobStarted(request.priority, 0, false);
+    this.tracing.recordSpan('queue wait', this.tracing.carrier(), startedAt, startedAt, {
+      'bulwark.priority': request.priority,
+      'bulwark.queue_wait_ms': 0,
+      'bulwark.fast_lane': true,
+    });
     let released = false;
     const release = (served: boolean) => {
       if (released) return;

@@ -35,9 +35,9 @@ export class SseParser {
   }
 }
 
-/** Frames one SSE event as OpenAI does. */
-export function sseEvent(data: string): string {
-  return `data: ${data}\n\n`;
+/** Frames one SSE event as OpenAI does; with `name`, as a named event (`event:` line, as the Responses API does). */
+export function sseEvent(data: string, name?: string): string {
+  return name === undefined ? `data: ${data}\n\n` : `event: ${name}\ndata: ${data}\n\n`;
 }
 
 export const SSE_DONE = '[DONE]';

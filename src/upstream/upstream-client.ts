@@ -1,4 +1,6 @@
-import { Injectable, OnModuleDestroy } from '@nestjs/common';
+import { Inject, Injectable, OnModuleDestroy } from '@nestjs/common';
+import type { ConfigType } from '@nestjs/config';
+import { queueConfig } from '../config/sections';
 import { errors as undiciErrors, Pool } from 'undici';
 import type { Dispatcher } from 'undici';
 import {
@@ -10,6 +12,7 @@ import {
   UpstreamTimeoutError,
 } from '../common/errors';
 import { parseRetryAfter } from '../retry/backoff';
+import { TracingService } from '../tracing/tracing.service';
 import { SseParser, SSE_DONE } from './sse';
 import type { InferencePayload, UpstreamAnswer, UpstreamDefinition } from './upstream.types';
 
@@ -36,11 +39,18 @@ export const FAILURE_STATUSES = new Set([429, 500, 502, 503, 504]);
 export class UpstreamClient implements OnModuleDestroy {
   private readonly pools = new Map<string, Pool>();
 
+  constructor(
+    @Inject(queueConfig.KEY) private readonly queue: ConfigType<typeof queueConfig>,
+    private readonly tracing: TracingService,
+  ) {}
+
   private pool(upstream: UpstreamDefinition): Pool {
     let pool = this.pools.get(upstream.name);
     if (!pool) {
       pool = new Pool(new URL(upstream.baseUrl).origin, {
-        connections: upstream.maxConcurrency ? upstream.maxConcurrency * 2 : 64,
+        // As many connections as calls can reach this upstream at once (its own cap, else the global one),
+        // so no request ever waits invisibly inside the pool while it holds a slot.
+        connections: upstream.maxConcurrency ?? this.queue.maxConcurrent,
         keepAliveTimeout: 30_000,
         pipelining: 1,
       });
@@ -55,6 +65,9 @@ export class UpstreamClient implements OnModuleDestroy {
       accept: stream ? 'text/event-stream' : 'application/json',
     };
     if (upstream.apiKey) headers.authorization = `Bearer ${upstream.apiKey}`;
+    // The active span is this call's attempt span: the upstream (vLLM reads it) continues the trace.
+    const traceparent = this.tracing.carrier();
+    if (traceparent) headers.traceparent = traceparent;
     return headers;
   }
 
@@ -102,7 +115,7 @@ export class UpstreamClient implements OnModuleDestroy {
         response.body.destroy();
         throw new UpstreamBadResponseError(`Upstream ${upstream.name} answered a stream request with ${contentType || 'no content type'}`);
       }
-      const events = readEvents(response.body, upstream, options.signal, options.idleTimeoutMs);
+      const events = readEvents(response.body, upstream, options.signal, options.idleTimeoutMs, payload.path === '/responses');
       const first = await events.next().catch((error: unknown) => {
         throw translate(error, upstream, signal);
       });
@@ -134,10 +147,26 @@ export class UpstreamClient implements OnModuleDestroy {
   }
 }
 
-/** Reads an upstream SSE body into validated `data` payloads, stopping at `[DONE]`. */
-async function* readEvents(body: Dispatcher.ResponseData['body'], upstream: UpstreamDefinition, signal: AbortSignal, idleTimeoutMs: number): AsyncGenerator<string> {
+/**
+ * Events that end a Responses API stream. Such a stream has no `[DONE]` (OpenAI and vLLM close it after
+ * one of these), so a close before one of them is a broken stream.
+ */
+const RESPONSES_TERMINAL_EVENTS = new Set(['response.completed', 'response.incomplete', 'response.failed', 'error']);
+
+/**
+ * Reads an upstream SSE body into validated `data` payloads, stopping at `[DONE]`, or, for the
+ * Responses API (`typedEvents`), at the close that follows its terminal event.
+ */
+async function* readEvents(
+  body: Dispatcher.ResponseData['body'],
+  upstream: UpstreamDefinition,
+  signal: AbortSignal,
+  idleTimeoutMs: number,
+  typedEvents: boolean,
+): AsyncGenerator<string> {
   const parser = new SseParser();
   let sawDone = false;
+  let ended = false;
   try {
     for await (const chunk of body) {
       for (const data of parser.push(chunk as Buffer)) {
@@ -145,11 +174,13 @@ async function* readEvents(body: Dispatcher.ResponseData['body'], upstream: Upst
           sawDone = true;
           return;
         }
+        let event: unknown;
         try {
-          JSON.parse(data);
+          event = JSON.parse(data);
         } catch {
           throw new UpstreamBadResponseError(`Upstream ${upstream.name} sent a stream event that is not JSON`);
         }
+        if (typedEvents) ended = RESPONSES_TERMINAL_EVENTS.has(String((event as { type?: unknown } | null)?.type));
         yield data;
       }
     }
@@ -159,7 +190,11 @@ async function* readEvents(body: Dispatcher.ResponseData['body'], upstream: Upst
         return;
       }
     }
-    if (!sawDone) throw new UpstreamError(`Upstream ${upstream.name} closed the stream before [DONE]`);
+    if (typedEvents && ended) {
+      sawDone = true;
+      return;
+    }
+    if (!sawDone) throw new UpstreamError(`Upstream ${upstream.name} closed the stream before ${typedEvents ? 'its final event' : '[DONE]'}`);
   } catch (error) {
     if (error instanceof BulwarkError) throw error;
     if (error instanceof undiciErrors.BodyTimeoutError) {

@@ -53,7 +53,7 @@ export class UpstreamRegistry {
 }
 
 /** Builds the topology from a single UPSTREAM_URL or the parsed UPSTREAMS_FILE. */
-export function topologyFromConfig(config: ConfigType<typeof upstreamConfig>) {
+export function topologyFromConfig(config: Pick<ConfigType<typeof upstreamConfig>, 'url' | 'apiKey' | 'topology'>) {
   if (config.topology) return config.topology;
   if (config.url) {
     return {

@@ -1,6 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { HealthIndicatorService } from '@nestjs/terminus';
 import { BreakerService } from '../breaker/breaker.service';
+import { UpstreamLeases } from './upstream-leases.service';
 import { UpstreamProbeService } from './upstream-probe.service';
 import { UpstreamRegistry } from './upstream-registry';
 
@@ -12,9 +13,13 @@ export class UpstreamHealthIndicator {
     private readonly probes: UpstreamProbeService,
     private readonly breakers: BreakerService,
     private readonly health: HealthIndicatorService,
+    private readonly leases: UpstreamLeases,
   ) {}
 
-  /** Per-upstream figures: reachable, and whether every breaker it has is open. */
+  /**
+   * Per-upstream figures: reachable, whether every breaker it has is open, and for upstreams whose
+   * attempts are counted, its cap, attempts in flight on every instance and requests waiting here for a permit.
+   */
   details() {
     const views = this.breakers.list();
     return this.registry.all().map((u) => {
@@ -28,6 +33,7 @@ export class UpstreamHealthIndicator {
         checked_at: probe?.checkedAt ? new Date(probe.checkedAt).toISOString() : null,
         breakers_open: own.filter((v) => v.state === 'open').length,
         can_take_traffic: (probe?.reachable ?? true) && !allOpen,
+        ...this.leases.details(u.name),
       };
     });
   }

@@ -3,6 +3,7 @@ import { TerminusModule } from '@nestjs/terminus';
 import { BreakerModule } from '../breaker/breaker.module';
 import { RUNTIME, Runtime } from '../runtime';
 import { UpstreamClient } from './upstream-client';
+import { UpstreamLeases } from './upstream-leases.service';
 import { UpstreamOutcomes } from './upstream-outcomes';
 import { UpstreamProbeService } from './upstream-probe.service';
 import { UPSTREAM_TOPOLOGY, UpstreamRegistry } from './upstream-registry';
@@ -15,9 +16,10 @@ import { UpstreamHealthIndicator } from './upstream.health';
     UpstreamRegistry,
     UpstreamClient,
     UpstreamOutcomes,
+    UpstreamLeases,
     UpstreamProbeService,
     UpstreamHealthIndicator,
   ],
-  exports: [UpstreamRegistry, UpstreamClient, UpstreamOutcomes, UpstreamProbeService, UpstreamHealthIndicator],
+  exports: [UpstreamRegistry, UpstreamClient, UpstreamOutcomes, UpstreamLeases, UpstreamProbeService, UpstreamHealthIndicator],
 })
 export class UpstreamModule {}

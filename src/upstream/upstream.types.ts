@@ -3,7 +3,7 @@ import type { UpstreamDefinition } from '../config/upstreams-file';
 export type { UpstreamDefinition };
 
 /** The OpenAI routes that go through the pipeline, keyed by their path below the base URL. */
-export type InferencePath = '/chat/completions' | '/completions' | '/embeddings';
+export type InferencePath = '/chat/completions' | '/completions' | '/embeddings' | '/responses';
 
 /** What the gateway forwards: the client's body (unknown fields untouched) and how to answer. */
 export interface InferencePayload {

@@ -1,6 +1,7 @@
 import {
   ArrayMaxSize,
   ArrayMinSize,
+  buildMessage,
   IsArray,
   IsBoolean,
   IsDefined,
@@ -13,7 +14,9 @@ import {
   MaxLength,
   Min,
   MinLength,
+  ValidateBy,
   ValidateNested,
+  type ValidationOptions,
 } from 'class-validator';
 import { Type } from 'class-transformer';
 
@@ -69,4 +72,42 @@ export class EmbeddingRequestDto {
 
   @IsDefined()
   input!: string | string[] | number[] | number[][];
+}
+
+/** `input` of the Responses API: a string, or an array of input items. */
+function IsTextOrItems(options?: ValidationOptions): PropertyDecorator {
+  return ValidateBy(
+    {
+      name: 'isTextOrItems',
+      validator: {
+        validate: (value: unknown) => typeof value === 'string' || Array.isArray(value),
+        defaultMessage: buildMessage((prefix) => `${prefix}$property must be a string or an array of input items`, options),
+      },
+    },
+    options,
+  );
+}
+
+/** `POST /v1/responses` (OpenAI's Responses API). Unknown fields (tools, text, reasoning, …) pass through. */
+export class ResponsesRequestDto {
+  @IsString() @MinLength(1) @MaxLength(256)
+  model!: string;
+
+  @IsOptional() @IsTextOrItems()
+  input?: string | unknown[];
+
+  @IsOptional() @IsString()
+  instructions?: string;
+
+  @IsOptional() @IsBoolean()
+  stream?: boolean;
+
+  @IsOptional() @IsInt() @Min(1) @Max(10_000_000)
+  max_output_tokens?: number;
+
+  @IsOptional() @IsNumber() @Min(0) @Max(2)
+  temperature?: number;
+
+  @IsOptional() @IsNumber() @Min(0) @Max(1)
+  top_p?: number;
 }

@@ -1,12 +1,14 @@
 import type { ServerResponse } from 'node:http';
 import type { Exchange } from './simulator.exchange';
 import type { SimulatedFault } from './simulator';
+import { outputTokens, type PlannedOutput, planOutput } from './simulator.output';
+import { responseEvents, responseObject, responsesUsage } from './simulator.responses-api';
 import {
   type AnswerMeta,
+  type ChatChoice,
   type FinishReason,
   chatChunk,
   chatCompletion,
-  completionWords,
   countTokens,
   embeddings,
   faultErrorBody,
@@ -15,7 +17,7 @@ import {
   usage,
 } from './simulator.responses';
 
-export type GenerationKind = 'chat' | 'completion' | 'embedding';
+export type GenerationKind = 'chat' | 'completion' | 'embedding' | 'responses';
 
 /** Everything needed to produce one answer once capacity and latency have been served. */
 export interface AnswerPlan {
@@ -75,61 +77,100 @@ export async function deliver(ex: Exchange, plan: AnswerPlan): Promise<void> {
   }
 }
 
-interface Generation {
-  words: string[];
-  finish: FinishReason;
-  promptTokens: number;
-}
-
-function generation(plan: AnswerPlan): Generation {
-  const wanted = Math.max(0, Math.floor(plan.fault.chunks ?? plan.defaultChunks));
-  const limit = firstNumber(plan.body.max_completion_tokens, plan.body.max_tokens);
-  const count = limit === undefined ? wanted : Math.min(wanted, Math.max(0, Math.floor(limit)));
-  return {
-    words: completionWords(count),
-    finish: count < wanted ? 'length' : 'stop',
-    promptTokens: countTokens(plan.kind === 'chat' ? plan.body.messages : plan.body.prompt),
-  };
-}
-
 function firstNumber(...values: unknown[]): number | undefined {
   return values.find((v): v is number => typeof v === 'number' && Number.isFinite(v));
 }
 
-function completeBody(plan: AnswerPlan): unknown {
-  if (plan.kind === 'embedding') {
-    const input = plan.body.input;
-    return embeddings(plan.meta.model, typeof input === 'string' ? [input] : (input as string[]));
-  }
-  const gen = generation(plan);
-  const text = gen.words.join('');
-  const use = usage(gen.promptTokens, gen.words.length);
-  return plan.kind === 'chat'
-    ? chatCompletion(plan.meta, text, gen.finish, use)
-    : textCompletion(plan.meta, text, gen.finish, use);
+/** The planned output of every choice (`n` of them for chat and completions, one for the Responses API). */
+function outputs(plan: AnswerPlan): PlannedOutput[] {
+  const wanted = Math.max(0, Math.floor(plan.fault.chunks ?? plan.defaultChunks));
+  const { body } = plan;
+  const limit = firstNumber(body.max_completion_tokens, body.max_tokens, plan.kind === 'responses' ? body.max_output_tokens : undefined);
+  const api = plan.kind === 'chat' || plan.kind === 'responses' ? plan.kind : 'completion';
+  const n = plan.kind === 'responses' ? 1 : Math.max(1, Math.floor(firstNumber(body.n) ?? 1));
+  return Array.from({ length: n }, (_, index) => planOutput(api, body, index, wanted, limit));
 }
 
-/** Stream events split into the preamble, one chunk per word, and the finish/usage trailer. */
-function streamEvents(plan: AnswerPlan): { head: unknown[]; words: unknown[]; tail: unknown[] } {
-  const gen = generation(plan);
-  const options = plan.body.stream_options as { include_usage?: unknown } | null | undefined;
-  const use = options?.include_usage === true ? usage(gen.promptTokens, gen.words.length) : undefined;
-  const { meta } = plan;
+function promptTokens(plan: AnswerPlan): number {
+  const { body } = plan;
+  if (plan.kind === 'chat') return countTokens(body.messages);
+  if (plan.kind === 'responses') return countTokens(body.input) + countTokens(body.instructions);
+  return countTokens(body.prompt);
+}
+
+const generatedText = (output: PlannedOutput) => (output.kind === 'text' ? output.text : output.arguments);
+const finishOf = (output: PlannedOutput): FinishReason => (output.kind === 'text' ? output.finish : 'tool_calls');
+
+function chatChoice(output: PlannedOutput): ChatChoice {
+  if (output.kind === 'text') return { message: { role: 'assistant', content: output.text, refusal: null }, finish: output.finish };
+  const call = { id: output.callId, type: 'function', function: { name: output.name, arguments: output.arguments } };
+  return { message: { role: 'assistant', content: null, refusal: null, tool_calls: [call] }, finish: 'tool_calls' };
+}
+
+function completeBody(plan: AnswerPlan): unknown {
+  const { body, meta } = plan;
+  if (plan.kind === 'embedding') {
+    const input = body.input;
+    return embeddings(meta.model, typeof input === 'string' ? [input] : (input as string[]), body.encoding_format === 'base64' ? 'base64' : 'float');
+  }
+  const planned = outputs(plan);
+  if (plan.kind === 'responses') return responseObject(meta, body, { output: planned[0], usage: responsesUsage(promptTokens(plan), planned[0]) });
+  const use = usage(promptTokens(plan), planned.reduce((sum, output) => sum + outputTokens(generatedText(output)), 0));
+  return plan.kind === 'chat'
+    ? chatCompletion(meta, planned.map(chatChoice), use)
+    : textCompletion(meta, planned.map((output) => ({ text: generatedText(output), finish: finishOf(output) })), use);
+}
+
+/** The first delta of a chat choice: the role, and for a tool call its id and name. */
+function chatHead(output: PlannedOutput): Record<string, unknown> {
+  if (output.kind === 'text') return { role: 'assistant', content: '' };
+  const call = { index: 0, id: output.callId, type: 'function', function: { name: output.name, arguments: '' } };
+  return { role: 'assistant', content: null, tool_calls: [call] };
+}
+
+function chatDelta(output: PlannedOutput, piece: string): Record<string, unknown> {
+  return output.kind === 'text' ? { content: piece } : { tool_calls: [{ index: 0, function: { arguments: piece } }] };
+}
+
+/** Stream events split into the preamble, the paced deltas (piece by piece, every choice), and the trailer. */
+function streamEvents(plan: AnswerPlan): { head: unknown[]; deltas: unknown[]; tail: unknown[] } {
+  const planned = outputs(plan);
+  const { meta, body } = plan;
+  if (plan.kind === 'responses') return responseEvents(meta, body, planned[0], responsesUsage(promptTokens(plan), planned[0]));
+  const options = body.stream_options as { include_usage?: unknown } | null | undefined;
+  const use =
+    options?.include_usage === true
+      ? usage(promptTokens(plan), planned.reduce((sum, output) => sum + outputTokens(generatedText(output)), 0))
+      : undefined;
+  const longest = Math.max(...planned.map((output) => output.pieces.length));
+  const deltas: unknown[] = [];
+  for (let p = 0; p < longest; p++) {
+    planned.forEach((output, i) => {
+      const piece = output.pieces[p];
+      if (piece === undefined) return;
+      deltas.push(plan.kind === 'chat' ? chatChunk(meta, chatDelta(output, piece), null, undefined, i) : textChunk(meta, piece, null, undefined, i));
+    });
+  }
   if (plan.kind === 'chat') {
     return {
-      head: [chatChunk(meta, { role: 'assistant', content: '' })],
-      words: gen.words.map((word) => chatChunk(meta, { content: word })),
-      tail: [chatChunk(meta, {}, gen.finish), ...(use ? [chatChunk(meta, null, null, use)] : [])],
+      head: planned.map((output, i) => chatChunk(meta, chatHead(output), null, undefined, i)),
+      deltas,
+      tail: [...planned.map((output, i) => chatChunk(meta, {}, finishOf(output), undefined, i)), ...(use ? [chatChunk(meta, null, null, use)] : [])],
     };
   }
   return {
     head: [],
-    words: gen.words.map((word) => textChunk(meta, word)),
-    tail: [textChunk(meta, '', gen.finish), ...(use ? [textChunk(meta, null, null, use)] : [])],
+    deltas,
+    tail: [...planned.map((output, i) => textChunk(meta, '', finishOf(output), undefined, i)), ...(use ? [textChunk(meta, null, null, use)] : [])],
   };
 }
 
-const sse = (data: unknown): string => `data: ${typeof data === 'string' ? data : JSON.stringify(data)}\n\n`;
+/** Chat and completions frame events as `data:` and end with `[DONE]`; the Responses API names each event and has no `[DONE]`. */
+function framer(kind: GenerationKind): (event: unknown) => string {
+  if (kind !== 'responses') return (data) => `data: ${typeof data === 'string' ? data : JSON.stringify(data)}\n\n`;
+  return (data) =>
+    typeof data === 'string' ? `data: ${data}\n\n` : `event: ${(data as { type: string }).type}\ndata: ${JSON.stringify(data)}\n\n`;
+}
 
 async function stream(ex: Exchange, plan: AnswerPlan, mode: 'none' | 'stall' | 'bad_json'): Promise<void> {
   ex.res.writeHead(200, {
@@ -139,21 +180,23 @@ async function stream(ex: Exchange, plan: AnswerPlan, mode: 'none' | 'stall' | '
     'X-Accel-Buffering': 'no',
   });
   ex.res.flushHeaders();
-  const { head, words, tail } = streamEvents(plan);
+  const sse = framer(plan.kind);
+  const done = plan.kind === 'responses' ? '' : sse('[DONE]');
+  const { head, deltas, tail } = streamEvents(plan);
   if (mode === 'bad_json') {
-    const first = [...head, ...words, ...tail][0];
-    if (ex.write(sse(first)) && ex.write(sse('{not json}')) && ex.write(sse('[DONE]'))) ex.res.end();
+    const first = [...head, ...deltas, ...tail][0];
+    if (ex.write(sse(first)) && ex.write(sse('{not json}')) && ex.write(done)) ex.res.end();
     return;
   }
   for (const event of head) if (!ex.write(sse(event))) return;
   const stallAfter = Math.max(0, Math.floor(plan.fault.stallAfterChunks ?? DEFAULT_STALL_AFTER_CHUNKS));
-  for (let i = 0; i < words.length; i++) {
+  for (let i = 0; i < deltas.length; i++) {
     // A stall leaves the socket open and silent on purpose: that is the fault being simulated.
     if (mode === 'stall' && i >= stallAfter) return;
     if ((i > 0 || head.length > 0) && !(await ex.delay(plan.chunkIntervalMs))) return;
-    if (!ex.write(sse(words[i]))) return;
+    if (!ex.write(sse(deltas[i]))) return;
   }
   if (mode === 'stall') return;
   for (const event of tail) if (!ex.write(sse(event))) return;
-  if (ex.write(sse('[DONE]'))) ex.res.end();
+  if (ex.write(done)) ex.res.end();
 }

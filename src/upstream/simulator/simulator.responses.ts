@@ -71,11 +71,13 @@ export function usage(promptTokens: number, completionTokens: number): Usage {
   };
 }
 
+/** One model object, as `GET /v1/models/{id}` answers it. */
+export function modelObject(id: string): unknown {
+  return { id, object: 'model', created: MODEL_CREATED, owned_by: 'bulwark-sim' };
+}
+
 export function modelList(models: readonly string[]): unknown {
-  return {
-    object: 'list',
-    data: models.map((id) => ({ id, object: 'model', created: MODEL_CREATED, owned_by: 'bulwark-sim' })),
-  };
+  return { object: 'list', data: models.map(modelObject) };
 }
 
 /** Identity shared by every body (and every chunk) of one answer. */
@@ -85,38 +87,45 @@ export interface AnswerMeta {
   model: string;
 }
 
-export type FinishReason = 'stop' | 'length';
+export type FinishReason = 'stop' | 'length' | 'tool_calls';
 
-export function chatCompletion(meta: AnswerMeta, content: string, finish: FinishReason, use: Usage): unknown {
+/** One choice of a chat completion, built by the answer from its planned output. */
+export interface ChatChoice {
+  message: Record<string, unknown>;
+  finish: FinishReason;
+}
+
+export function chatCompletion(meta: AnswerMeta, choices: readonly ChatChoice[], use: Usage): unknown {
   return {
     id: meta.id,
     object: 'chat.completion',
     created: meta.created,
     model: meta.model,
-    choices: [{ index: 0, message: { role: 'assistant', content }, finish_reason: finish, logprobs: null }],
+    choices: choices.map((choice, index) => ({ index, message: choice.message, finish_reason: choice.finish, logprobs: null })),
     usage: use,
   };
 }
 
-export function textCompletion(meta: AnswerMeta, text: string, finish: FinishReason, use: Usage): unknown {
+export function textCompletion(meta: AnswerMeta, choices: readonly { text: string; finish: FinishReason }[], use: Usage): unknown {
   return {
     id: meta.id,
     object: 'text_completion',
     created: meta.created,
     model: meta.model,
-    choices: [{ text, index: 0, finish_reason: finish, logprobs: null }],
+    choices: choices.map((choice, index) => ({ text: choice.text, index, finish_reason: choice.finish, logprobs: null })),
     usage: use,
   };
 }
 
-/** One streamed chat chunk; `choices: []` plus `use` makes the trailing usage chunk. */
+/** One streamed chat chunk for choice `index`; `delta === null` plus `use` makes the trailing usage chunk. */
 export function chatChunk(
   meta: AnswerMeta,
-  delta: Record<string, string> | null,
+  delta: Record<string, unknown> | null,
   finish: FinishReason | null = null,
   use?: Usage,
+  index = 0,
 ): unknown {
-  const choices = delta === null ? [] : [{ index: 0, delta, finish_reason: finish, logprobs: null }];
+  const choices = delta === null ? [] : [{ index, delta, finish_reason: finish, logprobs: null }];
   return {
     id: meta.id,
     object: 'chat.completion.chunk',
@@ -127,9 +136,9 @@ export function chatChunk(
   };
 }
 
-/** One streamed legacy completion chunk; `text === null` makes the trailing usage chunk. */
-export function textChunk(meta: AnswerMeta, text: string | null, finish: FinishReason | null = null, use?: Usage): unknown {
-  const choices = text === null ? [] : [{ text, index: 0, finish_reason: finish, logprobs: null }];
+/** One streamed legacy completion chunk for choice `index`; `text === null` makes the trailing usage chunk. */
+export function textChunk(meta: AnswerMeta, text: string | null, finish: FinishReason | null = null, use?: Usage, index = 0): unknown {
+  const choices = text === null ? [] : [{ text, index, finish_reason: finish, logprobs: null }];
   return {
     id: meta.id,
     object: 'text_completion',
@@ -155,11 +164,21 @@ export function embeddingVector(text: string): number[] {
   return vector;
 }
 
-export function embeddings(model: string, inputs: readonly string[]): unknown {
+/** A vector as OpenAI's `encoding_format: "base64"` sends it: little-endian float32 bytes in base64. */
+export function base64Vector(vector: readonly number[]): string {
+  const bytes = Buffer.alloc(vector.length * 4);
+  vector.forEach((value, i) => bytes.writeFloatLE(value, i * 4));
+  return bytes.toString('base64');
+}
+
+export function embeddings(model: string, inputs: readonly string[], encoding: 'float' | 'base64' = 'float'): unknown {
   const promptTokens = countTokens(inputs);
   return {
     object: 'list',
-    data: inputs.map((text, index) => ({ object: 'embedding', index, embedding: embeddingVector(text) })),
+    data: inputs.map((text, index) => {
+      const vector = embeddingVector(text);
+      return { object: 'embedding', index, embedding: encoding === 'base64' ? base64Vector(vector) : vector };
+    }),
     model,
     usage: { prompt_tokens: promptTokens, total_tokens: promptTokens },
   };

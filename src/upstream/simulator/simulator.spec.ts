@@ -79,7 +79,7 @@ test('non-stream chat completion has the OpenAI shape and is counted', async (t)
   assert.equal(body.model, 'sim-large');
   assert.equal(typeof body.created, 'number');
   assert.deepEqual(body.choices, [
-    { index: 0, message: { role: 'assistant', content: 'word1 word2 word3 word4 ' }, finish_reason: 'stop', logprobs: null },
+    { index: 0, message: { role: 'assistant', content: 'word1 word2 word3 word4 ', refusal: null }, finish_reason: 'stop', logprobs: null },
   ]);
   assert.deepEqual(body.usage, { prompt_tokens: 2, completion_tokens: 4, total_tokens: 6 });
   const stats = sim.stats;

@@ -2,7 +2,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo, Socket } from 'node:net';
 import { type GenerationKind, deliver, sendJson } from './simulator.answer';
 import { CapacityGate, Exchange } from './simulator.exchange';
-import { errorBody, metricsText, modelList } from './simulator.responses';
+import { errorBody, metricsText, modelList, modelNotFoundBody, modelObject } from './simulator.responses';
 import { DEFAULT_OPTIONS, type ResolvedOptions, readJsonBody, resolveOptions, validateGeneration } from './simulator.validate';
 
 /** A misbehaviour to inject into one request (body field `x_sim`) or every request of a model. */
@@ -72,9 +72,11 @@ const GENERATION_ROUTES: Record<string, GenerationKind> = {
   '/v1/chat/completions': 'chat',
   '/v1/completions': 'completion',
   '/v1/embeddings': 'embedding',
+  '/v1/responses': 'responses',
 };
 
-const ID_PREFIX: Record<GenerationKind, string> = { chat: 'chatcmpl-', completion: 'cmpl-', embedding: 'embd-' };
+const ID_PREFIX: Record<GenerationKind, string> = { chat: 'chatcmpl-', completion: 'cmpl-', embedding: 'embd-', responses: 'resp_' };
+const MODEL_PATH = /^\/v1\/models\/(.+)$/;
 
 interface AbortWaiter {
   target: number;
@@ -235,6 +237,8 @@ export class UpstreamSimulator {
       return sendJson(res, 401, errorBody('Incorrect API key provided.', 'invalid_request_error', 'invalid_api_key'));
     }
     if (method === 'GET' && path === '/v1/models') return sendJson(res, 200, modelList(this.options.models));
+    const modelPath = method === 'GET' ? MODEL_PATH.exec(path) : null;
+    if (modelPath) return this.sendModel(res, decodeURIComponent(modelPath[1]));
     const kind = GENERATION_ROUTES[path];
     if (method !== 'POST' || kind === undefined) return this.sendUnknownUrl(res, method, path);
     await this.generate(exchange, kind);
@@ -319,6 +323,11 @@ export class UpstreamSimulator {
     const text = metricsText(this.options.models, load, this.options.capacity);
     res.writeHead(200, { 'Content-Type': 'text/plain; version=0.0.4; charset=utf-8' });
     res.end(text);
+  }
+
+  private sendModel(res: ServerResponse, id: string): void {
+    if (this.options.models.includes(id)) sendJson(res, 200, modelObject(id));
+    else sendJson(res, 404, modelNotFoundBody(id));
   }
 
   private sendUnknownUrl(res: ServerResponse, method: string, path: string): void {

@@ -71,7 +71,17 @@ export function validateGeneration(kind: GenerationKind, parsed: ParsedBody, mod
     const valid =
       typeof input === 'string' || (Array.isArray(input) && input.length > 0 && input.every((v) => typeof v === 'string'));
     if (!valid) return invalid("'input' must be a string or a non-empty array of strings", 'input');
+    if (body.encoding_format !== undefined && body.encoding_format !== 'float' && body.encoding_format !== 'base64') {
+      return invalid("'encoding_format' must be 'float' or 'base64'", 'encoding_format');
+    }
   }
+  if (kind === 'responses' && typeof body.input !== 'string' && !Array.isArray(body.input)) {
+    return invalid("'input' must be a string or an array of input items", 'input');
+  }
+  if ((kind === 'chat' || kind === 'completion') && body.n !== undefined && !(Number.isInteger(body.n) && (body.n as number) >= 1 && (body.n as number) <= 128)) {
+    return invalid("'n' must be an integer from 1 to 128", 'n');
+  }
+  if (body.tools !== undefined && !Array.isArray(body.tools)) return invalid("'tools' must be an array", 'tools');
 
   if (body.x_sim === undefined) return { ok: true, body, model, fault: undefined };
   const fault = body.x_sim;
