@@ -1,5 +1,6 @@
 import { Pool } from 'undici';
 import { heyAtRate, type HeyResult, SMALL_CHAT_BODY } from './load-tools';
+import { pacedLoad } from './paced-load';
 import type { ProxyPath } from './proxy-paths';
 
 /** Latency percentiles of one path, in ms. */
@@ -67,7 +68,7 @@ export interface FixedRateRow extends LatencyRow {
   failed: number;
 }
 
-/** Latency of each path at a fixed `rate` over `connections` keep-alive connections (`hey -q`). */
+/** Latency of each path at a fixed `rate` over `connections` keep-alive connections (`hey -q`: in bursts). */
 export async function fixedRateLatency(paths: ProxyPath[], rate: number, connections: number, seconds: number): Promise<FixedRateRow[]> {
   const rows: FixedRateRow[] = [];
   for (const path of paths) {
@@ -80,6 +81,25 @@ export async function fixedRateLatency(paths: ProxyPath[], rate: number, connect
       p99: result.p99,
       requestsPerSecond: result.requestsPerSecond,
       failed: result.total - (result.statuses['200'] ?? 0),
+    });
+  }
+  return rows;
+}
+
+/** Latency of each path at a fixed `rate`, requests evenly spaced, over at most `connections` connections. */
+export async function pacedLatency(paths: ProxyPath[], rate: number, connections: number, seconds: number): Promise<FixedRateRow[]> {
+  const rows: FixedRateRow[] = [];
+  for (const path of paths) {
+    const result = await pacedLoad(path.url, rate, connections, seconds);
+    const sorted = result.latenciesMs.sort((a, b) => a - b);
+    rows.push({
+      path: path.name,
+      n: result.total,
+      p50: percentile(sorted, 50),
+      p90: percentile(sorted, 90),
+      p99: percentile(sorted, 99),
+      requestsPerSecond: result.requestsPerSecond,
+      failed: result.failed,
     });
   }
   return rows;

@@ -50,3 +50,34 @@ export function openFileLimits(): { soft: number; hard: number } {
   const value = (v: string | undefined) => (v === undefined || v === 'unlimited' ? Infinity : Number(v));
   return { soft: value(match?.[1]), hard: value(match?.[2]) };
 }
+
+/** Share of the machine's CPU time (all cores) left idle between `start()` and `stop()` (/proc/stat). */
+export class MachineIdleMeter {
+  private begin = { idle: 0, total: 0 };
+
+  private static read(): { idle: number; total: number } {
+    // cpu  user nice system idle iowait irq softirq steal ...
+    const fields = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+    return { idle: fields[3] + fields[4], total: fields.slice(0, 8).reduce((a, b) => a + b, 0) };
+  }
+
+  start(): void {
+    this.begin = MachineIdleMeter.read();
+  }
+
+  stop(): number {
+    const now = MachineIdleMeter.read();
+    return (now.idle - this.begin.idle) / Math.max(1, now.total - this.begin.total);
+  }
+}
+
+/**
+ * The kernel's count of connections dropped because a listen queue was full (`TcpExt ListenOverflows`,
+ * machine-wide): each such connect is retried by the client's TCP about 1 s later.
+ */
+export function listenOverflows(): number {
+  const lines = readFileSync('/proc/net/netstat', 'utf8').split('\n').filter((l) => l.startsWith('TcpExt:'));
+  const names = lines[0]?.split(/\s+/) ?? [];
+  const values = lines[1]?.split(/\s+/) ?? [];
+  return Number(values[names.indexOf('ListenOverflows')] ?? NaN);
+}

@@ -9,10 +9,16 @@ export interface BenchResults {
   setting: string;
   sequential?: { count: number; rows: LatencyRow[]; added: AddedLatency[] };
   saturation?: SaturationResult & { connections: number; seconds: number };
-  fixedRate?: { rate: number; connections: number; seconds: number; rows: FixedRateRow[]; added: AddedLatency[] };
+  fixedRate?: { rate: number; connections: number; seconds: number; hey: FixedRateRows; paced?: FixedRateRows };
   streams?: { shape: StreamShape; rows: StreamsRow[] };
   crash?: CrashResult;
   refusals?: { seconds: number; rows: RefusalRow[] };
+}
+
+/** One fixed-rate run of every path, and what each adds over direct. */
+export interface FixedRateRows {
+  rows: FixedRateRow[];
+  added: AddedLatency[];
 }
 
 /** Targets of issue 9 (and, for the sequential and refusal parts, of the earlier queue issue). */
@@ -55,15 +61,22 @@ export function printPart(results: BenchResults, part: keyof Omit<BenchResults, 
       const s = results.saturation!;
       console.log(`\n1b. Saturation, closed loop: wrk -t1 -c${s.connections} -d${s.seconds}s:`);
       console.table(format(s.rows));
-      console.log(`Redis per Bulwark request: ${n(s.redis.usecPerRequest)} µs in commands, ${n(s.redis.callsPerRequest)} calls, ${n(s.redis.cpuUsPerRequest)} µs redis-server CPU; queued (not fast lane): ${n(s.queuedShare * 100, 1)} %`);
+      console.log(
+        `Redis per Bulwark request: ${n(s.redis.usecPerRequest)} µs in commands sent by Bulwark (${n(s.redis.callsPerRequest)} calls); ` +
+          `sum of every commandstats line ${n(s.redis.usecAllLinesPerRequest)} µs (${n(s.redis.callsAllLinesPerRequest)} calls); ` +
+          `redis-server main thread ${n(s.redis.cpuUsPerRequest)} µs CPU; queued (not fast lane): ${n(s.queuedShare * 100, 1)} %`,
+      );
       console.table(format(s.redis.top));
       break;
     }
     case 'fixedRate': {
       const f = results.fixedRate!;
-      console.log(`\n2. Fixed rate: hey -z ${f.seconds}s -c ${f.connections} -q ${n(f.rate / f.connections, 4)} (${f.rate} req/s in total), ms:`);
-      console.table(format(f.rows));
-      console.table(format(f.added.map((a) => ({ ...a, path: `added by ${a.path}` }))));
+      console.log(`\n2. Fixed rate: hey -z ${f.seconds}s -c ${f.connections} -q ${n(f.rate / f.connections, 4)} (${f.rate} req/s in total, in bursts), ms:`);
+      console.table(format([...f.hey.rows, ...f.hey.added.map((a) => ({ ...a, path: `added by ${a.path}` }))]));
+      if (f.paced) {
+        console.log(`Fixed rate, evenly paced: one request every ${n(1000 / f.rate)} ms for ${f.seconds} s, up to ${f.connections} connections, ms:`);
+        console.table(format([...f.paced.rows, ...f.paced.added.map((a) => ({ ...a, path: `added by ${a.path}` }))]));
+      }
       break;
     }
     case 'streams':
@@ -99,13 +112,22 @@ export function markdown(results: BenchResults): string {
     const bulwark = byPath(saturation.rows, 'Bulwark')!;
     const share = bulwark.requestsPerSecond / direct.requestsPerSecond;
     lines.push(`### Saturation throughput (closed loop, \`wrk -t1 -c${saturation.connections} -d${saturation.seconds}s\`)`, '');
-    lines.push(...header(['path', 'req/s', '% of direct', 'failed', 'p50 ms', 'p99 ms', 'main-thread CPU µs/req', 'process CPU µs/req']));
+    lines.push(...header(['path', 'req/s', '% of direct', 'failed', 'p50 ms', 'p99 ms', 'main-thread CPU µs/req', 'process CPU µs/req', 'main thread busy', 'machine idle']));
+    const pct = (v: number | undefined) => (v === undefined ? '–' : `${n(v * 100, 0)} %`);
     for (const r of saturation.rows) {
-      lines.push(row([r.path, int(r.requestsPerSecond), n((r.requestsPerSecond / direct.requestsPerSecond) * 100, 1), int(r.failed), n(r.p50), n(r.p99), int(r.mainThreadUsPerRequest), int(r.processUsPerRequest)]));
+      lines.push(
+        row([r.path, int(r.requestsPerSecond), n((r.requestsPerSecond / direct.requestsPerSecond) * 100, 1), int(r.failed), n(r.p50), n(r.p99), int(r.mainThreadUsPerRequest), int(r.processUsPerRequest), pct(r.mainThreadBusy), pct(r.machineIdle)]),
+      );
     }
     const redis = saturation.redis;
-    lines.push('', `Redis per Bulwark request: **${n(redis.usecPerRequest, 1)} µs** inside commands (\`INFO commandstats\`), ${n(redis.callsPerRequest)} calls, ${n(redis.cpuUsPerRequest, 1)} µs of redis-server CPU (network included); ${n(saturation.queuedShare * 100, 1)} % of requests went through the BullMQ queue instead of the fast lane.`);
-    lines.push(`Top commands: ${redis.top.map((t) => `\`${t.command}\` ${n(t.callsPerRequest)}/req, ${n(t.usecPerRequest, 1)} µs/req`).join('; ')}.`, '');
+    lines.push(
+      '',
+      `Redis per Bulwark request: **${n(redis.usecPerRequest, 1)} µs** inside the ${n(redis.callsPerRequest)} commands Bulwark sent (\`INFO commandstats\`; a script's time includes the commands it runs); ` +
+        `the plain sum of every commandstats line, which counts script-internal commands twice, is ${n(redis.usecAllLinesPerRequest, 1)} µs over ${n(redis.callsAllLinesPerRequest, 1)} calls; ` +
+        `the redis-server main thread used ${n(redis.cpuUsPerRequest, 1)} µs of CPU per request (network handling included). ` +
+        `${n(saturation.queuedShare * 100, 1)} % of requests went through the BullMQ queue instead of the fast lane.`,
+    );
+    lines.push(`Commands sent by Bulwark: ${redis.top.map((t) => `\`${t.command}\` ${n(t.callsPerRequest)}/req, ${n(t.usecPerRequest, 1)} µs/req`).join('; ')}.`, '');
     lines.push(
       `Targets: Bulwark ≥ ${TARGETS.saturationShareOfDirect * 100} % of direct: ${verdict(share >= TARGETS.saturationShareOfDirect)} (${n(share * 100, 1)} %); ` +
         `main-thread CPU ≈ ${TARGETS.mainThreadUsPerRequest} µs/request: ${verdict((bulwark.mainThreadUsPerRequest ?? Infinity) <= TARGETS.mainThreadUsPerRequest)} (${int(bulwark.mainThreadUsPerRequest)} µs); ` +
@@ -114,21 +136,28 @@ export function markdown(results: BenchResults): string {
     );
   }
   if (fixedRate) {
-    lines.push(`### Latency at a fixed ${fixedRate.rate} req/s (\`hey -z ${fixedRate.seconds}s -c ${fixedRate.connections} -q ${n(fixedRate.rate / fixedRate.connections, 4)}\`), ms`, '');
-    lines.push(...header(['path', 'req/s', 'failed', 'p50', 'p90', 'p99']));
-    for (const r of fixedRate.rows) lines.push(row([r.path, int(r.requestsPerSecond), int(r.failed), n(r.p50), n(r.p90), n(r.p99)]));
-    for (const a of fixedRate.added) lines.push(row([`**added by ${a.path}**`, '', '', n(a.p50), n(a.p90), n(a.p99)]));
-    const b = byPath(fixedRate.added, 'Bulwark')!;
-    lines.push('', `Targets: Bulwark adds p50 ≤ ${TARGETS.fixedRateAddedP50Ms} ms: ${verdict(b.p50 <= TARGETS.fixedRateAddedP50Ms)}; p99 ≤ ${TARGETS.fixedRateAddedP99Ms} ms: ${verdict(b.p99 <= TARGETS.fixedRateAddedP99Ms)}.`, '');
+    const table = (runs: FixedRateRows) => {
+      lines.push(...header(['path', 'req/s', 'failed', 'p50', 'p90', 'p99']));
+      for (const r of runs.rows) lines.push(row([r.path, int(r.requestsPerSecond), int(r.failed), n(r.p50), n(r.p90), n(r.p99)]));
+      for (const a of runs.added) lines.push(row([`**added by ${a.path}**`, '', '', n(a.p50), n(a.p90), n(a.p99)]));
+      const b = byPath(runs.added, 'Bulwark')!;
+      lines.push('', `Targets: Bulwark adds p50 ≤ ${TARGETS.fixedRateAddedP50Ms} ms: ${verdict(b.p50 <= TARGETS.fixedRateAddedP50Ms)}; p99 ≤ ${TARGETS.fixedRateAddedP99Ms} ms: ${verdict(b.p99 <= TARGETS.fixedRateAddedP99Ms)}.`, '');
+    };
+    lines.push(`### Latency at a fixed ${fixedRate.rate} req/s, \`hey -z ${fixedRate.seconds}s -c ${fixedRate.connections} -q ${n(fixedRate.rate / fixedRate.connections, 4)}\` (every worker fires on the same tick: bursts of ${fixedRate.connections}), ms`, '');
+    table(fixedRate.hey);
+    if (fixedRate.paced) {
+      lines.push(`### Latency at a fixed ${fixedRate.rate} req/s, evenly paced (one request every ${n(1000 / fixedRate.rate)} ms, open loop, up to ${fixedRate.connections} connections), ms`, '');
+      table(fixedRate.paced);
+    }
   }
   if (streams) {
     const { shape } = streams;
     const lengthMs = shape.chunks * shape.intervalMs;
     lines.push(`### ${int(shape.count)} concurrent streams (${shape.chunks} chunks, ${shape.intervalMs} ms apart: ${lengthMs / 1000} s each)`, '');
-    lines.push(...header(['path', 'complete', 'slowest first chunk ms', 'median completion ms', 'slowest completion ms', 'peak RSS MB (before: RSS)']));
+    lines.push(...header(['path', 'complete', 'slowest first chunk ms', 'median completion ms', 'slowest completion ms', 'listen-queue overflows', 'peak RSS MB (RSS before)']));
     for (const r of streams.rows) {
       const rss = r.peakRssMB === undefined ? '–' : `${int(r.peakRssMB)} (${int(r.rssBeforeMB)})`;
-      lines.push(row([r.path, `${r.complete} / ${r.streams}`, int(r.slowestFirstChunkMs), int(r.medianCompletionMs), int(r.slowestCompletionMs), rss]));
+      lines.push(row([r.path, `${r.complete} / ${r.streams}`, int(r.slowestFirstChunkMs), int(r.medianCompletionMs), int(r.slowestCompletionMs), int(r.listenOverflows), rss]));
     }
     for (const r of streams.rows) {
       const reasons = Object.entries(r.failures).map(([reason, count]) => `${count} × ${reason.replace(/\s+/g, ' ')}`);

@@ -5,7 +5,8 @@
  * 1. Sequential added latency, then saturation throughput (`wrk -t1 -c64`): direct to the simulator,
  *    through HAProxy and through one Bulwark gateway, with Bulwark's CPU per request (/proc) and Redis's
  *    time per request (`INFO commandstats`).
- * 2. Latency at a fixed 500 req/s over 64 connections (`hey`), the same three paths.
+ * 2. Latency at a fixed 500 req/s over 64 connections, the same three paths: with `hey` (bursts of 64) and
+ *    evenly paced.
  * 3. 1,000 concurrent streams (50 chunks, 100 ms apart) through one gateway: completion, peak RSS.
  * 4. Crash recovery: kill -9 of the instance holding every slot; time to the survivor's first upstream call.
  * 5. Cost of a refusal at overload (queue held full).
@@ -15,7 +16,7 @@
  */
 import { cpus, loadavg } from 'node:os';
 import { crashRecovery } from './crash-recovery';
-import { addedOverDirect, fixedRateLatency, sequentialLatency } from './latency';
+import { addedOverDirect, fixedRateLatency, pacedLatency, sequentialLatency } from './latency';
 import { installed } from './load-tools';
 import { openFileLimits } from './process-stats';
 import { startProxyPaths } from './proxy-paths';
@@ -74,8 +75,9 @@ async function main(): Promise<void> {
         printPart(results, 'saturation');
       }
       if (parts.has('fixed-rate')) {
-        const rows = await fixedRateLatency(stack.paths, FIXED_RATE.rate, FIXED_RATE.connections, FIXED_RATE.seconds);
-        results.fixedRate = { ...FIXED_RATE, rows, added: addedOverDirect(rows) };
+        const hey = await fixedRateLatency(stack.paths, FIXED_RATE.rate, FIXED_RATE.connections, FIXED_RATE.seconds);
+        const paced = await pacedLatency(stack.paths, FIXED_RATE.rate, FIXED_RATE.connections, FIXED_RATE.seconds);
+        results.fixedRate = { ...FIXED_RATE, hey: { rows: hey, added: addedOverDirect(hey) }, paced: { rows: paced, added: addedOverDirect(paced) } };
         printPart(results, 'fixedRate');
       }
     } finally {

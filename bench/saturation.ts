@@ -1,4 +1,4 @@
-import { CpuMeter } from './process-stats';
+import { CpuMeter, MachineIdleMeter } from './process-stats';
 import { wrk } from './load-tools';
 import type { ProxyPaths } from './proxy-paths';
 import { type RedisCost, redisCost, RedisStats } from './redis-stats';
@@ -15,6 +15,10 @@ export interface SaturationRow {
   /** CPU per request of the proxy's main thread and of its whole process (µs); absent for direct. */
   mainThreadUsPerRequest?: number;
   processUsPerRequest?: number;
+  /** Share of the run's wall time the proxy's main thread was on a CPU (1 = saturated). */
+  mainThreadBusy?: number;
+  /** Share of the machine's CPU left idle during the run (other agents' work included). */
+  machineIdle: number;
 }
 
 /** Saturation figures of every path, and what Redis did for Bulwark's requests. */
@@ -42,17 +46,24 @@ export async function saturation(stack: ProxyPaths, connections: number, seconds
   let queuedShare = NaN;
   try {
     for (const path of stack.paths) {
-      await wrk(path.url, connections, warmUpSeconds);
+      const warmUp = () => wrk(path.url, connections, warmUpSeconds);
+      // Which commands Bulwark sends itself and which its scripts run: learnt while warming up.
+      const shares = path.name === 'Bulwark' ? await stats.topLevelShares(warmUp) : (await warmUp(), undefined);
       const cpu = path.pid ? new CpuMeter(path.pid) : undefined;
+      const machine = new MachineIdleMeter();
       const redisBefore = await stats.snapshot();
       const queuedBefore = Number(await stats.get(PRIORITIZED_ADDS_KEY));
       cpu?.start();
+      machine.start();
+      const started = performance.now();
       const result = await wrk(path.url, connections, seconds);
+      const wallUs = (performance.now() - started) * 1000;
+      const machineIdle = machine.stop();
       const used = cpu?.stop();
       const redisAfter = await stats.snapshot();
       const served = result.total;
-      if (path.name === 'Bulwark') {
-        redis = redisCost(redisBefore, redisAfter, served);
+      if (shares) {
+        redis = redisCost(redisBefore, redisAfter, served, shares);
         queuedShare = (Number(await stats.get(PRIORITIZED_ADDS_KEY)) - queuedBefore) / served;
       }
       rows.push({
@@ -64,6 +75,8 @@ export async function saturation(stack: ProxyPaths, connections: number, seconds
         p99: result.p99,
         mainThreadUsPerRequest: used && used.mainThreadUs / served,
         processUsPerRequest: used && used.processUs / served,
+        mainThreadBusy: used && used.mainThreadUs / wallUs,
+        machineIdle,
       });
     }
   } finally {

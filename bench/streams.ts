@@ -1,6 +1,6 @@
 import { Pool } from 'undici';
 import { startRedis } from '../test/support/redis-server';
-import { memoryMB } from './process-stats';
+import { listenOverflows, memoryMB } from './process-stats';
 import { startSimulatorProcess } from './simulator-process';
 import { startBenchGateway } from './bench-gateway';
 
@@ -14,6 +14,8 @@ export interface StreamsRow {
   slowestFirstChunkMs: number;
   medianCompletionMs: number;
   slowestCompletionMs: number;
+  /** Connections the kernel dropped from a full listen queue during the run (machine-wide; retried ~1 s later). */
+  listenOverflows: number;
   /** Streams that did not complete, by reason. */
   failures: Record<string, number>;
   /** Peak resident set (VmHWM) of the proxy process, and its resident set before the streams; MB. */
@@ -65,6 +67,7 @@ async function streamsAtOnce(url: string, shape: StreamShape): Promise<Omit<Stre
   const pool = new Pool(origin, { connections: shape.count, pipelining: 1 });
   const body = JSON.stringify({ model: 'sim-small', messages: [{ role: 'user', content: 'stream' }], stream: true, x_sim: { chunks: shape.chunks } });
   try {
+    const overflowsBefore = listenOverflows();
     const started = performance.now();
     const outcomes = await Promise.all(
       Array.from({ length: shape.count }, () =>
@@ -83,6 +86,7 @@ async function streamsAtOnce(url: string, shape: StreamShape): Promise<Omit<Stre
       slowestFirstChunkMs: Math.max(...complete.map((o) => o.firstChunkMs)),
       medianCompletionMs: done[Math.floor(done.length / 2)] ?? NaN,
       slowestCompletionMs: done.at(-1) ?? NaN,
+      listenOverflows: listenOverflows() - overflowsBefore,
       failures,
     };
   } finally {
