@@ -7,7 +7,7 @@ export interface PacedResult {
   total: number;
   /** Requests not answered 200. */
   failed: number;
-  /** Latency from each request's scheduled send time (so a late generator does not hide waiting). */
+  /** Latency from each request's scheduled send time, or its send time when sent early (ms). */
   latenciesMs: number[];
 }
 
@@ -30,12 +30,14 @@ export async function pacedLoad(url: string, rate: number, connections: number, 
       const due = started + i * intervalMs;
       const wait = due - performance.now();
       if (wait > 1) await new Promise((r) => setTimeout(r, wait));
+      // Late: count the lateness as waiting (no coordinated omission); early by less than a timer tick: from now.
+      const from = Math.min(due, performance.now());
       inFlight.push(
         pool
           .request({ path: pathname, method: 'POST', headers: { 'content-type': 'application/json' }, body: SMALL_CHAT_BODY, headersTimeout: 30_000, bodyTimeout: 30_000 })
           .then(async (res) => {
             await res.body.text();
-            if (res.statusCode === 200) latenciesMs.push(performance.now() - due);
+            if (res.statusCode === 200) latenciesMs.push(performance.now() - from);
             else failed++;
           })
           .catch(() => void failed++),

@@ -56,7 +56,9 @@ export class RedisStats {
    */
   async topLevelShares(during: () => Promise<unknown>): Promise<TopLevelShares> {
     const counts = new Map<string, { topLevel: number; inScript: number }>();
-    const monitor = await new Redis(this.url, { maxRetriesPerRequest: 1 }).monitor();
+    // monitor() opens a connection of its own; the one it is called on never connects (lazyConnect).
+    const base = new Redis(this.url, { maxRetriesPerRequest: 1, lazyConnect: true });
+    const monitor = await base.monitor();
     monitor.on('monitor', (_time: string, args: string[], source: string) => {
       const name = (args[0] ?? '').toLowerCase();
       const count = counts.get(name) ?? { topLevel: 0, inScript: 0 };
@@ -68,6 +70,7 @@ export class RedisStats {
       await during();
     } finally {
       monitor.disconnect();
+      base.disconnect();
     }
     return new Map([...counts].map(([name, c]) => [name, c.topLevel / (c.topLevel + c.inScript)]));
   }

@@ -154,10 +154,10 @@ export function markdown(results: BenchResults): string {
     const { shape } = streams;
     const lengthMs = shape.chunks * shape.intervalMs;
     lines.push(`### ${int(shape.count)} concurrent streams (${shape.chunks} chunks, ${shape.intervalMs} ms apart: ${lengthMs / 1000} s each)`, '');
-    lines.push(...header(['path', 'complete', 'slowest first chunk ms', 'median completion ms', 'slowest completion ms', 'listen-queue overflows', 'peak RSS MB (RSS before)']));
+    lines.push(...header(['path', 'complete', 'slowest first chunk ms', 'longest first chunk → end ms', 'median completion ms', 'slowest completion ms', 'listen-queue overflows', 'peak RSS MB (RSS before)']));
     for (const r of streams.rows) {
       const rss = r.peakRssMB === undefined ? '–' : `${int(r.peakRssMB)} (${int(r.rssBeforeMB)})`;
-      lines.push(row([r.path, `${r.complete} / ${r.streams}`, int(r.slowestFirstChunkMs), int(r.medianCompletionMs), int(r.slowestCompletionMs), int(r.listenOverflows), rss]));
+      lines.push(row([r.path, `${r.complete} / ${r.streams}`, int(r.slowestFirstChunkMs), int(r.longestStreamingMs), int(r.medianCompletionMs), int(r.slowestCompletionMs), int(r.listenOverflows), rss]));
     }
     for (const r of streams.rows) {
       const reasons = Object.entries(r.failures).map(([reason, count]) => `${count} × ${reason.replace(/\s+/g, ' ')}`);

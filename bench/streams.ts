@@ -13,6 +13,8 @@ export interface StreamsRow {
   /** From the moment all were sent, in ms. */
   slowestFirstChunkMs: number;
   medianCompletionMs: number;
+  /** The longest time from a stream's first chunk to its end: the relay's own pace, connection set-up aside. */
+  longestStreamingMs: number;
   slowestCompletionMs: number;
   /** Connections the kernel dropped from a full listen queue during the run (machine-wide; retried ~1 s later). */
   listenOverflows: number;
@@ -85,6 +87,7 @@ async function streamsAtOnce(url: string, shape: StreamShape): Promise<Omit<Stre
       complete: complete.length,
       slowestFirstChunkMs: Math.max(...complete.map((o) => o.firstChunkMs)),
       medianCompletionMs: done[Math.floor(done.length / 2)] ?? NaN,
+      longestStreamingMs: Math.max(...complete.map((o) => o.doneMs - o.firstChunkMs)),
       slowestCompletionMs: done.at(-1) ?? NaN,
       listenOverflows: listenOverflows() - overflowsBefore,
       failures,
