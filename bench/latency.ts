@@ -1,5 +1,6 @@
 import { Pool } from 'undici';
 import { heyAtRate, type HeyResult, SMALL_CHAT_BODY } from './load-tools';
+import { type RuntimeDuringRun, runtimeDuring } from './gateway-runtime';
 import { pacedLoad } from './paced-load';
 import type { ProxyPath } from './proxy-paths';
 
@@ -66,6 +67,8 @@ export interface FixedRateRow extends LatencyRow {
   requestsPerSecond: number;
   /** Requests not answered 200 (other statuses and errors). */
   failed: number;
+  /** The gateway's event-loop delay and garbage collection during the run (Bulwark only). */
+  runtime?: RuntimeDuringRun;
 }
 
 /** Latency of each path at a fixed `rate` over `connections` keep-alive connections (`hey -q`: in bursts). */
@@ -90,7 +93,8 @@ export async function fixedRateLatency(paths: ProxyPath[], rate: number, connect
 export async function pacedLatency(paths: ProxyPath[], rate: number, connections: number, seconds: number): Promise<FixedRateRow[]> {
   const rows: FixedRateRow[] = [];
   for (const path of paths) {
-    const result = await pacedLoad(path.url, rate, connections, seconds);
+    const load = () => pacedLoad(path.url, rate, connections, seconds);
+    const { result, runtime } = path.name === 'Bulwark' ? await runtimeDuring(new URL(path.url).origin, load) : { result: await load(), runtime: undefined };
     const sorted = result.latenciesMs.sort((a, b) => a - b);
     rows.push({
       path: path.name,
@@ -100,6 +104,7 @@ export async function pacedLatency(paths: ProxyPath[], rate: number, connections
       p99: percentile(sorted, 99),
       requestsPerSecond: result.requestsPerSecond,
       failed: result.failed,
+      runtime,
     });
   }
   return rows;

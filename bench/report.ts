@@ -67,6 +67,7 @@ export function printPart(results: BenchResults, part: keyof Omit<BenchResults, 
           `redis-server main thread ${n(s.redis.cpuUsPerRequest)} µs CPU; queued (not fast lane): ${n(s.queuedShare * 100, 1)} %`,
       );
       console.table(format(s.redis.top));
+      console.log('Bulwark runtime during the run:', s.runtime);
       break;
     }
     case 'fixedRate': {
@@ -75,7 +76,9 @@ export function printPart(results: BenchResults, part: keyof Omit<BenchResults, 
       console.table(format([...f.hey.rows, ...f.hey.added.map((a) => ({ ...a, path: `added by ${a.path}` }))]));
       if (f.paced) {
         console.log(`Fixed rate, evenly paced: one request every ${n(1000 / f.rate)} ms for ${f.seconds} s, up to ${f.connections} connections, ms:`);
-        console.table(format([...f.paced.rows, ...f.paced.added.map((a) => ({ ...a, path: `added by ${a.path}` }))]));
+        console.table(format([...f.paced.rows.map(({ runtime, ...r }) => r), ...f.paced.added.map((a) => ({ ...a, path: `added by ${a.path}` }))]));
+        const runtime = byPath(f.paced.rows, 'Bulwark')?.runtime;
+        if (runtime) console.log('Bulwark runtime during the paced run:', runtime);
       }
       break;
     }
@@ -127,6 +130,8 @@ export function markdown(results: BenchResults): string {
         `the redis-server main thread used ${n(redis.cpuUsPerRequest, 1)} µs of CPU per request (network handling included). ` +
         `${n(saturation.queuedShare * 100, 1)} % of requests went through the BullMQ queue instead of the fast lane.`,
     );
+    const rt = saturation.runtime;
+    lines.push(`Bulwark's garbage collection during the run: ${n(rt.gcMs, 0)} ms (${n((rt.gcMs * 1000) / bulwark.requests, 0)} µs per request) in ${int(rt.gcPauses)} pauses, ${int(rt.gcPausesOver10Ms)} of them 10 ms or longer.`);
     lines.push(`Commands sent by Bulwark: ${redis.top.map((t) => `\`${t.command}\` ${n(t.callsPerRequest)}/req, ${n(t.usecPerRequest, 1)} µs/req`).join('; ')}.`, '');
     lines.push(
       `Targets: Bulwark ≥ ${TARGETS.saturationShareOfDirect * 100} % of direct: ${verdict(share >= TARGETS.saturationShareOfDirect)} (${n(share * 100, 1)} %); ` +
@@ -148,6 +153,14 @@ export function markdown(results: BenchResults): string {
     if (fixedRate.paced) {
       lines.push(`### Latency at a fixed ${fixedRate.rate} req/s, evenly paced (one request every ${n(1000 / fixedRate.rate)} ms, open loop, up to ${fixedRate.connections} connections), ms`, '');
       table(fixedRate.paced);
+      const runtime = byPath(fixedRate.paced.rows, 'Bulwark')?.runtime;
+      if (runtime) {
+        lines.push(
+          `Bulwark's runtime meanwhile (its /metrics): event-loop delay max ${n(runtime.lagMaxMs, 1)} ms, p99 ${n(runtime.lagP99Ms, 1)} ms ` +
+            `(sampled every 10 ms, which the figures include); garbage collection ${n(runtime.gcMs, 0)} ms in ${int(runtime.gcPauses)} pauses, ${int(runtime.gcPausesOver10Ms)} of them 10 ms or longer.`,
+          '',
+        );
+      }
     }
   }
   if (streams) {

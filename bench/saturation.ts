@@ -1,3 +1,4 @@
+import { type RuntimeDuringRun, runtimeDuring } from './gateway-runtime';
 import { CpuMeter, MachineIdleMeter } from './process-stats';
 import { wrk } from './load-tools';
 import type { ProxyPaths } from './proxy-paths';
@@ -27,6 +28,8 @@ export interface SaturationResult {
   redis: RedisCost;
   /** Bulwark's requests that waited in the BullMQ queue rather than taking the fast lane. */
   queuedShare: number;
+  /** Bulwark's event-loop delay and garbage collection during its run. */
+  runtime: RuntimeDuringRun;
 }
 
 /**
@@ -44,6 +47,7 @@ export async function saturation(stack: ProxyPaths, connections: number, seconds
   const stats = new RedisStats(stack.redis.url);
   let redis: RedisCost | undefined;
   let queuedShare = NaN;
+  let runtime: RuntimeDuringRun | undefined;
   try {
     for (const path of stack.paths) {
       const warmUp = () => wrk(path.url, connections, warmUpSeconds);
@@ -56,7 +60,10 @@ export async function saturation(stack: ProxyPaths, connections: number, seconds
       cpu?.start();
       machine.start();
       const started = performance.now();
-      const result = await wrk(path.url, connections, seconds);
+      const run = () => wrk(path.url, connections, seconds);
+      const measured = shares ? await runtimeDuring(new URL(path.url).origin, run) : { result: await run(), runtime: undefined };
+      const result = measured.result;
+      runtime ??= measured.runtime;
       const wallUs = (performance.now() - started) * 1000;
       const machineIdle = machine.stop();
       const used = cpu?.stop();
@@ -82,6 +89,6 @@ export async function saturation(stack: ProxyPaths, connections: number, seconds
   } finally {
     await stats.close();
   }
-  if (!redis) throw new Error('no Bulwark path to measure');
-  return { rows, redis, queuedShare };
+  if (!redis || !runtime) throw new Error('no Bulwark path to measure');
+  return { rows, redis, queuedShare, runtime };
 }
