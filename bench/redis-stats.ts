@@ -28,6 +28,8 @@ export interface RedisCost {
   cpuUsPerRequest: number;
   /** The commands sent by clients that took most of the time. */
   top: { command: string; callsPerRequest: number; usecPerRequest: number }[];
+  /** The commands run inside scripts that took most of the time (part of their scripts' time). */
+  topInScripts: { command: string; callsPerRequest: number; usecPerRequest: number }[];
 }
 
 const SCRIPT_COMMANDS = new Set(['eval', 'evalsha', 'eval_ro', 'evalsha_ro', 'fcall', 'fcall_ro']);
@@ -105,6 +107,10 @@ export function redisCost(before: RedisSnapshot, after: RedisSnapshot, requests:
     // Background work (renewals, probes) shows as a few calls in ten thousand requests: not per-request cost.
     .filter((r) => r.callsPerRequest >= 0.01)
     .sort((a, b) => b.usecPerRequest - a.usecPerRequest);
+  const inScripts = rows
+    .map((r) => ({ command: r.command, callsPerRequest: per(r.calls * (1 - r.share)), usecPerRequest: per(r.usec * (1 - r.share)) }))
+    .filter((r) => r.callsPerRequest >= 0.01)
+    .sort((a, b) => b.usecPerRequest - a.usecPerRequest);
   return {
     usecPerRequest: per(sum((r) => r.usec * r.share)),
     callsPerRequest: per(sum((r) => r.calls * r.share)),
@@ -112,5 +118,6 @@ export function redisCost(before: RedisSnapshot, after: RedisSnapshot, requests:
     callsAllLinesPerRequest: per(sum((r) => r.calls)),
     cpuUsPerRequest: per(after.mainThreadCpuUs - before.mainThreadCpuUs),
     top: topLevel.slice(0, 4),
+    topInScripts: inScripts.slice(0, 5),
   };
 }

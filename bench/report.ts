@@ -1,5 +1,6 @@
 import type { CrashResult } from './crash-recovery';
 import type { AddedLatency, FixedRateRow, LatencyRow } from './latency';
+import type { RedisCost } from './redis-stats';
 import type { RefusalRow } from './refusals';
 import type { SaturationResult } from './saturation';
 import type { StreamShape, StreamsRow } from './streams';
@@ -66,7 +67,7 @@ export function printPart(results: BenchResults, part: keyof Omit<BenchResults, 
           `sum of every commandstats line ${n(s.redis.usecAllLinesPerRequest)} µs (${n(s.redis.callsAllLinesPerRequest)} calls); ` +
           `redis-server main thread ${n(s.redis.cpuUsPerRequest)} µs CPU; queued (not fast lane): ${n(s.queuedShare * 100, 1)} %`,
       );
-      console.table(format(s.redis.top));
+      console.table(format([...s.redis.top, ...s.redis.topInScripts.map((t) => ({ ...t, command: `${t.command} (in scripts)` }))]));
       console.log('Bulwark runtime during the run:', s.runtime);
       break;
     }
@@ -132,7 +133,8 @@ export function markdown(results: BenchResults): string {
     );
     const rt = saturation.runtime;
     lines.push(`Bulwark's garbage collection during the run: ${n(rt.gcMs, 0)} ms (${n((rt.gcMs * 1000) / bulwark.requests, 0)} µs per request) in ${int(rt.gcPauses)} pauses, ${int(rt.gcPausesOver10Ms)} of them 10 ms or longer.`);
-    lines.push(`Commands sent by Bulwark: ${redis.top.map((t) => `\`${t.command}\` ${n(t.callsPerRequest)}/req, ${n(t.usecPerRequest, 1)} µs/req`).join('; ')}.`, '');
+    const list = (rows: RedisCost['top']) => rows.map((t) => `\`${t.command}\` ${n(t.callsPerRequest)}/req, ${n(t.usecPerRequest, 1)} µs/req`).join('; ');
+    lines.push(`Commands sent by Bulwark: ${list(redis.top)}. Inside its scripts: ${list(redis.topInScripts)}.`, '');
     lines.push(
       `Targets: Bulwark ≥ ${TARGETS.saturationShareOfDirect * 100} % of direct: ${verdict(share >= TARGETS.saturationShareOfDirect)} (${n(share * 100, 1)} %); ` +
         `main-thread CPU ≈ ${TARGETS.mainThreadUsPerRequest} µs/request: ${verdict((bulwark.mainThreadUsPerRequest ?? Infinity) <= TARGETS.mainThreadUsPerRequest)} (${int(bulwark.mainThreadUsPerRequest)} µs); ` +
