@@ -2,7 +2,7 @@ import { type RuntimeDuringRun, runtimeDuring } from './gateway-runtime';
 import { CpuMeter, MachineIdleMeter } from './process-stats';
 import { wrk } from './load-tools';
 import type { ProxyPaths } from './proxy-paths';
-import { type RedisCost, redisCost, RedisStats } from './redis-stats';
+import { type RedisCost, redisCost, RedisStats, type TopLevelShares } from './redis-stats';
 
 /** One path driven closed-loop to saturation by `wrk`. */
 export interface SaturationRow {
@@ -51,8 +51,10 @@ export async function saturation(stack: ProxyPaths, connections: number, seconds
   try {
     for (const path of stack.paths) {
       const warmUp = () => wrk(path.url, connections, warmUpSeconds);
+      let shares: TopLevelShares | undefined;
       // Which commands Bulwark sends itself and which its scripts run: learnt while warming up.
-      const shares = path.name === 'Bulwark' ? await stats.topLevelShares(warmUp) : (await warmUp(), undefined);
+      if (path.name === 'Bulwark') shares = await stats.topLevelShares(warmUp);
+      else await warmUp();
       const cpu = path.pid ? new CpuMeter(path.pid) : undefined;
       const machine = new MachineIdleMeter();
       const redisBefore = await stats.snapshot();
