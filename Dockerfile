@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 # Bulwark gateway image. The same image also runs the standalone upstream simulator
-# (see docker-compose.yml). It has no redis-server: set REDIS_URL to a Redis.
+# (see docker-compose.yml). It has no redis-server: set REDIS_URL (or REDIS_SENTINELS) to a Redis.
 
 # ---- build: compile TypeScript to dist/ ----
 FROM node:24-bookworm-slim AS build

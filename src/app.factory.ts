@@ -13,6 +13,7 @@ import { AdmissionService } from './adaptive/admission.service';
 import { toErrorResponse } from './common/error-response';
 import { ShuttingDownError } from './common/errors';
 import { HttpMetricsHook } from './metrics/http-metrics.hook';
+import { NestStartupQuietLogger } from './logging';
 import type { EnvironmentVariables } from './config/environment';
 import { tracingSettings } from './config/sections';
 import { registerServerSpanHooks } from './tracing/server-span.hooks';
@@ -69,7 +70,7 @@ export async function createApp(runtime: Runtime, env: EnvironmentVariables): Pr
     // Bulwark's own strict JSON parser replaces Nest's (see registerJsonBodyParser).
     bodyParser: false,
   });
-  app.useLogger(app.get(PinoLogger));
+  app.useLogger(new NestStartupQuietLogger(app.get(PinoLogger)));
   registerJsonBodyParser(app.getHttpAdapter().getInstance(), env.MAX_BODY_BYTES);
   if (tracing) door.tracing = app.get(TracingService);
   door.services = {

@@ -1,15 +1,25 @@
 import pino, { Logger } from 'pino';
-import { EnvironmentVariables, redactUrl } from './config/environment';
+import { EnvironmentVariables, parseSentinels } from './config/environment';
 import { loadClientKeys, loadUpstreamTopology } from './config/load-environment';
 import { topologyFromConfig } from './upstream/upstream-registry';
 import { EmbeddedRedis } from './redis/embedded-redis';
+import { describeTarget, RedisTarget } from './redis/redis-target';
+import { waitForRedis } from './redis/wait-for-redis';
 import type { Runtime } from './runtime';
 import { UpstreamSimulator } from './upstream/simulator/simulator';
 
 /** What the process started around Nest, and how to stop it once Nest has closed. */
 export interface PreparedRuntime {
   runtime: Runtime;
+  /** Stops what was started (simulator, embedded redis-server), each within its bound; idempotent. */
   stop(): Promise<void>;
+  /** For a forced exit: stops only the child processes, with a short bound; in-process servers die with the process. */
+  halt(): Promise<void>;
+}
+
+/** Thrown by {@link prepareRuntime} when a stop signal arrived while it worked; what it started is stopped. */
+export class StartAbortedError extends Error {
+  override readonly name = 'StartAbortedError';
 }
 
 export function bootstrapLogger(level: EnvironmentVariables['LOG_LEVEL']): Logger {
@@ -18,30 +28,55 @@ export function bootstrapLogger(level: EnvironmentVariables['LOG_LEVEL']): Logge
 
 /**
  * Starts what Bulwark needs and the environment does not provide: a private `redis-server` when
- * REDIS_URL is unset, the simulated upstream when no upstream is configured.
+ * neither REDIS_URL nor REDIS_SENTINELS is set (else waits for the Redis of REDIS_URL to answer, for
+ * REDIS_CONNECT_TIMEOUT_MS), the simulated upstream when no upstream is configured. On any failure, or
+ * when `signal` aborts, it stops what it started before throwing.
  */
-export async function prepareRuntime(env: EnvironmentVariables, logger: Logger): Promise<PreparedRuntime> {
+export async function prepareRuntime(env: EnvironmentVariables, logger: Logger, signal?: AbortSignal): Promise<PreparedRuntime> {
   const stops: (() => Promise<void>)[] = [];
-  const stop = async () => {
-    for (const fn of stops.reverse()) await fn().catch((error: Error) => logger.warn({ err: error }, 'stop failed'));
+  let embedded: EmbeddedRedis | undefined;
+  let stopping: Promise<void> | undefined;
+  const stop = () =>
+    (stopping ??= (async () => {
+      for (const fn of [...stops].reverse()) await fn().catch((error: Error) => logger.warn({ err: error }, 'stop failed'));
+    })());
+  const halt = async () => {
+    await embedded?.halt();
+  };
+  const checkAborted = () => {
+    if (signal?.aborted) throw new StartAbortedError('stopped by a signal during start-up');
   };
   try {
-    // A bad keys file stops the start before anything is started (the auth section reads it again).
+    // The configuration files first: a bad UPSTREAMS_FILE or API_KEYS_FILE stops the start before
+    // anything was started (the auth section reads the keys file again).
     if (env.API_KEYS_FILE) loadClientKeys(env.API_KEYS_FILE, env.ADMIN_API_KEY);
-    let redisUrl = env.REDIS_URL;
-    if (redisUrl) {
-      logger.info({ redis: redactUrl(redisUrl) }, 'using the shared Redis of REDIS_URL');
-    } else {
-      const embedded = new EmbeddedRedis(env.DATA_DIR, logger);
-      await embedded.start();
-      stops.push(() => embedded.stop());
-      redisUrl = embedded.url;
-    }
     let topology = topologyFromConfig({
       url: env.UPSTREAM_URL,
       apiKey: env.UPSTREAM_API_KEY,
       topology: env.UPSTREAMS_FILE ? loadUpstreamTopology(env.UPSTREAMS_FILE) : undefined,
     });
+    let redis: RedisTarget;
+    if (env.REDIS_SENTINELS && env.REDIS_SENTINEL_NAME) {
+      redis = {
+        kind: 'sentinel',
+        sentinels: parseSentinels(env.REDIS_SENTINELS),
+        name: env.REDIS_SENTINEL_NAME,
+        sentinelPassword: env.REDIS_SENTINEL_PASSWORD,
+        password: env.REDIS_PASSWORD,
+      };
+      logger.info(describeTarget(redis), 'using the Redis primary that the Sentinels of REDIS_SENTINELS name');
+    } else if (env.REDIS_URL) {
+      redis = { kind: 'url', url: env.REDIS_URL };
+      logger.info({ ...describeTarget(redis), timeoutMs: env.REDIS_CONNECT_TIMEOUT_MS }, 'using the shared Redis of REDIS_URL');
+      await waitForRedis(env.REDIS_URL, env.REDIS_CONNECT_TIMEOUT_MS, logger, signal);
+    } else {
+      embedded = new EmbeddedRedis(env.DATA_DIR, logger);
+      const started = embedded;
+      stops.push(() => started.stop());
+      await embedded.start();
+      redis = { kind: 'url', url: embedded.url };
+    }
+    checkAborted();
     let simulated = false;
     if (!topology) {
       const simulator = new UpstreamSimulator();
@@ -51,7 +86,8 @@ export async function prepareRuntime(env: EnvironmentVariables, logger: Logger):
       topology = { upstreams: [{ name: 'simulator', baseUrl, models: ['sim-small', 'sim-large'], weight: 1 }], fallbacks: { 'sim-large': ['sim-small'] } };
       logger.warn({ upstream: baseUrl }, 'no UPSTREAM_URL or UPSTREAMS_FILE: serving from the built-in simulated upstream (models sim-small, sim-large)');
     }
-    return { runtime: { redisUrl, topology, simulated }, stop };
+    checkAborted();
+    return { runtime: { redis, topology, simulated }, stop, halt };
   } catch (error) {
     await stop();
     throw error;

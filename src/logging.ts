@@ -1,5 +1,8 @@
 import { trace } from '@opentelemetry/api';
+import type { LoggerService } from '@nestjs/common';
 import type { Params } from 'nestjs-pino';
+import type { Logger } from 'pino';
+import { format } from 'node:util';
 import type { LogLevel } from './config/environment';
 
 /** Headers and fields that carry secrets; pino replaces them before a line is written. */
@@ -53,4 +56,59 @@ export function loggerOptions(level: LogLevel, tracing = false): Params {
     },
     forRoutes: ['*path'],
   };
+}
+
+/**
+ * Sends what libraries print with `console.*` (BullMQ warns about a Redis eviction policy this way,
+ * ioredis about an unhandled error) through `logger`, so that even those come out as one JSON line
+ * each, an error's stack inside the line rather than across many.
+ */
+export function routeConsoleTo(logger: Logger): void {
+  const child = logger.child({ source: 'console' });
+  console.log = (...args: unknown[]) => child.info(format(...args));
+  console.info = (...args: unknown[]) => child.info(format(...args));
+  console.debug = (...args: unknown[]) => child.debug(format(...args));
+  console.warn = (...args: unknown[]) => child.warn(format(...args));
+  console.error = (...args: unknown[]) => child.error(format(...args));
+}
+
+/** Nest's own start-up chatter: one line per module and route, useful when debugging, noise otherwise. */
+const NEST_STARTUP_CONTEXTS: ReadonlySet<string> = new Set(['InstanceLoader', 'RoutesResolver', 'RouterExplorer', 'NestFactory', 'NestApplication']);
+
+/**
+ * The application's Nest logger: forwards to `inner` (nestjs-pino), except that Nest's start-up lines
+ * (InstanceLoader, RoutesResolver, RouterExplorer, NestFactory, NestApplication) log at debug instead
+ * of info, so the start-up log shows Bulwark's own lines; and Nest's report of a failed listen moves to
+ * debug too, as main.ts reports it in the operator's terms.
+ */
+export class NestStartupQuietLogger implements LoggerService {
+  constructor(private readonly inner: LoggerService) {}
+
+  log(message: unknown, ...rest: unknown[]): void {
+    const context = rest.at(-1);
+    if (typeof context === 'string' && NEST_STARTUP_CONTEXTS.has(context)) this.inner.debug?.(message, ...rest);
+    else this.inner.log(message, ...rest);
+  }
+
+  error(message: unknown, ...rest: unknown[]): void {
+    // main.ts reports a failed listen as one line naming PORT and HOST; Nest's own line would repeat it.
+    if (rest.at(-1) === 'NestApplication' && typeof message === 'string' && /^Error: listen E[A-Z]+/.test(message)) this.inner.debug?.(message, ...rest);
+    else this.inner.error(message, ...rest);
+  }
+
+  warn(message: unknown, ...rest: unknown[]): void {
+    this.inner.warn(message, ...rest);
+  }
+
+  debug(message: unknown, ...rest: unknown[]): void {
+    this.inner.debug?.(message, ...rest);
+  }
+
+  verbose(message: unknown, ...rest: unknown[]): void {
+    this.inner.verbose?.(message, ...rest);
+  }
+
+  fatal(message: unknown, ...rest: unknown[]): void {
+    (this.inner.fatal ?? this.inner.error).call(this.inner, message, ...rest);
+  }
 }

@@ -27,7 +27,7 @@ describe('rate limit: the Redis script against its model, with a scripted clock'
 
   before(async () => {
     redis = await startRedis();
-    service = new RedisService({ redisUrl: redis.url, topology: { upstreams: [], fallbacks: {} }, simulated: false });
+    service = new RedisService({ redis: { kind: 'url', url: redis.url }, topology: { upstreams: [], fallbacks: {} }, simulated: false });
     for (let i = 0; i < 50 && !service.ready; i++) await sleep(20);
   });
 
@@ -64,7 +64,7 @@ describe('rate limit: the Redis script against its model, with a scripted clock'
   });
 
   it('refuses with RateLimiterUnavailableError when its Redis is gone', async () => {
-    const gone = new RedisService({ redisUrl: 'redis://127.0.0.1:1', topology: { upstreams: [], fallbacks: {} }, simulated: false });
+    const gone = new RedisService({ redis: { kind: 'url', url: 'redis://127.0.0.1:1' }, topology: { upstreams: [], fallbacks: {} }, simulated: false });
     const limiter = new RateLimiterService(limiterConfig(3), gone, new FakeClock());
     await assert.rejects(limiter.consume('key_gone01'), RateLimiterUnavailableError);
     gone.client.disconnect();

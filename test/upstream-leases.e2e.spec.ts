@@ -19,7 +19,7 @@ describe('upstream leases on a real Redis: two instances share one cap; a dead i
 
   /** One instance's lease keeper, as the gateway builds it. */
   async function instance(): Promise<UpstreamLeases> {
-    const service = new RedisService({ redisUrl: redis.url } as Runtime);
+    const service = new RedisService({ redis: { kind: 'url', url: redis.url } } as unknown as Runtime);
     services.push(service);
     await service.onModuleInit();
     const leases = new UpstreamLeases(service, new UpstreamRegistry({ upstreams: [CAPPED], fallbacks: {} }), { routing: 'least-loaded' }, new SystemClock());

@@ -4,6 +4,7 @@ import { SchedulerRegistry } from '@nestjs/schedule';
 import { BreakerService } from '../breaker/breaker.service';
 import { OutcomeWindow } from '../breaker/outcome-window';
 import { Clock } from '../common/clock';
+import { Listeners } from '../common/listeners';
 import { adaptiveConfig, queueConfig } from '../config/sections';
 import { QueueFigures } from '../queue/queue-figures.service';
 import { UpstreamOutcomes } from '../upstream/upstream-outcomes';
@@ -43,7 +44,7 @@ export class AdaptiveService implements OnApplicationBootstrap, OnApplicationShu
   private upstreamLoad?: UpstreamLoad;
   /** Counters since the last scheduled reset, for /health. */
   private totals = { total: 0, successful: 0, timeouts: 0, admitted: 0, rejected: 0, optimized: 0 };
-  private readonly strategyListeners: ((to: Strategy, from: Strategy, score: number) => void)[] = [];
+  private readonly strategyListeners = new Listeners<[to: Strategy, from: Strategy, score: number]>('strategy change', this.logger);
   private timer?: NodeJS.Timeout;
   private evaluatedAt = Number.NEGATIVE_INFINITY;
 
@@ -91,7 +92,7 @@ export class AdaptiveService implements OnApplicationBootstrap, OnApplicationShu
   }
 
   onStrategyChange(listener: (to: Strategy, from: Strategy, score: number) => void): void {
-    this.strategyListeners.push(listener);
+    this.strategyListeners.add(listener);
   }
 
   setUpstreamLoad(load: UpstreamLoad): void {
@@ -120,7 +121,7 @@ export class AdaptiveService implements OnApplicationBootstrap, OnApplicationShu
     const update = this.selector.update(this.score);
     if (update.changed) {
       this.logger.warn(`strategy ${update.previous} -> ${update.strategy} (health score ${this.score})`);
-      for (const listener of this.strategyListeners) listener(update.strategy, update.previous, this.score);
+      this.strategyListeners.emit(update.strategy, update.previous, this.score);
     }
     return update.strategy;
   }

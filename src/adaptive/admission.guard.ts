@@ -31,7 +31,7 @@ export class AdmissionGuard implements CanActivate {
     const size = request.routeOptions?.url === '/v1/embeddings' ? { ...requestSize(body), maxTokens: 0 } : requestSize(body);
     // A refusal throws: the span then carries its code (queue_full, load_shed, …).
     this.tracing.inSpan('admission', { 'bulwark.priority': priority, ...(model ? { 'gen_ai.request.model': model } : {}) }, () =>
-      this.admission.check({ priority, model, deadlineAt: ctx.deadlineAt, size }),
+      this.admission.check({ priority, model, deadlineAt: ctx.deadlineAt, size, clientId: ctx.client.id }),
     );
     return true;
   }

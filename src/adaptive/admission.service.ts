@@ -1,7 +1,7 @@
 import { Inject, Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
 import type { ConfigType } from '@nestjs/config';
 import { Clock } from '../common/clock';
-import { ListenerList } from '../common/listener-list';
+import { Listeners } from '../common/listeners';
 import { CircuitOpenError, DeadlineUnreachableError, LoadShedError, NotFoundError, QueueFullError, withoutStack } from '../common/errors';
 import { RandomSource } from '../common/random';
 import { adaptiveConfig, queueConfig } from '../config/sections';
@@ -22,6 +22,8 @@ export interface AdmissionRequest {
   deadlineAt: number;
   /** Output-token limit and prompt length, for the request's own service time. */
   size?: RequestSize;
+  /** Non-secret id of the client key: shedding spares a key within its fair share of the queue. */
+  clientId?: string;
 }
 
 export type RejectionReason = 'queue_full' | 'load_shed_queue' | 'load_shed_abandoned' | 'load_shed_strategy' | 'deadline_unreachable' | 'circuit_open' | 'store_unavailable';
@@ -40,8 +42,8 @@ export type RejectionReason = 'queue_full' | 'load_shed_queue' | 'load_shed_aban
 @Injectable()
 export class AdmissionService implements OnApplicationBootstrap, OnApplicationShutdown {
   private readonly logger = new Logger(AdmissionService.name);
-  private readonly rejectionListeners = new ListenerList<RejectionReason>(this.logger, 'rejection');
-  private readonly admissionListeners = new ListenerList<Priority>(this.logger, 'admission');
+  private readonly rejectionListeners = new Listeners<[RejectionReason]>('rejection', this.logger);
+  private readonly admissionListeners = new Listeners<[Priority]>('admission', this.logger);
   /** Refusals are logged as one summary line per period rather than one line each. */
   private readonly refusedSinceSummary = new Map<RejectionReason, number>();
   private summaryTimer?: NodeJS.Timeout;
@@ -131,7 +133,7 @@ export class AdmissionService implements OnApplicationBootstrap, OnApplicationSh
    * Throws the typed refusal (and counts it), or returns when the request may be queued. Counts no
    * admission: the caller calls {@link recordAdmitted} once the queue took the request.
    */
-  check({ priority, model, deadlineAt, size }: AdmissionRequest): void {
+  check({ priority, model, deadlineAt, size, clientId }: AdmissionRequest): void {
     // The door's refusals first (figures may have moved since the request passed it).
     const forAll = this.refusalForAll();
     if (forAll) throw forAll;
@@ -148,7 +150,9 @@ export class AdmissionService implements OnApplicationBootstrap, OnApplicationSh
     // Restrictions exist to protect work in progress: with nobody waiting and a slot free, the request
     // harms no one, whatever the strategy says (no free slot is ever wasted after an overload burst).
     const contended = queue.waiting > 0 || queue.active >= this.queue.maxConcurrent;
-    if (contended) {
+    // Under contention shedding falls first on keys above their fair share: a key that holds less of the
+    // queue than its share, while another holds more, is not shed (fair ordering then serves it soon).
+    if (contended && !(clientId !== undefined && this.figures.withinFairShare(clientId))) {
       if (!this.adaptive.freshEffects().admits(priority)) {
         this.refuse('load_shed_strategy', () => new LoadShedError(`strategy ${this.adaptive.strategy}: only high priority is admitted`, retryAfterMs));
       }

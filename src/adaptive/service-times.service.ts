@@ -1,5 +1,5 @@
 import { Injectable, Logger, OnApplicationBootstrap } from '@nestjs/common';
-import { ListenerList } from '../common/listener-list';
+import { Listeners } from '../common/listeners';
 import { UpstreamOutcomes } from '../upstream/upstream-outcomes';
 import { UpstreamRegistry } from '../upstream/upstream-registry';
 import { RequestSize, ServiceTimeModel } from './service-time-model';
@@ -22,7 +22,7 @@ export interface EstimateCheck {
 export class ServiceTimes implements OnApplicationBootstrap {
   private readonly logger = new Logger(ServiceTimes.name);
   private readonly models = new Map<string, ServiceTimeModel>();
-  private readonly checkListeners = new ListenerList<EstimateCheck>(this.logger, 'estimate check');
+  private readonly checkListeners = new Listeners<[EstimateCheck]>('estimate check', this.logger);
 
   constructor(
     private readonly outcomes: UpstreamOutcomes,

@@ -1,15 +1,17 @@
-import { Inject, Injectable, Logger, OnApplicationBootstrap } from '@nestjs/common';
+import { Listeners } from '../common/listeners';
+import { Inject, Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
 import type { ConfigType } from '@nestjs/config';
-import { randomUUID } from 'node:crypto';
-import type Redis from 'ioredis';
 import { Clock } from '../common/clock';
 import { breakerConfig } from '../config/sections';
-import { RedisService } from '../redis/redis.service';
+import { BreakerNotice } from './breaker-notice';
+import { BreakerStateStore } from './breaker-state.store';
 import { BreakerSnapshot, BreakerState, CircuitBreaker, GrantedPermit } from './circuit-breaker';
+import { ProbePermits } from './probe-permits';
 
-const CHANNEL = 'bulwark:breaker:events';
-const STATE_HASH = 'bulwark:breaker:state';
-const STATES: ReadonlySet<string> = new Set<BreakerState>(['closed', 'open', 'half_open']);
+/** How often the shared state in Redis is re-read, besides after every reconnect of the subscription. */
+export const RESYNC_INTERVAL_MS = 5000;
+/** Longest a request waits for the answer to a probe-permit claim before it is refused as half-open. */
+const PERMIT_CLAIM_TIMEOUT_MS = 500;
 
 /**
  * Most breakers kept per open-ended upstream (one configured without a model list, such as a single
@@ -19,14 +21,6 @@ const STATES: ReadonlySet<string> = new Set<BreakerState>(['closed', 'open', 'ha
 export const MAX_OPEN_ENDED_BREAKERS = 32;
 /** Model part of the key of the breaker shared by an open-ended upstream's models beyond the cap. */
 export const OVERFLOW_MODEL = '*';
-
-interface PublishedTransition {
-  key: string;
-  state: BreakerState;
-  openedAt: number | null;
-  cooldownMs: number;
-  origin: string;
-}
 
 export interface BreakerView extends BreakerSnapshot {
   key: string;
@@ -59,51 +53,75 @@ export function breakerKey(upstream: string, model: string): string {
 }
 
 /**
- * One circuit breaker per upstream + model, created on first use. Local transitions are published
- * through Redis (a pub/sub notice plus a hash that new instances read at start), so every instance
- * opens and closes together; the hot path only reads the in-memory breaker.
+ * One circuit breaker per upstream + model, created on first use, acting as one across instances:
+ * - an opening is written to Redis (a key that expires with the open period) and announced through
+ *   pub/sub, so every instance refuses together within milliseconds; the hot path reads memory only;
+ * - Redis is the truth: after each reconnect of the subscription and every {@link RESYNC_INTERVAL_MS}
+ *   the open states are re-read, adopting openings and dropping openings closed elsewhere;
+ * - when the open period ends, an instance probes only while it holds the round's permit in Redis
+ *   (taken atomically, with a TTL), so a recovering upstream sees one probe round, not one per instance;
+ * - nothing stale is replayed: an open period that has ended has no key, so an instance started after
+ *   the upstream healed starts closed.
  *
  * Model names of an open-ended upstream come from clients, so their breakers are bounded: up to
  * {@link MAX_OPEN_ENDED_BREAKERS} per upstream, then a closed breaker with an empty window (it knows
  * nothing worth keeping) gives up its place, and when none can, the model shares the upstream's
- * `upstream:*` breaker. Real models, which carry traffic, keep their own breakers; made-up names
- * (which the upstream refuses with a 404 that never counts) leave no trace once their window empties.
+ * `upstream:*` breaker. Keys heard from other instances go through the same bound. Real models, which
+ * carry traffic, keep their own breakers; made-up names leave no trace once their window empties.
  */
 @Injectable()
-export class BreakerService implements OnApplicationBootstrap {
+export class BreakerService implements OnApplicationBootstrap, OnApplicationShutdown {
   private readonly logger = new Logger(BreakerService.name);
   private readonly breakers = new Map<string, CircuitBreaker>();
   /** Per open-ended upstream, the keys of the breakers its client-named models created. */
   private readonly openEndedKeys = new Map<string, Set<string>>();
   private readonly overflowWarned = new Set<string>();
-  private readonly instanceId = randomUUID();
-  private subscriber?: Redis;
-  private readonly listeners: ((view: BreakerView) => void)[] = [];
+  private readonly listeners = new Listeners<[BreakerView]>('breaker change', this.logger);
+  private readonly permits: ProbePermits;
+  /** Keys whose current opening Redis holds (written by this instance or read from there). */
+  private readonly sharedOpen = new Set<string>();
+  private resyncTimer?: NodeJS.Timeout;
 
   constructor(
     @Inject(breakerConfig.KEY) private readonly config: ConfigType<typeof breakerConfig>,
-    private readonly redis: RedisService,
+    private readonly store: BreakerStateStore,
     private readonly clock: Clock,
-  ) {}
+  ) {
+    this.permits = new ProbePermits((key) => this.store.claimProbe(key, this.config.probeRoundMs), () => this.clock.now());
+  }
 
   async onApplicationBootstrap(): Promise<void> {
-    this.subscriber = this.redis.create('breaker-subscriber', { enableOfflineQueue: true, maxRetriesPerRequest: null });
-    this.subscriber.on('message', (_channel: string, message: string) => this.applyPublished(message));
+    this.store.onNotice((notice) => this.applyNotice(notice));
     // After a reconnect, pub/sub notices sent meanwhile are lost: re-read the shared state.
-    this.subscriber.on('ready', () => void this.loadSharedState());
-    await this.subscriber.subscribe(CHANNEL).catch((error: Error) => this.logger.warn(`breaker subscribe failed: ${error.message}`));
-    await this.loadSharedState();
+    this.store.onResync(() => void this.resync());
+    await this.store.start();
+    await this.resync();
+    this.resyncTimer = setInterval(() => void this.resync(), RESYNC_INTERVAL_MS);
+    this.resyncTimer.unref();
+  }
+
+  onApplicationShutdown(): void {
+    clearInterval(this.resyncTimer);
   }
 
   /** Subscribe to state changes of any breaker (local or remote). */
   onChange(listener: (view: BreakerView) => void): void {
-    this.listeners.push(listener);
+    this.listeners.add(listener);
   }
 
   /**
-   * Asks to call `model` on `upstream`. `openEnded` marks an upstream without a configured model
-   * list, whose model names are bounded as the class comment says.
+   * Asks to call `model` on `upstream`, claiming the cluster's probe permit when the breaker is
+   * half-open and nobody holds it yet. `openEnded` marks an upstream without a configured model list,
+   * whose model names are bounded as the class comment says.
    */
+  async acquire(upstream: string, model: string, openEnded = false): Promise<BreakerAnswer> {
+    const answer = this.tryAcquire(upstream, model, openEnded);
+    if (answer.allowed || this.breakers.get(answer.key)?.state !== 'half_open' || this.permits.holds(answer.key)) return answer;
+    const held = await this.permits.acquire(answer.key, PERMIT_CLAIM_TIMEOUT_MS);
+    return held ? this.tryAcquire(upstream, model, openEnded) : answer;
+  }
+
+  /** Like {@link acquire} without waiting: a half-open breaker probes only with a permit already held. */
   tryAcquire(upstream: string, model: string, openEnded = false): BreakerAnswer {
     const key = this.resolveKey(upstream, model, openEnded, true);
     const breaker = this.breakers.get(key) ?? this.create(key);
@@ -148,38 +166,28 @@ export class BreakerService implements OnApplicationBootstrap {
 
   /**
    * Forces a breaker closed here and on every instance. A key this instance has no breaker for is
-   * still reset when the shared state knows it (another instance opened it). Undefined for a key
-   * no instance has published and this one does not hold.
+   * still reset when Redis holds it open (another instance opened it). Undefined for a key that is
+   * neither open in Redis nor held here.
    */
   async reset(key: string): Promise<BreakerView | undefined> {
     let breaker = this.breakers.get(key);
     if (!breaker) {
-      const shared = await this.redis.client.hget(STATE_HASH, key);
-      if (shared === null || !key.includes(':')) return undefined;
+      if (key.indexOf(':') < 1 || !(await this.store.isOpen(key).catch(() => false))) return undefined;
       breaker = this.create(key);
     }
     breaker.forceClose();
     this.logger.warn(`breaker ${key}: reset by an operator`);
+    this.forget(key);
     // Awaited, unlike ordinary transitions, so that the operator's answer means every instance was told.
-    await this.share(key, 'closed', breaker.snapshot());
+    await this.store.writeClosed(key, this.isOpenEndedKey(key), breaker.snapshot().cooldownMs);
     return this.view(key, breaker.snapshot());
   }
 
   private create(key: string): CircuitBreaker {
-    const breaker = new CircuitBreaker(
-      {
-        windowSize: this.config.windowSize,
-        minCalls: this.config.minCalls,
-        failureRatio: this.config.failureRatio,
-        windowMs: this.config.windowMs,
-        cooldownMs: this.config.cooldownMs,
-        halfOpenProbes: this.config.halfOpenProbes,
-        slowCallMs: this.config.slowCallMs,
-        slowCallRatio: this.config.slowCallRatio,
-      },
-      this.clock,
-    );
-    breaker.onTransition = (from, to, snap) => this.publish(key, from, to, snap);
+    const { probeRoundMs: _probeRoundMs, ...options } = this.config;
+    const breaker = new CircuitBreaker(options, this.clock);
+    breaker.onTransition = (from, to, snap) => this.onLocalTransition(key, from, to, snap);
+    breaker.probeGate = () => this.permits.holds(key);
     this.breakers.set(key, breaker);
     return breaker;
   }
@@ -190,7 +198,7 @@ export class BreakerService implements OnApplicationBootstrap {
    */
   private resolveKey(upstream: string, model: string, openEnded: boolean, claim: boolean): string {
     const key = breakerKey(upstream, model);
-    if (!openEnded || this.breakers.has(key)) return key;
+    if (!openEnded || this.breakers.has(key) || model === OVERFLOW_MODEL) return key;
     let keys = this.openEndedKeys.get(upstream);
     if (!keys) this.openEndedKeys.set(upstream, (keys = new Set()));
     if (keys.size < MAX_OPEN_ENDED_BREAKERS) {
@@ -202,6 +210,7 @@ export class BreakerService implements OnApplicationBootstrap {
       if (claim) {
         keys.delete(idle);
         this.breakers.delete(idle);
+        this.forget(idle);
         keys.add(key);
       }
       return key;
@@ -213,61 +222,106 @@ export class BreakerService implements OnApplicationBootstrap {
     return breakerKey(upstream, OVERFLOW_MODEL);
   }
 
+  private isOpenEndedKey(key: string): boolean {
+    const { upstream, model } = splitKey(key);
+    return model === OVERFLOW_MODEL || (this.openEndedKeys.get(upstream)?.has(key) ?? false);
+  }
+
   /** A closed breaker with no outcome in its window: dropping it loses nothing. */
   private isIdle(key: string): boolean {
     const snap = this.breakers.get(key)?.snapshot();
     return snap === undefined || (snap.state === 'closed' && snap.calls === 0);
   }
 
+  private forget(key: string): void {
+    this.permits.drop(key);
+    this.sharedOpen.delete(key);
+  }
+
   private view(key: string, snap: BreakerSnapshot): BreakerView {
-    const colon = key.indexOf(':');
-    return { key, upstream: key.slice(0, colon), model: key.slice(colon + 1), ...snap };
+    return { key, ...splitKey(key), ...snap };
   }
 
-  private publish(key: string, from: BreakerState, to: BreakerState, snap: BreakerSnapshot): void {
+  private tell(key: string, snap: BreakerSnapshot): void {
+    this.listeners.emit(this.view(key, snap));
+  }
+
+  /** Shares a local opening or closing (half-open is reached by every instance on its own). Never throws. */
+  private onLocalTransition(key: string, from: BreakerState, to: BreakerState, snap: BreakerSnapshot): void {
     if (from !== to) this.logger.warn(`breaker ${key}: ${from} -> ${to} (failures ${snap.failures}/${snap.calls})`);
-    void this.share(key, to, snap);
-  }
-
-  /** Writes a state to the shared hash, announces it, and tells local listeners. Never throws. */
-  private async share(key: string, state: BreakerState, snap: BreakerSnapshot): Promise<void> {
-    const message: PublishedTransition = { key, state, openedAt: snap.openedAt, cooldownMs: snap.cooldownMs, origin: this.instanceId };
-    const payload = JSON.stringify(message);
-    for (const listener of this.listeners) listener(this.view(key, snap));
-    const client = this.redis.client;
-    if (client.status !== 'ready') {
-      this.logger.warn(`breaker ${key}: Redis is not ready; other instances will not hear of ${state}`);
+    this.tell(key, snap);
+    if (to === 'half_open') return;
+    this.forget(key);
+    const openEnded = this.isOpenEndedKey(key);
+    if (to === 'closed') {
+      void this.store.writeClosed(key, openEnded, snap.cooldownMs);
       return;
     }
-    try {
-      await client.multi().hset(STATE_HASH, key, payload).publish(CHANNEL, payload).exec();
-    } catch (error) {
-      this.logger.warn(`breaker publish failed: ${(error as Error).message}`);
-    }
+    void this.store.writeOpen(key, openEnded, snap.cooldownMs, snap.retryInMs).then((written) => {
+      if (written && this.breakers.get(key)?.state === 'open') this.sharedOpen.add(key);
+      else if (!written) this.logger.warn(`breaker ${key}: Redis did not take the opening; other instances will not hear of it`);
+    });
   }
 
-  private applyPublished(payload: string): void {
-    let message: PublishedTransition;
-    try {
-      message = JSON.parse(payload) as PublishedTransition;
-    } catch {
-      return;
-    }
-    if (message.origin === this.instanceId || typeof message.key !== 'string' || !message.key.includes(':') || !STATES.has(message.state)) return;
-    let breaker = this.breakers.get(message.key);
+  /** Adopts another instance's opening or closing, within this instance's bound on breakers. */
+  private applyNotice(notice: BreakerNotice): void {
+    const { upstream, model } = splitKey(notice.key);
+    // At the cap, this instance judges the model under its overflow breaker: the notice is not for it.
+    if (this.resolveKey(upstream, model, notice.openEnded, notice.state === 'open') !== notice.key) return;
+    let breaker = this.breakers.get(notice.key);
     // A close of a breaker this instance never had changes nothing: do not grow the map for it.
-    if (!breaker && message.state === 'closed') return;
-    breaker ??= this.create(message.key);
-    breaker.applyRemote(message.state, message.openedAt, message.cooldownMs);
-    for (const listener of this.listeners) listener(this.view(message.key, breaker.snapshot()));
+    if (!breaker && notice.state === 'closed') return;
+    breaker ??= this.create(notice.key);
+    this.forget(notice.key);
+    if (notice.state === 'open') {
+      const openedAt = this.clock.now() - Math.max(0, notice.cooldownMs - notice.remainingMs);
+      breaker.applyRemote('open', openedAt, notice.cooldownMs);
+      this.sharedOpen.add(notice.key);
+    } else {
+      breaker.applyRemote('closed', null, notice.cooldownMs);
+    }
+    this.tell(notice.key, breaker.snapshot());
   }
 
-  private async loadSharedState(): Promise<void> {
+  /**
+   * Re-reads the truth in Redis: adopts openings this instance has not heard of, and closes openings
+   * it adopted or wrote that Redis no longer holds while their period still runs (closed elsewhere,
+   * the notice lost). A breaker whose period has ended is half-open and settles through its probe round.
+   */
+  private async resync(): Promise<void> {
+    // Only openings known before the read began may be judged by it (a write may land during the read).
+    const knownBefore = new Set(this.sharedOpen);
+    let entries: BreakerNotice[];
     try {
-      const entries = await this.redis.client.hgetall(STATE_HASH);
-      for (const payload of Object.values(entries)) this.applyPublished(payload);
-    } catch (error) {
-      this.logger.warn(`breaker state load failed: ${(error as Error).message}`);
+      entries = await this.store.readOpen();
+    } catch {
+      return; // Redis is away: the connection's own outage line says so; the next resync retries.
+    }
+    const open = new Set<string>();
+    for (const entry of entries) {
+      open.add(entry.key);
+      const local = this.breakers.get(entry.key)?.snapshot();
+      // Already open here for about as long (or just past it, probing): re-applying would only restart
+      // its probe bookkeeping.
+      if (local && local.state !== 'closed' && Math.abs(local.retryInMs - entry.remainingMs) < 1000) {
+        this.sharedOpen.add(entry.key);
+        continue;
+      }
+      this.applyNotice(entry);
+    }
+    for (const key of knownBefore) {
+      if (open.has(key) || !this.sharedOpen.has(key)) continue;
+      const breaker = this.breakers.get(key);
+      this.sharedOpen.delete(key);
+      if (breaker?.state !== 'open') continue;
+      breaker.applyRemote('closed', null, breaker.snapshot().cooldownMs);
+      this.permits.drop(key);
+      this.tell(key, breaker.snapshot());
     }
   }
+}
+
+function splitKey(key: string): { upstream: string; model: string } {
+  const colon = key.indexOf(':');
+  return { upstream: key.slice(0, colon), model: key.slice(colon + 1) };
 }

@@ -82,6 +82,12 @@ export class CircuitBreaker {
    */
   onTransition?: (from: BreakerState, to: BreakerState, snap: BreakerSnapshot) => void;
 
+  /**
+   * Asked before a half-open probe is granted; false refuses it. Lets the owner hold the whole
+   * cluster to one probe round (only the instance holding the round's permit probes). Must not throw.
+   */
+  probeGate?: () => boolean;
+
   private readonly window: OutcomeWindow;
   private readonly baseCooldownMs: number;
   private readonly maxCooldownMs: number;
@@ -142,7 +148,7 @@ export class CircuitBreaker {
     if (this.current === 'open') {
       return { allowed: false, retryInMs: this.openUntil() - now };
     }
-    if (this.current === 'half_open' && this.probesIssued < this.options.halfOpenProbes) {
+    if (this.current === 'half_open' && this.probesIssued < this.options.halfOpenProbes && (this.probeGate?.() ?? true)) {
       this.probesIssued++;
       this.probesInFlight++;
       return { allowed: true, probe: true, epoch: this.epoch };

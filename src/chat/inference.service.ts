@@ -1,13 +1,13 @@
 import { Injectable } from '@nestjs/common';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { AdaptiveService } from '../adaptive/adaptive.service';
-import { InvalidRequestError } from '../common/errors';
+import { CancelledError, InvalidRequestError } from '../common/errors';
 import { AdmissionService } from '../adaptive/admission.service';
 import { effectivePriority, RequestContext } from '../common/request-context';
 import { JobsService } from '../queue/jobs.service';
 import { QueueService } from '../queue/queue.service';
 import type { InferencePath } from '../upstream/upstream.types';
-import { relayStream, sendJson } from './answer-writer';
+import { endSseWithError, relayStream, sendJson, writeQueueStatus } from './answer-writer';
 
 /** Routes whose requests `Prefer: respond-async` turns into jobs (their answer is stored, never streamed). */
 const ASYNC_PATHS: ReadonlySet<InferencePath> = new Set(['/chat/completions', '/responses']);
@@ -34,6 +34,9 @@ export class InferenceService {
         payload: { path, model: String(shaped.model), body: shaped, stream: path !== '/embeddings' && shaped.stream === true },
         requestId: context.requestId,
         clientId: context.client.id,
+        weight: context.client.weight,
+        maxQueueShare: context.client.maxQueueShare,
+        maxConcurrent: context.client.maxConcurrent,
         priority: effectivePriority(context),
         deadlineAt: context.deadlineAt,
         retriesAllowed: this.adaptive.effects().retriesAllowed,
@@ -46,7 +49,19 @@ export class InferenceService {
         void reply.status(202).header('location', `/v1/jobs/${view.id}`).header('x-queue-wait-ms', '0').send(view);
         return;
       }
-      const running = await this.queue.run(queued, context.signal);
+      // `X-Queue-Status: comments` on a stream: while it waits, the client hears where it stands.
+      const stream = queued.payload.stream;
+      const statusComments = stream && headerValue(request, 'x-queue-status')?.trim().toLowerCase() === 'comments';
+      const relay = { namedEvents: path === '/responses' };
+      let running;
+      try {
+        running = await this.queue.run(statusComments ? { ...queued, onWaiting: (status) => writeQueueStatus(reply, status) } : queued, context.signal);
+      } catch (error) {
+        // The stream is open already (status comments went out): the failure is its SSE error event.
+        if (!reply.raw.headersSent) throw error;
+        if (!(error instanceof CancelledError)) endSseWithError(reply, error, relay);
+        return;
+      }
       try {
         const headers = {
           'x-upstream': running.answer.upstream,
@@ -54,7 +69,7 @@ export class InferenceService {
           ...modelHeaders(queued.payload.model, running.answer.model),
         };
         if (running.answer.kind === 'json') sendJson(reply, running.answer, headers);
-        else await relayStream(reply, running.answer.events, headers, context.signal, { namedEvents: path === '/responses' });
+        else await relayStream(reply, running.answer.events, headers, context.signal, relay);
       } finally {
         running.release();
       }
@@ -64,10 +79,14 @@ export class InferenceService {
   }
 }
 
+function headerValue(request: FastifyRequest, name: string): string | undefined {
+  const raw = request.headers[name];
+  return Array.isArray(raw) ? raw[0] : raw;
+}
+
 /** The `Idempotency-Key` header (API.md §2): any string of 1 to 128 characters. */
 function idempotencyKey(request: FastifyRequest): string | undefined {
-  const raw = request.headers['idempotency-key'];
-  const value = Array.isArray(raw) ? raw[0] : raw;
+  const value = headerValue(request, 'idempotency-key');
   if (value === undefined || value === '') return undefined;
   if (value.length > 128) throw new InvalidRequestError('invalid_header', 'Idempotency-Key must be at most 128 characters', 'Idempotency-Key');
   return value;

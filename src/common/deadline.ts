@@ -8,12 +8,24 @@ export class DeadlineExceededError extends Error {
 
 /**
  * Races `promise` against a timer: resolves or rejects as `promise` does, or rejects with a
- * {@link DeadlineExceededError} after `ms`. The timer never outlives the race.
+ * {@link DeadlineExceededError} after `ms`. The timer never outlives the race nor holds the process open.
  */
 export function withDeadline<T>(promise: Promise<T>, ms: number): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   return Promise.race([
     promise,
-    new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new DeadlineExceededError(ms)), ms))),
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new DeadlineExceededError(ms)), ms);
+      timer.unref();
+    }),
   ]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * Settles with `promise`'s value, or with `fallback` once `ms` has passed or `promise` failed: for
+ * callers where "no answer in time" and "failed" lead to the same decision (a Redis command during an
+ * outage).
+ */
+export function settleWithin<T>(promise: Promise<T>, ms: number, fallback: T): Promise<T> {
+  return withDeadline(promise, ms).catch(() => fallback);
 }

@@ -27,6 +27,7 @@ const TABLE: Record<ErrorCode, [status: number, type: string]> = {
   breaker_not_found: [404, 'not_found_error'],
   body_too_large: [413, 'invalid_request_error'],
   rate_limited: [429, 'rate_limit_error'],
+  key_queue_share_exceeded: [429, 'rate_limit_error'],
   queue_full: [503, 'overloaded_error'],
   load_shed: [503, 'overloaded_error'],
   deadline_unreachable: [503, 'overloaded_error'],

@@ -40,6 +40,12 @@ const MAPPINGS: Record<ErrorCode, CodeMapping> = {
   breaker_not_found: { status: 404, type: 'not_found_error', shouldRetry: false, suggestions: ['List the breakers with GET /admin/breakers; a key is upstream:model'] },
   body_too_large: { status: 413, type: 'invalid_request_error', shouldRetry: false, suggestions: ['Send a smaller body, or ask the operator to raise MAX_BODY_BYTES'] },
   rate_limited: { status: 429, type: 'rate_limit_error', shouldRetry: true, suggestions: [RETRY_LATER, 'Spread requests over the minute'] },
+  key_queue_share_exceeded: {
+    status: 429,
+    type: 'rate_limit_error',
+    shouldRetry: true,
+    suggestions: [RETRY_LATER, 'Wait for some of this key\'s queued requests to finish before sending more'],
+  },
   queue_full: { status: 503, type: 'overloaded_error', shouldRetry: true, suggestions: [RETRY_LATER, 'Send low-urgency work with X-Priority: low or through POST /v1/jobs'] },
   load_shed: { status: 503, type: 'overloaded_error', shouldRetry: true, suggestions: [RETRY_LATER, 'Higher-priority requests are still admitted; the gateway is under load'] },
   deadline_unreachable: { status: 503, type: 'overloaded_error', shouldRetry: true, suggestions: [RETRY_LATER, 'Raise X-Request-Timeout-Ms or submit the request as a job (POST /v1/jobs)'] },

@@ -16,6 +16,7 @@ export type ErrorCode =
   | 'breaker_not_found'
   | 'body_too_large'
   | 'rate_limited'
+  | 'key_queue_share_exceeded'
   | 'queue_full'
   | 'load_shed'
   | 'deadline_unreachable'
@@ -86,6 +87,13 @@ export class NotFoundError extends BulwarkError {
 export class RateLimitedError extends BulwarkError {
   constructor(limitPerMinute: number, retryAfterMs: number) {
     super('rate_limited', `Rate limit of ${limitPerMinute} requests per minute reached for this key`, { retryAfterMs });
+  }
+}
+
+/** The client key already holds its share of the shared queue (API_KEYS_FILE `maxQueueShare`). */
+export class KeyQueueShareExceededError extends BulwarkError {
+  constructor(waiting: number, cap: number, retryAfterMs: number) {
+    super('key_queue_share_exceeded', `This key already has ${waiting} of its ${cap} allowed requests waiting in the queue; retry after ${Math.ceil(retryAfterMs / 1000)} s`, { retryAfterMs });
   }
 }
 

@@ -1,4 +1,5 @@
 import { Injectable, Logger } from '@nestjs/common';
+import { Listeners } from './listeners';
 
 /**
  * The instance's life-cycle state, its in-flight HTTP requests and the queued work its worker runs.
@@ -12,12 +13,12 @@ export class ShutdownService {
   private inflight = 0;
   private work = 0;
   private idleWaiters: (() => void)[] = [];
-  private readonly drainListeners: (() => void)[] = [];
+  private readonly drainListeners = new Listeners<[]>('drain', this.logger);
   private readonly graceOverListeners: (() => Promise<void>)[] = [];
 
   /** Called once when draining starts (e.g. workers stop taking new jobs). */
   onDrain(listener: () => void): void {
-    this.drainListeners.push(listener);
+    this.drainListeners.add(listener);
   }
 
   /** Called when the grace period is over with work still running: stop it and hand it back. */
@@ -64,13 +65,7 @@ export class ShutdownService {
     if (this.state === 'draining') return;
     this.state = 'draining';
     this.logger.log(`draining: refusing new work, ${this.inflight} request(s) and ${this.work} job(s) in flight`);
-    for (const listener of this.drainListeners) {
-      try {
-        listener();
-      } catch (error) {
-        this.logger.error(`drain listener failed: ${(error as Error).message}`);
-      }
-    }
+    this.drainListeners.emit();
   }
 
   /** Resolves true when no request or job is in flight, false when `graceMs` passed first. */

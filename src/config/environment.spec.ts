@@ -1,7 +1,7 @@
 import 'reflect-metadata';
 import assert from 'node:assert/strict';
 import { afterEach, beforeEach, describe, it } from 'node:test';
-import { ConfigurationError, redactUrl, validateEnvironment } from './environment';
+import { ConfigurationError, parseSentinels, redactUrl, validateEnvironment } from './environment';
 import { adaptiveConfig } from './sections';
 
 /** The ConfigurationError that `raw` causes; fails the test if it validates. */
@@ -160,6 +160,42 @@ describe('validateEnvironment', () => {
     assert.match(configError({ BREAKER_MIN_CALLS: '101' }).message, /BREAKER_MIN_CALLS=101: must be at most BREAKER_WINDOW_SIZE \(100\)/);
     assert.match(configError({ BREAKER_WINDOW_SIZE: '10' }).message, /BREAKER_MIN_CALLS=20: must be at most BREAKER_WINDOW_SIZE \(10\)/);
     assert.equal(validateEnvironment({ BREAKER_WINDOW_SIZE: '500', BREAKER_MIN_CALLS: '500' }).BREAKER_MIN_CALLS, 500);
+  });
+
+  describe('Redis through Sentinel', () => {
+    const SENTINEL = { REDIS_SENTINELS: '10.0.0.1:26379, sentinel-b:26380,[::1]:26381', REDIS_SENTINEL_NAME: 'bulwark-primary' };
+
+    it('accepts REDIS_SENTINELS with REDIS_SENTINEL_NAME and reads every address', () => {
+      const env = validateEnvironment(SENTINEL);
+      assert.deepEqual(parseSentinels(env.REDIS_SENTINELS!), [
+        { host: '10.0.0.1', port: 26379 },
+        { host: 'sentinel-b', port: 26380 },
+        { host: '::1', port: 26381 },
+      ]);
+    });
+
+    it('wants both or neither', () => {
+      assert.match(configError({ REDIS_SENTINELS: '10.0.0.1:26379' }).message, /REDIS_SENTINELS and REDIS_SENTINEL_NAME go together/);
+      assert.match(configError({ REDIS_SENTINEL_NAME: 'mymaster' }).message, /REDIS_SENTINELS and REDIS_SENTINEL_NAME go together/);
+    });
+
+    it('refuses Sentinel together with REDIS_URL', () => {
+      assert.match(configError({ ...SENTINEL, REDIS_URL: 'redis://r:6379' }).message, /REDIS_URL and REDIS_SENTINELS are both set/);
+    });
+
+    it('refuses malformed addresses and ports out of range', () => {
+      assert.match(configError({ ...SENTINEL, REDIS_SENTINELS: '10.0.0.1' }).message, /REDIS_SENTINELS="10.0.0.1": must be a comma-separated list of host:port/);
+      assert.match(configError({ ...SENTINEL, REDIS_SENTINELS: 'a:26379,,b:1' }).message, /REDIS_SENTINELS/);
+      assert.match(configError({ ...SENTINEL, REDIS_SENTINELS: 'a:99999' }).message, /port 99999 of a is outside 1-65535/);
+    });
+
+    it('takes passwords only with Sentinel, and never echoes them', () => {
+      assert.equal(validateEnvironment({ ...SENTINEL, REDIS_PASSWORD: 'primary-secret', REDIS_SENTINEL_PASSWORD: 's' }).REDIS_PASSWORD, 'primary-secret');
+      const { message } = configError({ REDIS_URL: 'redis://r:6379', REDIS_PASSWORD: 'primary-secret' });
+      assert.match(message, /apply only with REDIS_SENTINELS/);
+      assert.doesNotMatch(message, /primary-secret/);
+      assert.doesNotMatch(configError({ ...SENTINEL, REDIS_PASSWORD: 'x'.repeat(600) }).message, /xxxx/);
+    });
   });
 
   it('validates the VLLM_REJECTION_THRESHOLD alias like the variable it stands for', () => {

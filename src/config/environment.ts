@@ -23,7 +23,11 @@ export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', '
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
 /** Variables whose values must never be echoed back, not even in a start-up error. */
-const SECRET_VARIABLES = new Set(['UPSTREAM_API_KEY', 'API_KEYS', 'ADMIN_API_KEY']);
+const SECRET_VARIABLES = new Set(['UPSTREAM_API_KEY', 'API_KEYS', 'ADMIN_API_KEY', 'REDIS_PASSWORD', 'REDIS_SENTINEL_PASSWORD']);
+
+/** One Sentinel address: `host:port`, the host a name, an IPv4 address or a bracketed IPv6 address. */
+const SENTINEL_ADDRESS = String.raw`(\[[0-9A-Fa-f:.]+\]|[^\s:,\[\]]+):\d{1,5}`;
+const SENTINEL_LIST = new RegExp(String.raw`^\s*${SENTINEL_ADDRESS}\s*(,\s*${SENTINEL_ADDRESS}\s*)*$`);
 
 /** Variables that may carry credentials in their URL; echoed with the password hidden. */
 const URL_VARIABLES = new Set(['REDIS_URL', 'UPSTREAM_URL', 'OTEL_EXPORTER_OTLP_ENDPOINT', 'OTEL_EXPORTER_OTLP_TRACES_ENDPOINT']);
@@ -43,8 +47,30 @@ export class EnvironmentVariables {
   @Matches(/^rediss?:\/\/[^\s]+$/, { message: 'must be a redis:// or rediss:// URL' })
   REDIS_URL?: string;
 
+  /** Redis through Sentinel: `host:port,host:port`, with REDIS_SENTINEL_NAME; instead of REDIS_URL. */
+  @Transform(emptyToUndefined) @IsOptional() @IsString()
+  @Matches(SENTINEL_LIST, { message: 'must be a comma-separated list of host:port (e.g. 10.0.0.1:26379,10.0.0.2:26379)' })
+  REDIS_SENTINELS?: string;
+
+  /** The name the Sentinels know the Redis primary by (`sentinel monitor <name> ...`). */
+  @Transform(emptyToUndefined) @IsOptional() @IsString() @MaxLength(255)
+  @Matches(/^[A-Za-z0-9._-]+$/, { message: 'must be a Sentinel master name (letters, digits, . _ -)' })
+  REDIS_SENTINEL_NAME?: string;
+
+  /** Password of the Sentinels themselves (`requirepass` in sentinel.conf), if they have one. */
+  @Transform(emptyToUndefined) @IsOptional() @IsString() @MaxLength(512)
+  REDIS_SENTINEL_PASSWORD?: string;
+
+  /** Password of the Redis primary and replicas found through Sentinel (with REDIS_URL, put it in the URL). */
+  @Transform(emptyToUndefined) @IsOptional() @IsString() @MaxLength(512)
+  REDIS_PASSWORD?: string;
+
   @IsString()
   DATA_DIR = './data';
+
+  /** How long start-up waits for the Redis of REDIS_URL to answer before it exits naming REDIS_URL. */
+  @Transform(toInt) @IsInt() @Min(0) @Max(3_600_000)
+  REDIS_CONNECT_TIMEOUT_MS = 30_000;
 
   @Transform(emptyToUndefined) @IsOptional() @IsString()
   @Matches(/^https?:\/\/[^\s]+$/, { message: 'must be an http:// or https:// base URL, including /v1' })
@@ -243,8 +269,9 @@ export function redactUrl(url: string): string {
 export function validateEnvironment(raw: Record<string, unknown>): EnvironmentVariables {
   const known = Object.keys(new EnvironmentVariables());
   const picked: Record<string, unknown> = {};
-  for (const key of [...known, 'REDIS_URL', 'UPSTREAM_URL', 'UPSTREAM_API_KEY', 'UPSTREAMS_FILE', 'API_KEYS',
-    'API_KEYS_FILE', 'ADMIN_API_KEY', 'ABANDONED_REJECTION_THRESHOLD', 'VLLM_REJECTION_THRESHOLD',
+  for (const key of [...known, 'REDIS_URL', 'REDIS_SENTINELS', 'REDIS_SENTINEL_NAME', 'REDIS_SENTINEL_PASSWORD', 'REDIS_PASSWORD',
+    'UPSTREAM_URL', 'UPSTREAM_API_KEY', 'UPSTREAMS_FILE', 'API_KEYS', 'API_KEYS_FILE', 'ADMIN_API_KEY',
+    'ABANDONED_REJECTION_THRESHOLD', 'VLLM_REJECTION_THRESHOLD',
     'OTEL_EXPORTER_OTLP_ENDPOINT', 'OTEL_EXPORTER_OTLP_TRACES_ENDPOINT', 'OTEL_SERVICE_NAME']) {
     if (raw[key] !== undefined) picked[key] = raw[key];
   }
@@ -264,6 +291,8 @@ export function validateEnvironment(raw: Record<string, unknown>): EnvironmentVa
       'Invalid configuration: API_KEYS and API_KEYS_FILE are both set: set one (simple key:tier list) or the other (keys with names, weights and caps)',
     );
   }
+  const redisProblem = redisSettingsProblem(env);
+  if (redisProblem) throw new ConfigurationError(`Invalid configuration: ${redisProblem}`);
   if (env.CLIENT_HEADERS_TIMEOUT_MS > env.CLIENT_REQUEST_TIMEOUT_MS) {
     throw new ConfigurationError(
       `Invalid configuration: CLIENT_HEADERS_TIMEOUT_MS=${env.CLIENT_HEADERS_TIMEOUT_MS}: must be at most CLIENT_REQUEST_TIMEOUT_MS (${env.CLIENT_REQUEST_TIMEOUT_MS})`,
@@ -283,6 +312,32 @@ export function validateEnvironment(raw: Record<string, unknown>): EnvironmentVa
     );
   }
   return env;
+}
+
+/** Sentinel settings come as a pair, replace REDIS_URL, and have ports in range. Names no password. */
+function redisSettingsProblem(env: EnvironmentVariables): string | undefined {
+  const sentinel = env.REDIS_SENTINELS !== undefined || env.REDIS_SENTINEL_NAME !== undefined;
+  if (!sentinel) {
+    if (env.REDIS_SENTINEL_PASSWORD !== undefined || env.REDIS_PASSWORD !== undefined) {
+      return 'REDIS_SENTINEL_PASSWORD and REDIS_PASSWORD apply only with REDIS_SENTINELS; with REDIS_URL, put the password in the URL (redis://:password@host:6379)';
+    }
+    return undefined;
+  }
+  if (env.REDIS_SENTINELS === undefined || env.REDIS_SENTINEL_NAME === undefined) {
+    return 'REDIS_SENTINELS and REDIS_SENTINEL_NAME go together: set both (Sentinel addresses and the master name) or neither';
+  }
+  if (env.REDIS_URL !== undefined) return 'REDIS_URL and REDIS_SENTINELS are both set: set one (a single Redis) or the other (Redis through Sentinel)';
+  const bad = parseSentinels(env.REDIS_SENTINELS).find((s) => s.port < 1 || s.port > 65535);
+  return bad ? `REDIS_SENTINELS=${JSON.stringify(env.REDIS_SENTINELS)}: port ${bad.port} of ${bad.host} is outside 1-65535` : undefined;
+}
+
+/** `host:port,host:port` (as validated) → addresses; brackets of IPv6 hosts are removed. */
+export function parseSentinels(list: string): { host: string; port: number }[] {
+  return list.split(',').map((item) => {
+    const entry = item.trim();
+    const colon = entry.lastIndexOf(':');
+    return { host: entry.slice(0, colon).replace(/^\[(.*)\]$/, '$1'), port: Number(entry.slice(colon + 1)) };
+  });
 }
 
 /** A key listed twice, or the admin key also listed as a client key, makes its tier ambiguous. Names no key. */

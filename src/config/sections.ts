@@ -68,6 +68,8 @@ export const breakerConfig = registerAs('breaker', () => {
     halfOpenProbes: env.BREAKER_HALF_OPEN_PROBES,
     slowCallMs: env.BREAKER_SLOW_CALL_MS,
     slowCallRatio: env.BREAKER_SLOW_CALL_RATIO,
+    /** TTL of the cluster's half-open probe permit: long enough for a probe call to end. */
+    probeRoundMs: env.REQUEST_TIMEOUT_MS + 1000,
   };
 });
 

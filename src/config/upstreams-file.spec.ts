@@ -86,20 +86,20 @@ describe('loadUpstreamsFile', () => {
   });
 
   it('gives an empty fallback map when the file has none', () => {
-    const path = write('nofallbacks.yml', 'upstreams:\n  - name: a\n    url: http://a/v1\n    models: []\n');
+    const path = write('nofallbacks.yml', 'upstreams:\n  - name: a\n    url: http://a/v1\n    models: [m]\n');
     assert.deepEqual(loadUpstreamsFile(path, {}).fallbacks, {});
   });
 
   it('refuses a file whose apiKeyEnv names an unset variable, without echoing any key', () => {
     const path = write('key.yaml', 'upstreams:\n  - name: a\n    url: http://a/v1\n    apiKeyEnv: A_KEY\n    models: [m]\n');
     const message = refusal(path, { OTHER_KEY: 'sk-other' });
-    assert.match(message, /upstreams\.a\.apiKeyEnv: A_KEY is not set/);
+    assert.match(message, /upstreams\[0\] \(a\)\.apiKeyEnv: A_KEY is not set/);
     assert.doesNotMatch(message, /sk-other/);
     assert.equal(loadUpstreamsFile(path, { A_KEY: 'sk-a' }).upstreams[0].apiKey, 'sk-a');
   });
 
   it('refuses an apiKeyEnv that is not a variable name', () => {
-    const path = write('keyname.json', JSON.stringify({ upstreams: [{ name: 'a', url: 'http://a/v1', apiKeyEnv: 'sk-literal-key', models: [] }] }));
+    const path = write('keyname.json', JSON.stringify({ upstreams: [{ name: 'a', url: 'http://a/v1', apiKeyEnv: 'sk-literal-key', models: ['m'] }] }));
     assert.match(refusal(path, {}), /apiKeyEnv must name an environment variable/);
   });
 
@@ -126,7 +126,7 @@ describe('loadUpstreamsFile', () => {
   it('refuses upstreams that are not a list of mappings with a ConfigurationError, not a crash', () => {
     assert.match(refusal(write('upobj.json', '{"upstreams": {"a": 1}}')), /upstreams must be an array/);
     assert.match(refusal(write('upnum.json', '{"upstreams": 5}')), /upstreams must be an array/);
-    assert.match(refusal(write('upnull.json', '{"upstreams": [null]}')), /upstreams\.0/);
+    assert.match(refusal(write('upnull.json', '{"upstreams": [null]}')), /upstreams\[0\]/);
   });
 
   it('names each problem of each entry by its path', () => {
@@ -134,19 +134,19 @@ describe('loadUpstreamsFile', () => {
       'bad.json',
       JSON.stringify({
         upstreams: [
-          { name: 'a', url: 'http://a/v1', models: [] },
+          { name: 'a', url: 'http://a/v1', models: ['m'] },
           { name: 'a', url: 'ftp://b', models: 'm', maxConcurrency: 0, weight: -1 },
-          { name: 'bad name!', url: 'http://c/v1', models: [] },
+          { name: 'bad name!', url: 'http://c/v1', models: ['m'] },
         ],
         fallbacks: { m: 'n' },
       }),
     );
     const message = refusal(path);
-    assert.match(message, /upstreams\.1\.url: url must be an http\(s\) base URL/);
-    assert.match(message, /upstreams\.1\.models: models must be an array/);
-    assert.match(message, /upstreams\.1\.maxConcurrency: maxConcurrency must not be less than 1/);
-    assert.match(message, /upstreams\.1\.weight: weight must not be less than 0/);
-    assert.match(message, /upstreams\.2\.name: name must be 1-64 letters/);
+    assert.match(message, /upstreams\[1\]\.url: url must be an http\(s\) base URL/);
+    assert.match(message, /upstreams\[1\]\.models: models must be an array/);
+    assert.match(message, /upstreams\[1\]\.maxConcurrency: maxConcurrency must not be less than 1/);
+    assert.match(message, /upstreams\[1\]\.weight: weight must not be less than 0/);
+    assert.match(message, /upstreams\[2\]\.name: name must be 1-64 letters/);
     assert.match(message, /upstreams: duplicate name a/);
     assert.match(message, /fallbacks\.m: must be a list of model names/);
   });
@@ -154,5 +154,54 @@ describe('loadUpstreamsFile', () => {
   it('refuses fallbacks that are not a mapping of model lists', () => {
     const path = write('fallbacks.yaml', 'upstreams:\n  - name: a\n    url: http://a/v1\n    models: [m]\nfallbacks:\n  m: [n, 3]\n');
     assert.match(refusal(path), /fallbacks\.m: must be a list of model names/);
+  });
+
+  it('refuses an unknown key of an upstream, naming the key it most likely meant', () => {
+    const path = write('typo.yaml', 'upstreams:\n  - name: a\n    url: http://a/v1\n    modles: [m]\n    weigth: 2\n');
+    const message = refusal(path);
+    assert.match(message, /unknown key `modles` in upstreams\[0\]; did you mean `models`\?/);
+    assert.match(message, /unknown key `weigth` in upstreams\[0\]; did you mean `weight`\?/);
+    // The typo also leaves the upstream without a model list, which is reported on its own.
+    assert.match(message, /upstreams\[0\] \(a\)\.models: missing: .*models: \["\*"\]/);
+  });
+
+  it('does not check fallbacks against a model list that is itself wrong (no cascade of errors)', () => {
+    const message = refusal(write('typo-fallback.yaml', 'upstreams:\n  - name: a\n    url: http://a/v1\n    modles: [m, n]\nfallbacks:\n  m: [n]\n'));
+    assert.match(message, /unknown key `modles`/);
+    assert.doesNotMatch(message, /fallbacks/);
+  });
+
+  it('refuses an unknown top-level key, listing the valid ones when none is close', () => {
+    const close = refusal(write('top.json', JSON.stringify({ upstreams: [{ name: 'a', url: 'http://a/v1', models: ['m'] }], fallback: {} })));
+    assert.match(close, /unknown key `fallback` in the top level; did you mean `fallbacks`\?/);
+    const far = refusal(write('top2.json', JSON.stringify({ upstreams: [{ name: 'a', url: 'http://a/v1', models: ['m'], timeoutMs: 5 }] })));
+    assert.match(far, /unknown key `timeoutMs` in upstreams\[0\] \(valid: name, url, apiKeyEnv, models, maxConcurrency, weight\)/);
+  });
+
+  it('refuses an empty model list, saying how to write "any model"', () => {
+    const message = refusal(write('empty-models.yaml', 'upstreams:\n  - name: a\n    url: http://a/v1\n    models: []\n'));
+    assert.match(message, /upstreams\[0\] \(a\)\.models: empty: list the models it serves .*or write models: \["\*"\] to send it any model/);
+  });
+
+  it('reads models: ["*"] as "any model", and refuses "*" mixed with names', () => {
+    const path = write('any.yaml', 'upstreams:\n  - name: a\n    url: http://a/v1\n    models: ["*"]\n  - name: b\n    url: http://b/v1\n    models: [m]\n');
+    assert.deepEqual(loadUpstreamsFile(path, {}).upstreams.map((u) => u.models), [[], ['m']]);
+    assert.match(refusal(write('mixed.yaml', 'upstreams:\n  - name: a\n    url: http://a/v1\n    models: ["*", m]\n')), /"\*" \(any model\) must stand alone/);
+  });
+
+  it('refuses fallbacks that name a model no upstream serves, suggesting the closest served one', () => {
+    const path = write(
+      'fallback-models.yaml',
+      'upstreams:\n  - name: a\n    url: http://a/v1\n    models: [llama, mistral]\nfallbacks:\n  llama: [mistrall]\n  gpt-4: [llama]\n',
+    );
+    const message = refusal(path);
+    assert.match(message, /fallbacks\.llama: no upstream serves model `mistrall`; did you mean `mistral`\? \(served: llama, mistral\)/);
+    assert.match(message, /fallbacks\.gpt-4: no upstream serves model `gpt-4` \(served: llama, mistral\)/);
+    assert.doesNotMatch(message, /model `llama`/);
+  });
+
+  it('accepts fallbacks to any model when an upstream serves any model', () => {
+    const path = write('fallback-any.yaml', 'upstreams:\n  - name: a\n    url: http://a/v1\n    models: ["*"]\nfallbacks:\n  big: [small]\n');
+    assert.deepEqual(loadUpstreamsFile(path, {}).fallbacks, { big: ['small'] });
   });
 });

@@ -12,6 +12,7 @@ const STATE: LiveState = {
   timeUntilResetS: 300,
   strategy: 'healthy',
   healthScore: 1,
+  waitingByKey: [{ name: 'team-a', waiting: 2 }],
 };
 
 describe('DashboardSampler', () => {
@@ -34,6 +35,7 @@ describe('DashboardSampler', () => {
     assert.equal(first.upstreamLatencyMs, 200);
     assert.equal(first.ttftMs, 20);
     assert.deepEqual(first.totals, { admitted: 4, refused: 3, upstreamCalls: 2 });
+    assert.deepEqual(first.waitingByKey, [{ name: 'team-a', waiting: 2 }]);
 
     const second = sampler.take(STATE, T0 + 3000);
     assert.equal(second.admittedPerS, 0);

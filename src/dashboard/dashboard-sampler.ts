@@ -13,6 +13,8 @@ export interface LiveState {
   timeUntilResetS: number;
   strategy: Strategy;
   healthScore: number;
+  /** Requests waiting per client key, by configured name, largest first (fair share orders them). */
+  waitingByKey: { name: string; waiting: number }[];
 }
 
 /** One point of the dashboard: the state at `t` plus rates over the tick that ended at `t`. */

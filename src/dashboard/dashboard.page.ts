@@ -57,6 +57,9 @@ const BODY = `
     <div class="panel"><h2>Upstream latency and time to first token (ms)</h2><svg id="chart-latency" viewBox="0 0 600 170" preserveAspectRatio="none"></svg><div class="legend" id="legend-latency"></div></div>
     <div class="panel"><h2>Health score</h2><svg id="chart-health" viewBox="0 0 600 170" preserveAspectRatio="none"></svg><div class="legend" id="legend-health"></div></div>
   </section>
+  <section class="panel"><h2>Waiting by client key (fair share within a priority)</h2>
+    <table><thead><tr><th>key</th><th>waiting</th></tr></thead><tbody id="keys"><tr><td colspan="2" class="small">nothing waiting</td></tr></tbody></table>
+  </section>
   <section class="panel"><h2>Circuit breakers</h2>
     <table><thead><tr><th>upstream:model</th><th>state</th><th>failures / calls</th><th>probes in</th></tr></thead><tbody id="breakers"><tr><td colspan="4" class="small">none yet: a breaker appears with its first upstream call</td></tr></tbody></table>
   </section>

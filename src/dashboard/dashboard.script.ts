@@ -131,6 +131,19 @@ export const DASHBOARD_SCRIPT = String.raw`
     chart('chart-health', 'legend-health', [{ name: 'health score', color: '#1f2328', values: col('healthScore') }],
       { max: 1, marks: [[0.8, '#fab005'], [0.6, '#e67700'], [0.35, '#c92a2a']] });
 
+    var keys = $('keys');
+    keys.textContent = '';
+    (s.waitingByKey || []).forEach(function (k) {
+      var row = document.createElement('tr');
+      [k.name, String(k.waiting)].forEach(function (v) {
+        var cell = document.createElement('td');
+        cell.textContent = v;
+        row.appendChild(cell);
+      });
+      keys.appendChild(row);
+    });
+    if (!keys.firstChild) keys.innerHTML = '<tr><td colspan="2" class="small">nothing waiting</td></tr>';
+
     var body = $('breakers');
     if (s.breakers.length) {
       body.textContent = '';

@@ -1,12 +1,14 @@
-import { Inject, Injectable, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
+import { Inject, Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
 import type { ConfigType } from '@nestjs/config';
 import { AdaptiveService } from '../adaptive/adaptive.service';
 import { AdmissionService } from '../adaptive/admission.service';
 import { BreakerService } from '../breaker/breaker.service';
 import type { BreakerState } from '../breaker/circuit-breaker';
 import { Clock } from '../common/clock';
+import { Listeners } from '../common/listeners';
 import { adaptiveConfig, queueConfig } from '../config/sections';
 import { QueueFigures } from '../queue/queue-figures.service';
+import { AuthService } from '../auth/auth.service';
 import { UpstreamOutcomes } from '../upstream/upstream-outcomes';
 import { DashboardSample, DashboardSampler, LiveState } from './dashboard-sampler';
 
@@ -33,7 +35,7 @@ export interface DashboardData {
 export class DashboardService implements OnApplicationBootstrap, OnApplicationShutdown {
   private readonly sampler: DashboardSampler;
   private readonly history: DashboardSample[] = [];
-  private readonly listeners = new Set<(sample: DashboardSample) => void>();
+  private readonly listeners = new Listeners<[DashboardSample]>('dashboard sample', new Logger(DashboardService.name));
   private timer?: NodeJS.Timeout;
 
   constructor(
@@ -45,6 +47,7 @@ export class DashboardService implements OnApplicationBootstrap, OnApplicationSh
     private readonly clock: Clock,
     @Inject(queueConfig.KEY) private readonly queue: ConfigType<typeof queueConfig>,
     @Inject(adaptiveConfig.KEY) private readonly adaptiveSettings: ConfigType<typeof adaptiveConfig>,
+    private readonly auth: AuthService,
   ) {
     this.sampler = new DashboardSampler(clock.now());
   }
@@ -66,14 +69,13 @@ export class DashboardService implements OnApplicationBootstrap, OnApplicationSh
     const sample = this.sampler.take(this.liveState(), this.clock.now());
     this.history.push(sample);
     if (this.history.length > HISTORY) this.history.splice(0, this.history.length - HISTORY);
-    for (const listener of this.listeners) listener(sample);
+    this.listeners.emit(sample);
     return sample;
   }
 
   /** Subscribes to new samples; returns the unsubscribe function. */
   subscribe(listener: (sample: DashboardSample) => void): () => void {
-    this.listeners.add(listener);
-    return () => this.listeners.delete(listener);
+    return this.listeners.add(listener);
   }
 
   /** The configuration the page needs and the last two minutes of samples. */
@@ -106,6 +108,11 @@ export class DashboardService implements OnApplicationBootstrap, OnApplicationSh
       timeUntilResetS: Math.ceil(abandoned.timeUntilResetMs() / 1000),
       strategy: this.adaptive.strategy,
       healthScore: this.adaptive.healthScore,
+      waitingByKey: [...this.auth.clientIdentities(), { id: 'anonymous', name: 'anonymous' }]
+        .map((client) => ({ name: client.name, waiting: this.figures.waitingOf(client.id) }))
+        .filter((k) => k.waiting > 0)
+        .sort((a, b) => b.waiting - a.waiting || a.name.localeCompare(b.name))
+        .slice(0, MAX_BREAKERS),
     };
   }
 }

@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
+import type { RedisService } from '../redis/redis.service';
 import { describe, it, before } from 'node:test';
 import { Logger } from '@nestjs/common';
+import type { BreakerStateStore } from '../breaker/breaker-state.store';
 import { BreakerService } from '../breaker/breaker.service';
 import { FakeClock } from '../common/clock';
 import {
@@ -15,7 +17,6 @@ import {
 } from '../common/errors';
 import { RandomSource } from '../common/random';
 import type { breakerConfig, retryConfig, serverConfig } from '../config/sections';
-import type { RedisService } from '../redis/redis.service';
 import { Sleeper } from '../retry/sleeper';
 import type { UpstreamCallOptions, UpstreamClient } from '../upstream/upstream-client';
 import { UpstreamLeases } from '../upstream/upstream-leases.service';
@@ -95,13 +96,25 @@ class FixedRandom extends RandomSource {
   }
 }
 
-/** A Redis that is never ready: breakers stay local, as on a lone instance without shared state. */
+/** Redis that is away: upstream leases stay local to this instance. */
 const LOCAL_REDIS = { client: { status: 'end' } } as unknown as RedisService;
+
+/** Shared state that is never written: breakers stay local, and this lone instance always wins the probe permit. */
+const LOCAL_STORE = {
+  onNotice: () => undefined,
+  onResync: () => undefined,
+  start: async () => undefined,
+  writeOpen: async () => false,
+  writeClosed: async () => false,
+  claimProbe: async () => true,
+  isOpen: async () => false,
+  readOpen: async () => [],
+} as unknown as BreakerStateStore;
 
 // prettier-ignore
 const BREAKER: ReturnType<typeof breakerConfig> = {
   windowSize: 10, minCalls: 4, failureRatio: 0.5, windowMs: 60_000, cooldownMs: 1_000,
-  halfOpenProbes: 1, slowCallMs: 5_000, slowCallRatio: 2,
+  halfOpenProbes: 1, slowCallMs: 5_000, slowCallRatio: 2, probeRoundMs: 5_000,
 };
 const RETRY: ReturnType<typeof retryConfig> = { maxAttempts: 3, baseDelayMs: 100, maxDelayMs: 1_000, budgetRatio: 0.2 };
 
@@ -123,7 +136,7 @@ function setup(options: SetupOptions = {}) {
   const registry = new UpstreamRegistry({ upstreams: options.upstreams ?? [upstream('a', ['m'])], fallbacks: options.fallbacks ?? {} });
   const client = new ScriptedClient(clock, options.scripts ?? {});
   const breakerSettings = { ...BREAKER, ...options.breaker };
-  const breakers = new BreakerService(breakerSettings, LOCAL_REDIS, clock);
+  const breakers = new BreakerService(breakerSettings, LOCAL_STORE, clock);
   const retry = { ...RETRY, ...options.retry };
   const budget = new RetryBudgetService(retry, clock);
   const outcomes = new UpstreamOutcomes();
@@ -466,7 +479,7 @@ describe('UpstreamDispatcher', () => {
       await t.dispatch('m', { stream: true });
       const waiting = t.dispatch('m', { deadlineInMs: 1000 });
       t.clock.advance(1000);
-      await assert.rejects(waiting, RequestTimeoutError);
+      await assert.rejects(waiting, QueueTimeoutError);
       assert.equal(t.client.calls.length, 1);
     });
 

@@ -172,7 +172,7 @@ export class UpstreamDispatcher {
       // Work whose deadline has passed is dropped, never started (and never judged against the upstream).
       const remainingMs = options.deadlineAt - this.clock.now();
       if (options.signal.aborted || remainingMs <= 0) throw timeUp(lastError);
-      const answer = this.breakers.tryAcquire(upstream.name, model, isOpenEnded(upstream));
+      const answer = await this.breakers.acquire(upstream.name, model, isOpenEnded(upstream));
       if (!answer.allowed) {
         this.outcomes.record({ upstream: upstream.name, model, outcome: 'refused', durationMs: 0 });
         return lastError === undefined ? { kind: 'refused', retryInMs: answer.retryInMs } : { kind: 'failed', error: lastError };

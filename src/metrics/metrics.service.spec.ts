@@ -6,6 +6,7 @@ import { ServiceTimes } from '../adaptive/service-times.service';
 import type { BreakerService, BreakerView } from '../breaker/breaker.service';
 import { ShutdownService } from '../common/shutdown.service';
 import type { QueueFigures } from '../queue/queue-figures.service';
+import type { AuthService } from '../auth/auth.service';
 import type { UpstreamLeases } from '../upstream/upstream-leases.service';
 import { UpstreamOutcomes } from '../upstream/upstream-outcomes';
 import { UpstreamRegistry } from '../upstream/upstream-registry';
@@ -23,6 +24,7 @@ function setup(breakers: BreakerView[] = []) {
   const figures = {
     snapshot: () => ({ byPriority: { high: 1, normal: 4, low: 0 }, waiting: 5, active: 3, localActive: 2, fresh: true }),
     onQueueWait: (l: (ms: number) => void) => waits.push(l),
+    waitingOf: (id: string) => ({ key_3f2a: 4, anonymous: 1, key_unlisted: 9 })[id] ?? 0,
   } as unknown as QueueFigures;
   const admission = { onRejection: (l: (r: RejectionReason) => void) => rejection.push(l), onAdmission: () => undefined } as unknown as AdmissionService;
   const adaptive = {
@@ -34,7 +36,12 @@ function setup(breakers: BreakerView[] = []) {
   const registry = new UpstreamRegistry({ upstreams: [{ name: 'primary', baseUrl: 'http://127.0.0.1:1/v1', models: ['sim-small'], weight: 1 }], fallbacks: {} });
   const serviceTimes = new ServiceTimes(outcomes, registry);
   serviceTimes.onApplicationBootstrap();
-  const metrics = new MetricsService(figures, outcomes, admission, adaptive, breakerService, new ShutdownService(), registry, serviceTimes, { waitingFor: () => new Map([['sim-small', 2]]) } as unknown as UpstreamLeases);
+  const metrics = new MetricsService(figures, outcomes, admission, adaptive, breakerService, new ShutdownService(), registry, serviceTimes, { waitingFor: () => new Map([['sim-small', 2]]) } as unknown as UpstreamLeases, {
+    clientIdentities: () => [
+      { id: 'key_3f2a', name: 'team-a' },
+      { id: 'key_77c1', name: 'batch' },
+    ],
+  } as unknown as AuthService);
   metrics.onApplicationBootstrap();
   return { metrics, outcomes, reject: (r: RejectionReason) => rejection.forEach((l) => l(r)), wait: (ms: number) => waits.forEach((l) => l(ms)) };
 }
@@ -48,6 +55,15 @@ function find(all: PrometheusSample[], name: string, labels: Record<string, stri
 }
 
 describe('MetricsService', () => {
+  it('shows what each configured key has waiting by its name, never an id or an unknown key', async () => {
+    const { metrics } = setup();
+    const all = await samples(metrics);
+    assert.equal(find(all, 'bulwark_key_waiting', { key_name: 'team-a' })[0].value, 4);
+    assert.equal(find(all, 'bulwark_key_waiting', { key_name: 'anonymous' })[0].value, 1);
+    assert.equal(find(all, 'bulwark_key_waiting', { key_name: 'batch' }).length, 0, 'nothing waiting: no sample');
+    assert.equal(find(all, 'bulwark_key_waiting').length, 2, 'an id that is no configured key is no label');
+  });
+
   it('labels an unknown model `other` and never uses the raw value', async () => {
     const { metrics, outcomes } = setup();
     metrics.recordHttp('/v1/chat/completions', '200', 'sim-small', 0.1);

@@ -8,6 +8,7 @@ import { BreakerService } from '../breaker/breaker.service';
 import type { BreakerState } from '../breaker/circuit-breaker';
 import { ShutdownService } from '../common/shutdown.service';
 import { QueueFigures } from '../queue/queue-figures.service';
+import { AuthService } from '../auth/auth.service';
 import { UpstreamLeases } from '../upstream/upstream-leases.service';
 import { UpstreamOutcome, UpstreamOutcomes } from '../upstream/upstream-outcomes';
 import { UpstreamRegistry } from '../upstream/upstream-registry';
@@ -125,6 +126,7 @@ export class MetricsService implements OnApplicationBootstrap {
     registry: UpstreamRegistry,
     private readonly serviceTimes: ServiceTimes,
     private readonly leases: UpstreamLeases,
+    private readonly auth: AuthService,
   ) {
     this.models = new ModelLabels(registry.configuredModels());
     this.upstreamNames = new Set(registry.all().map((u) => u.name));
@@ -209,6 +211,21 @@ export class MetricsService implements OnApplicationBootstrap {
       collect() {
         const { byPriority } = figures.snapshot();
         for (const priority of ['high', 'normal', 'low'] as const) this.set({ priority }, byPriority[priority]);
+      },
+    });
+    const auth = this.auth;
+    new Gauge({
+      name: 'bulwark_key_waiting',
+      help: 'Requests waiting in the shared queue per client key, by its configured name (never the key); fair share orders them within a priority.',
+      labelNames: ['key_name'] as const,
+      registers,
+      collect() {
+        this.reset();
+        // Only configured keys (and anonymous) are labels: a bounded set fixed at start-up.
+        for (const client of [...auth.clientIdentities(), { id: 'anonymous', name: 'anonymous' }]) {
+          const waiting = figures.waitingOf(client.id);
+          if (waiting > 0) this.set({ key_name: client.name }, waiting);
+        }
       },
     });
     new Gauge({

@@ -3,8 +3,25 @@ import type { InferencePath } from '../upstream/upstream.types';
 
 export const INFERENCE_QUEUE = 'inference';
 
-/** BullMQ priorities: lower runs first; FIFO within one priority. */
-export const BULL_PRIORITY: Record<Priority, number> = { high: 1, normal: 2, low: 3 };
+/** Priority bands, in the order they run. */
+export const BAND: Record<Priority, number> = { high: 1, normal: 2, low: 3 };
+
+/**
+ * BullMQ priority numbers each band spans (BullMQ allows 1 to 2^21; lower runs first, FIFO within one
+ * number). Within a band, a job's number is the band's base plus its fair-share start tag, so the
+ * order within a priority interleaves client keys by weight (start-time fair queuing).
+ */
+export const FAIR_RANGE = 699_050;
+
+/** The BullMQ priority of a job of `priority` whose fair-share start tag is `tag`. */
+export function bullPriority(priority: Priority, tag: number): number {
+  return (BAND[priority] - 1) * FAIR_RANGE + 1 + Math.min(Math.max(0, Math.floor(tag)), FAIR_RANGE - 1);
+}
+
+/** The fair-share start tag carried by a BullMQ priority number. */
+export function fairTagOf(bullPriorityNumber: number): number {
+  return (bullPriorityNumber - 1) % FAIR_RANGE;
+}
 
 /** What a queued request carries: enough for any instance's worker to run it. */
 export interface InferenceJobData {
@@ -24,6 +41,8 @@ export interface InferenceJobData {
   origin: string;
   /** Retries allowed by the strategy when the job was admitted. */
   retriesAllowed: boolean;
+  /** The client key's cap on running requests (API_KEYS_FILE `maxConcurrent`), if it has one. */
+  keyMaxConcurrent?: number;
   /** W3C trace context of the request that queued the job (tracing on): the worker, on any instance, continues its trace. */
   traceparent?: string;
 }

@@ -10,13 +10,15 @@ import { queueConfig } from '../config/sections';
 import { UpstreamDispatcher } from '../dispatch/upstream-dispatcher';
 import { RedisService } from '../redis/redis.service';
 import { DeliveryService } from './delivery.service';
-import { INFERENCE_QUEUE, InferenceJobData, InferenceJobResult } from './inference-job';
+import { fairTagOf, INFERENCE_QUEUE, InferenceJobData, InferenceJobResult } from './inference-job';
 import { QueueFigures } from './queue-figures.service';
 import { SlotService, SlotTaker } from './slot.service';
 import { TracingService } from '../tracing/tracing.service';
 
 /** How often an idle worker looks for waiting work it was not woken for (a lapsed lease, a lost wake-up). */
 const POLL_MS = 250;
+/** How long a job whose client key is at its concurrency cap is put back before it is tried again. */
+const KEY_CAP_RETRY_MS = 100;
 /** How long handing back jobs at the end of the grace period may take. */
 const HAND_BACK_MS = 5000;
 
@@ -70,7 +72,7 @@ export class InferenceProcessor implements OnApplicationBootstrap, OnApplication
       maxStalledCount: 1,
     });
     this.worker = worker;
-    worker.on('error', (error) => this.logger.warn(`worker: ${error.message}`));
+    this.redis.reportErrors(worker, 'worker');
     void worker.startStalledCheckTimer().catch((error: Error) => this.logger.warn(`stalled-job check: ${error.message}`));
     this.slots.setTaker(this);
     this.slots.onWake(() => this.pull());
@@ -135,7 +137,7 @@ export class InferenceProcessor implements OnApplicationBootstrap, OnApplication
     const controller = new AbortController();
     const entry = { job, token, controller } as RunningJob;
     this.running.set(String(job.id), entry);
-    entry.settled = this.run(job, token, controller).finally(() => {
+    entry.settled = this.run(job, token, controller, lease).finally(() => {
       this.running.delete(String(job.id));
       done();
       void this.slots.release(lease);
@@ -166,12 +168,15 @@ export class InferenceProcessor implements OnApplicationBootstrap, OnApplication
     clearTimeout(timer);
   }
 
-  private async run(job: Job<InferenceJobData, InferenceJobResult>, token: string, controller: AbortController): Promise<void> {
+  private async run(job: Job<InferenceJobData, InferenceJobResult>, token: string, controller: AbortController, lease: string): Promise<void> {
     try {
-      const result = await this.process(job, controller);
+      const result = await this.process(job, controller, lease);
       if (result === 'hand_back') {
         await job.moveToWait(token);
         this.logger.log({ jobId: job.id }, 'job handed back to the queue at shutdown');
+      } else if (result === 'key_at_cap') {
+        // Its key runs as many requests as it may: the job waits a moment while others go ahead.
+        await job.moveToDelayed(Date.now() + KEY_CAP_RETRY_MS, token);
       } else {
         await job.moveToCompleted(result, token, false);
       }
@@ -186,10 +191,14 @@ export class InferenceProcessor implements OnApplicationBootstrap, OnApplication
   }
 
   /** Runs one job to its result; throws AsyncJobFailure for an async job that failed for good. */
-  async process(job: Job<InferenceJobData>, controller: AbortController): Promise<InferenceJobResult | 'hand_back'> {
+  async process(job: Job<InferenceJobData>, controller: AbortController, lease: string): Promise<InferenceJobResult | 'hand_back' | 'key_at_cap'> {
     const data = job.data;
     const jobId = String(job.id);
-    const { committed, originAlive } = await this.slots.bind(jobId, data.mode === 'sync' ? data.origin : undefined);
+    const { committed, originAlive, keyAtCap } = await this.slots.bind(jobId, data.priority, fairTagOf(job.priority), data.mode === 'sync' ? data.origin : undefined, lease, {
+      id: data.clientId,
+      maxRunning: data.keyMaxConcurrent ?? 0,
+    });
+    if (keyAtCap) return 'key_at_cap';
     if (!committed || !originAlive) {
       // Its add came too late (its caller was told it failed), or its sync caller is gone with its
       // instance: nobody may get an answer from it.

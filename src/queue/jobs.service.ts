@@ -8,6 +8,7 @@ import { RedisService } from '../redis/redis.service';
 import { DeliveryService } from './delivery.service';
 import { INFERENCE_QUEUE, InferenceJobData, InferenceJobResult } from './inference-job';
 import { QueueFigures } from './queue-figures.service';
+import { SlotService } from './slot.service';
 
 export type JobStatus = 'queued' | 'active' | 'cancelling' | 'completed' | 'failed' | 'cancelled' | 'expired';
 
@@ -44,6 +45,7 @@ export class JobsService {
     private readonly delivery: DeliveryService,
     private readonly figures: QueueFigures,
     private readonly redis: RedisService,
+    private readonly slots: SlotService,
   ) {}
 
   /** A job of `clientId`'s; another caller's job is reported as not found, revealing nothing. */
@@ -78,6 +80,7 @@ export class JobsService {
         () => false,
       );
       if (removed) {
+        await this.slots.forget(id).catch(() => undefined);
         const view: JobView = { ...current, status: 'cancelled', position: null, finished_at: seconds(Date.now()) };
         await this.redis.client.set(TOMBSTONE_PREFIX + id, JSON.stringify({ ...view, owner: clientId }), 'PX', this.config.jobResultTtlMs);
         return view;

@@ -3,6 +3,7 @@ import type { ConfigType } from '@nestjs/config';
 import type { Priority } from '../adaptive/graduated-rejection';
 import { ServiceTimeEstimator } from '../adaptive/wait-estimator';
 import { Clock } from '../common/clock';
+import { Listeners } from '../common/listeners';
 import { queueConfig } from '../config/sections';
 import { SlotService } from './slot.service';
 
@@ -32,12 +33,12 @@ export class QueueFigures implements OnApplicationBootstrap, OnApplicationShutdo
   private readonly logger = new Logger(QueueFigures.name);
   /** Waiting counts read from Redis at the last refresh. */
   private byPriority: Record<Priority, number> = { high: 0, normal: 0, low: 0 };
-  /** Jobs added and started by this instance, ever; and their values when the last refresh began. */
-  private readonly added: Record<Priority, number> = { high: 0, normal: 0, low: 0 };
+  /** Queued jobs started by this instance, ever; and their values when the last refresh began. */
   private readonly started: Record<Priority, number> = { high: 0, normal: 0, low: 0 };
-  private addedAtRefresh: Record<Priority, number> = { high: 0, normal: 0, low: 0 };
   private startedAtRefresh: Record<Priority, number> = { high: 0, normal: 0, low: 0 };
   private active = 0;
+  /** Waiting requests per client key id, at the last refresh. */
+  private byKey = new Map<string, number>();
   private localActive = 0;
   /** Jobs finished here, ever; and the value when the last refresh began (for the active count between refreshes). */
   private finished = 0;
@@ -49,7 +50,7 @@ export class QueueFigures implements OnApplicationBootstrap, OnApplicationShutdo
   private timer?: NodeJS.Timeout;
   private refreshing = false;
   private readonly estimator = new ServiceTimeEstimator({ initialMs: 1000 });
-  private readonly waitListeners: ((queueWaitMs: number) => void)[] = [];
+  private readonly waitListeners = new Listeners<[queueWaitMs: number]>('queue wait', new Logger(QueueFigures.name));
 
   constructor(
     private readonly slots: SlotService,
@@ -69,21 +70,21 @@ export class QueueFigures implements OnApplicationBootstrap, OnApplicationShutdo
 
   /** Called with each job's queue wait when a worker here starts it. */
   onQueueWait(listener: (queueWaitMs: number) => void): void {
-    this.waitListeners.push(listener);
+    this.waitListeners.add(listener);
   }
 
   async refresh(): Promise<void> {
     if (this.refreshing) return;
     this.refreshing = true;
-    const added = { ...this.added };
     const started = { ...this.started };
     const finished = this.finished;
     const startedHere = this.startedHere;
     try {
       const figures = await this.slots.figures();
-      this.byPriority = figures.byPriority;
+      // Jobs put back for a moment (their key at its concurrency cap) wait like the others.
+      this.byPriority = { ...figures.byPriority, normal: figures.byPriority.normal + figures.putBack };
+      this.byKey = figures.byKey;
       this.active = figures.inUse;
-      this.addedAtRefresh = added;
       this.startedAtRefresh = started;
       this.finishedAtRefresh = finished;
       this.startedHereAtRefresh = startedHere;
@@ -96,13 +97,14 @@ export class QueueFigures implements OnApplicationBootstrap, OnApplicationShutdo
   }
 
   /**
-   * Waiting jobs per priority: the last refresh, plus what this instance added and minus what it started
+   * Waiting jobs per priority: the last refresh (which counts adds still on their way, reserved in Redis
+   * before they are made), minus what this instance started
    * since that refresh began. Starts on other instances show at the next refresh (an overestimate,
    * which errs on the side of shedding).
    */
   private current(): Record<Priority, number> {
     const at = (p: Priority) =>
-      Math.max(0, this.byPriority[p] + (this.added[p] - this.addedAtRefresh[p]) - (this.started[p] - this.startedAtRefresh[p]));
+      Math.max(0, this.byPriority[p] - (this.started[p] - this.startedAtRefresh[p]));
     return { high: at('high'), normal: at('normal'), low: at('low') };
   }
 
@@ -144,14 +146,28 @@ export class QueueFigures implements OnApplicationBootstrap, OnApplicationShutdo
     return this.estimator.estimateWaitMs(queuedBehindBusySlots, this.config.maxConcurrent);
   }
 
-  /** A job was added here: count it at once rather than at the next refresh. */
-  jobAdded(priority: Priority): void {
-    this.added[priority]++;
+  /** Waiting requests of client key `clientId` (last refresh). */
+  waitingOf(clientId: string): number {
+    return this.byKey.get(clientId) ?? 0;
   }
 
-  /** The add reserved by jobAdded() did not reach Redis. */
-  jobAddFailed(priority: Priority): void {
-    this.added[priority]--;
+  /**
+   * Whether `clientId` holds less of the queue than an equal share among the keys with waiting requests
+   * (itself counted), while another key holds more: then it is not the one to shed.
+   */
+  withinFairShare(clientId: string): boolean {
+    const mine = this.byKey.get(clientId) ?? 0;
+    let total = mine;
+    let keys = 1;
+    let largestOther = 0;
+    for (const [id, waiting] of this.byKey) {
+      if (id === clientId || waiting <= 0) continue;
+      total += waiting;
+      keys++;
+      largestOther = Math.max(largestOther, waiting);
+    }
+    const share = total / keys;
+    return mine < share && largestOther > share;
   }
 
   /** A request started here: taken from the queue, or on the fast lane (it never waited). */
@@ -159,7 +175,7 @@ export class QueueFigures implements OnApplicationBootstrap, OnApplicationShutdo
     if (fromQueue) this.started[priority]++;
     this.startedHere++;
     this.localActive++;
-    for (const listener of this.waitListeners) listener(queueWaitMs);
+    this.waitListeners.emit(queueWaitMs);
   }
 
   /** `serviceMs` is undefined for a job dropped without upstream work (it says nothing of service time). */

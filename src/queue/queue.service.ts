@@ -1,11 +1,11 @@
 import { InjectQueue } from '@nestjs/bullmq';
-import { Inject, Injectable, Logger } from '@nestjs/common';
+import { Inject, Injectable, Logger, OnApplicationBootstrap } from '@nestjs/common';
 import type { ConfigType } from '@nestjs/config';
 import type { Job, Queue } from 'bullmq';
 import { createHash, randomUUID } from 'node:crypto';
 import type { Priority } from '../adaptive/graduated-rejection';
 import { Clock } from '../common/clock';
-import { LoadShedError, QueueFullError, QueueTimeoutError, RequestTimeoutError, UpstreamError } from '../common/errors';
+import { KeyQueueShareExceededError, LoadShedError, QueueFullError, QueueTimeoutError, RequestTimeoutError, UpstreamError } from '../common/errors';
 import { DeadlineExceededError, withDeadline } from '../common/deadline';
 import { ShutdownService } from '../common/shutdown.service';
 import { queueConfig } from '../config/sections';
@@ -13,7 +13,7 @@ import { UpstreamDispatcher } from '../dispatch/upstream-dispatcher';
 import { RedisService } from '../redis/redis.service';
 import type { InferencePayload } from '../upstream/upstream.types';
 import { DeliveredAnswer, DeliveryService, PendingDelivery } from './delivery.service';
-import { BULL_PRIORITY, INFERENCE_QUEUE, InferenceJobData, InferenceJobResult } from './inference-job';
+import { bullPriority, INFERENCE_QUEUE, InferenceJobData, InferenceJobResult } from './inference-job';
 import { QueueFigures } from './queue-figures.service';
 import { SlotService } from './slot.service';
 import { TracingService } from '../tracing/tracing.service';
@@ -29,18 +29,36 @@ const ADMIT_TIMEOUT_MS = 2000;
 const COMMIT_WINDOW_MS = 2000;
 /** How often a handler that has heard nothing checks that its job still exists. */
 const WATCHDOG_MS = 5000;
+/** How often a waiting streamed request with `X-Queue-Status: comments` hears where it stands. */
+const STATUS_EVERY_MS = 1000;
 /** How long a handler whose deadline passed waits for the worker's own verdict on a running job. */
 const VERDICT_GRACE_MS = 500;
+
+/** Where a waiting request stands in the queue (`X-Queue-Status: comments`). */
+export interface QueueStatus {
+  /** 1 = next to start; null when it cannot be read. */
+  position: number | null;
+  /** Estimated wait until it starts. */
+  waitMs: number;
+}
 
 export interface QueuedRequest {
   payload: InferencePayload;
   requestId: string;
   clientId: string;
+  /** The client key's weight in fair share within a priority (default 1). */
+  weight?: number;
+  /** Largest fraction of MAX_QUEUE_SIZE the key may hold waiting (unset: no cap of its own). */
+  maxQueueShare?: number;
+  /** Most requests of the key running at once, across instances (unset: no cap of its own). */
+  maxConcurrent?: number;
   priority: Priority;
   deadlineAt: number;
   retriesAllowed: boolean;
   /** Called once the request is admitted: on the fast lane, or queued (its add confirmed). */
   onAccepted?: () => void;
+  /** Called about once a second while the request waits in the queue, from when it is queued. */
+  onWaiting?: (status: QueueStatus) => void;
 }
 
 export interface RunningAnswer {
@@ -64,7 +82,7 @@ export interface SubmittedJob {
  * it when a slot frees. Async jobs always go through the queue, which keeps them durable.
  */
 @Injectable()
-export class QueueService {
+export class QueueService implements OnApplicationBootstrap {
   private readonly logger = new Logger(QueueService.name);
 
   constructor(
@@ -80,11 +98,15 @@ export class QueueService {
     private readonly tracing: TracingService,
   ) {}
 
+  onApplicationBootstrap(): void {
+    this.redis.reportErrors(this.queue, 'queue');
+  }
+
   /** Runs a request (fast lane or through the queue) and waits, within its deadline, for its answer. */
   async run(request: QueuedRequest, signal: AbortSignal): Promise<RunningAnswer> {
     const id = randomUUID();
     const fastLane = this.config.workerEnabled && !this.shutdown.draining;
-    const admitted = await this.admit(id, request.priority, fastLane);
+    const admitted = await this.admit(id, request, fastLane);
     if (admitted.kind === 'fast') {
       request.onAccepted?.();
       return this.runHere(id, request, signal);
@@ -95,7 +117,8 @@ export class QueueService {
     try {
       await this.add(id, { ...this.jobData(request, enqueuedAt), mode: 'sync', origin: this.delivery.instanceId }, admitted);
       request.onAccepted?.();
-      const answer = await this.await(id, pending, signal, enqueuedAt);
+      const stopStatus = request.onWaiting ? this.reportWhileWaiting(id, pending, request.onWaiting) : undefined;
+      const answer = await this.await(id, pending, signal, enqueuedAt).finally(() => stopStatus?.());
       const startedAt = pending.startedAt() ?? this.clock.now();
       const release = () => {
         // The handler leaves before the whole answer arrived (a client gone mid-stream): stop the work
@@ -108,6 +131,25 @@ export class QueueService {
       pending.dispose();
       throw error;
     }
+  }
+
+  /** Reports a waiting job's position and estimated wait now and about every second until it starts. */
+  private reportWhileWaiting(id: string, pending: PendingDelivery, report: (status: QueueStatus) => void): () => void {
+    let stopped = false;
+    const tick = async () => {
+      if (stopped || pending.startedAt() !== undefined) return;
+      const rank = await this.redis.client.zrank(this.queue.keys.prioritized, id).catch(() => null);
+      if (stopped || pending.startedAt() !== undefined) return;
+      const ahead = rank ?? 0;
+      const { averageServiceMs } = this.figures.snapshot();
+      report({ position: rank === null ? null : rank + 1, waitMs: ((ahead + 1) * averageServiceMs) / this.config.maxConcurrent });
+    };
+    void tick();
+    const timer = setInterval(() => void tick(), STATUS_EVERY_MS);
+    return () => {
+      stopped = true;
+      clearInterval(timer);
+    };
   }
 
   /**
@@ -124,7 +166,7 @@ export class QueueService {
       mode: 'async',
       origin: this.delivery.instanceId,
     };
-    const admitted = await this.admit(id, request.priority, false);
+    const admitted = await this.admit(id, request, false);
     if (admitted.kind === 'duplicate') return { id, replayed: true, job: await this.queue.getJob(id) };
     if (admitted.kind === 'fast') throw new Error('async jobs never take the fast lane');
     // Two submissions racing with one key both reach here; BullMQ adds one job under that id.
@@ -145,18 +187,21 @@ export class QueueService {
       enqueuedAt,
       deadlineAt: request.deadlineAt,
       retriesAllowed: request.retriesAllowed,
+      keyMaxConcurrent: request.maxConcurrent,
       // The worker, on whichever instance, continues the request's trace.
       traceparent: this.tracing.carrier(),
     };
   }
 
   /** The atomic admission step; refuses with the contract's errors. */
-  private async admit(id: string, priority: Priority, fastLane: boolean) {
+  private async admit(id: string, request: QueuedRequest, fastLane: boolean) {
     if (!this.redis.ready) throw new LoadShedError('the queue store (Redis) is unreachable', 5000);
     let admitted;
     const sentAt = this.clock.now();
     try {
-      admitted = await withDeadline(this.slots.admit(id, priority, fastLane, COMMIT_WINDOW_MS), ADMIT_TIMEOUT_MS);
+      const maxWaiting = request.maxQueueShare ? Math.max(1, Math.floor(request.maxQueueShare * this.config.maxQueueSize)) : 0;
+      const client = { id: request.clientId, weight: request.weight ?? 1, maxWaiting, maxRunning: request.maxConcurrent ?? 0 };
+      admitted = await withDeadline(this.slots.admit(id, request.priority, client, fastLane, COMMIT_WINDOW_MS), ADMIT_TIMEOUT_MS);
     } catch (error) {
       this.logger.warn(`could not admit a request: ${(error as Error).message}`);
       throw new LoadShedError('the queue store (Redis) did not answer', 5000);
@@ -165,6 +210,11 @@ export class QueueService {
       const snapshot = this.figures.snapshot();
       const retryAfterMs = drainTimeSeconds(admitted.waiting, this.config.maxConcurrent, snapshot.averageServiceMs) * 1000;
       throw new QueueFullError(admitted.waiting, this.config.maxQueueSize, retryAfterMs);
+    }
+    if (admitted.kind === 'key_share') {
+      const snapshot = this.figures.snapshot();
+      const retryAfterMs = drainTimeSeconds(admitted.keyWaiting, this.config.maxConcurrent, snapshot.averageServiceMs) * 1000;
+      throw new KeyQueueShareExceededError(admitted.keyWaiting, admitted.keyWaiting, retryAfterMs);
     }
     if (admitted.kind === 'queued') return { ...admitted, addDeadlineMs: COMMIT_WINDOW_MS + (this.clock.now() - sentAt) };
     return admitted;
@@ -204,12 +254,16 @@ export class QueueService {
    * window is answered 503 and never runs, even if it lands later (its commit key has lapsed in Redis,
    * and workers drop uncommitted jobs): a caller told "no" never has its request run.
    */
-  private async add(id: string, data: InferenceJobData, admitted: { freeSlots: number; addDeadlineMs: number }): Promise<Job<InferenceJobData, InferenceJobResult>> {
-    this.figures.jobAdded(data.priority);
+  private async add(
+    id: string,
+    data: InferenceJobData,
+    admitted: { freeSlots: number; addDeadlineMs: number; fairTag: number },
+  ): Promise<Job<InferenceJobData, InferenceJobResult>> {
     const sync = data.mode === 'sync';
     const adding = this.queue.add(INFERENCE_QUEUE, data, {
       jobId: id,
-      priority: BULL_PRIORITY[data.priority],
+      // The band, then the fair-share start tag: within a priority, client keys take turns by weight.
+      priority: bullPriority(data.priority, admitted.fairTag),
       attempts: 1,
       removeOnComplete: sync ? true : { age: Math.ceil(this.config.jobResultTtlMs / 1000) },
       // Sync failures were answered to their caller; async ones stay as dead letters.
@@ -221,22 +275,21 @@ export class QueueService {
       job = await withDeadline(adding, admitted.addDeadlineMs);
     } catch (error) {
       // Past the add's deadline its commit window has closed in Redis: if it lands later, it never runs.
-      this.refuseAdd(id, data, error);
+      this.refuseAdd(id, error);
     }
     // The commit lives as long as the job may still run: its deadline, and a margin for clock skew.
     const committed = await withDeadline(this.slots.commit(id, data.deadlineAt - this.clock.now() + 60_000), Math.max(1, data.deadlineAt - this.clock.now())).catch(
       // No answer: the job runs only if the commit landed; a sync caller hears the worker's verdict.
       (error: Error) => this.logger.warn(`job ${id}: commit unconfirmed: ${error.message}`),
     );
-    if (committed === false) this.refuseAdd(id, data, new Error('the add landed after its commit window'));
+    if (committed === false) this.refuseAdd(id, new Error('the add landed after its commit window'));
     // A slot is free while the job waits (it could not take the fast lane): wake whoever can run it.
     if (admitted.freeSlots > 0) this.slots.wakeWorkers();
     return job;
   }
 
-  private refuseAdd(id: string, data: InferenceJobData, error: unknown): never {
-    this.figures.jobAddFailed(data.priority);
-    void this.slots.unreserve(id).catch(() => undefined);
+  private refuseAdd(id: string, error: unknown): never {
+    void this.slots.forget(id).catch(() => undefined);
     this.logger.warn(`could not queue job: ${(error as Error).message}`);
     throw new LoadShedError('the queue store (Redis) did not accept the request in time', 5000);
   }
@@ -292,6 +345,7 @@ export class QueueService {
         .then((count) => count > 0)
         .catch(() => false));
     if (removed) {
+      void this.slots.forget(jobId).catch(() => undefined);
       return reason instanceof RequestTimeoutError ? new QueueTimeoutError(this.clock.now() - enqueuedAt) : reason;
     }
     await this.delivery.cancel(jobId).catch(() => undefined);

@@ -14,10 +14,27 @@
  * Priority bands are BullMQ priorities 1 (high), 2 (normal), 3 (low); lower runs first.
  */
 
+import { FAIR_RANGE } from './inference-job';
+
 /** Scores of `adding` carry the band in the high digits: band * BAND + epoch ms. */
 export const BAND = 1e13;
 /** A reservation older than this without its job is an add that never landed. */
 export const STALE_RESERVATION_MS = 30_000;
+
+/**
+ * Reservations (KEYS[2]) whose job has not landed in BullMQ yet: once it has, the job counts where it
+ * waits, not twice. Job hashes are named after the queue's keys (KEYS[3] is its \`prioritized\` set).
+ */
+const PENDING_ADDS = `
+local jobPrefix = string.sub(KEYS[3], 1, -12)
+local function pendingAdds(lo, hi)
+  local n = 0
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], lo, hi)) do
+    if redis.call('EXISTS', jobPrefix .. id) == 0 then n = n + 1 end
+  end
+  return n
+end
+`;
 
 const PRELUDE = `
 local t = redis.call('TIME')
@@ -27,57 +44,115 @@ redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 for b = 1, 3 do
   redis.call('ZREMRANGEBYSCORE', KEYS[2], b * BAND, b * BAND + now - ${STALE_RESERVATION_MS})
 end
+local R = ${FAIR_RANGE}
+${PENDING_ADDS}
+local function bandTop(b) return (b * R + 1) * 4294967296 - 1 end
+local function bandBottom(b) return ((b - 1) * R + 1) * 4294967296 end
 local function waitingUpTo(band)
-  return redis.call('ZCOUNT', KEYS[3], '-inf', (band + 1) * 4294967296 - 1)
+  return redis.call('ZCOUNT', KEYS[3], '-inf', bandTop(band))
     + redis.call('LLEN', KEYS[4])
-    + redis.call('ZCOUNT', KEYS[2], '-inf', (band + 1) * BAND - 1)
+    + pendingAdds('-inf', (band + 1) * BAND - 1)
+end
+-- Jobs a worker put back for a while (their key at its concurrency cap): BullMQ's delayed ZSET, score
+-- timestamp * 4096 + counter. All of them count against the queue bound; the due ones can be taken.
+local function delayedCount(key) return redis.call('ZCARD', key) end
+local function dueDelayed(key) return redis.call('ZCOUNT', key, '-inf', (now + 1) * 4096 - 1) end
+local function waitingIn(band)
+  return redis.call('ZCOUNT', KEYS[3], bandBottom(band), bandTop(band))
+    + pendingAdds(band * BAND, (band + 1) * BAND - 1)
 end
 `;
 
 /**
- * Admission and enqueue as one step. KEYS: slots, adding, prioritized, wait, job hash, commit key.
- * ARGV: band, id, maxQueue, maxConcurrent, leaseMs, fastLaneAllowed (1/0), commitWindowMs.
- * Returns [kind, figure]: kind 1 = fast lane (a lease `id` is held; figure = slots in use), 2 = a queue
- * place is reserved (figure = free slots now), 0 = queue full (figure = waiting), 3 = the job exists already.
+ * Admission and enqueue as one step. KEYS: slots, adding, prioritized, wait, job hash, commit key, the
+ * band's fair-share hash, waiting per client key (hash), client key per waiting job (hash), delayed,
+ * the client key's running leases.
+ * ARGV: band, id, maxQueue, maxConcurrent, leaseMs, fastLaneAllowed (1/0), commitWindowMs, client key,
+ * cost (fair-share units of one request of this key: inversely proportional to its weight), the key's
+ * cap on waiting requests (0: none), the key's cap on running requests (0: none).
+ * Returns [kind, figure, tag]: kind 1 = fast lane (a lease `id` is held; figure = slots in use), 2 = a
+ * queue place is reserved (figure = free slots now, tag = its fair-share start tag), 0 = queue full
+ * (figure = waiting), 3 = the job exists already, 4 = the key holds its share of the queue (figure = its
+ * waiting requests).
  * A reserved job may run only while its commit key lives: it lapses (Redis time) unless the caller
  * confirms the add in time, so an add that lands after its caller gave up never runs.
+ * Fair share (start-time fair queuing): a job's tag is max(virtual time, the key's last finish tag);
+ * the key's finish tag moves on by its cost; the virtual time is the tag of the last job started
+ * (BIND). A band with nothing waiting starts its clock afresh.
  */
 export const ADMIT = `${PRELUDE}
-if redis.call('EXISTS', KEYS[5]) == 1 then return {3, 0} end
+if redis.call('EXISTS', KEYS[5]) == 1 then return {3, 0, 0} end
 local band = tonumber(ARGV[1])
 local maxConcurrent = tonumber(ARGV[4])
 local inUse = redis.call('ZCARD', KEYS[1])
-if ARGV[6] == '1' and inUse < maxConcurrent and waitingUpTo(band) == 0 then
-  redis.call('ZADD', KEYS[1], now + tonumber(ARGV[5]), ARGV[2])
-  return {1, inUse + 1}
+local keyRunCap = tonumber(ARGV[11])
+local keyFree = true
+if keyRunCap > 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[11], '-inf', now)
+  keyFree = redis.call('ZCARD', KEYS[11]) < keyRunCap
 end
-local waiting = waitingUpTo(3)
-if waiting >= tonumber(ARGV[3]) then return {0, waiting} end
+if ARGV[6] == '1' and keyFree and inUse < maxConcurrent and waitingUpTo(band) == 0 then
+  redis.call('ZADD', KEYS[1], now + tonumber(ARGV[5]), ARGV[2])
+  if keyRunCap > 0 then redis.call('ZADD', KEYS[11], now + tonumber(ARGV[5]), ARGV[2]) end
+  return {1, inUse + 1, 0}
+end
+local waiting = waitingUpTo(3) + delayedCount(KEYS[10])
+if waiting >= tonumber(ARGV[3]) then return {0, waiting, 0} end
+local client = ARGV[8]
+local keyCap = tonumber(ARGV[10])
+local keyWaiting = tonumber(redis.call('HGET', KEYS[8], client) or '0')
+if keyCap > 0 and keyWaiting >= keyCap then return {4, keyWaiting, 0} end
+if waitingIn(band) == 0 then redis.call('DEL', KEYS[7]) end
+local v = tonumber(redis.call('HGET', KEYS[7], '_v') or '0')
+local tag = math.max(v, tonumber(redis.call('HGET', KEYS[7], client) or '0'))
+redis.call('HSET', KEYS[7], client, tag + tonumber(ARGV[9]))
+redis.call('HINCRBY', KEYS[8], client, 1)
+redis.call('HSET', KEYS[9], ARGV[2], client)
 redis.call('ZADD', KEYS[2], band * BAND + now, ARGV[2])
 redis.call('SET', KEYS[6], '1', 'PX', ARGV[7])
-return {2, maxConcurrent - inUse}
+return {2, maxConcurrent - inUse, tag}
+`;
+
+/** Forgets a waiting job's place in its key's count. KEYS: waiting per key, key per job. ARGV: id. */
+const FORGET_WAITING = `
+local client = redis.call('HGET', KEYS[2], ARGV[1])
+if client then
+  redis.call('HDEL', KEYS[2], ARGV[1])
+  if redis.call('HINCRBY', KEYS[1], client, -1) <= 0 then redis.call('HDEL', KEYS[1], client) end
+end
 `;
 
 /**
- * A worker asks for a slot to run the head of the queue. KEYS: slots, adding, prioritized, wait.
+ * A job left the queue before it started (cancelled, its caller gone, its add failed): its reservation
+ * and its place in its key's count go. KEYS: waiting per key, key per job, adding. ARGV: id.
+ */
+export const FORGET = `${FORGET_WAITING}
+redis.call('ZREM', KEYS[3], ARGV[1])
+return 1
+`;
+
+/**
+ * A worker asks for a slot to run the head of the queue. KEYS: slots, adding, prioritized, wait, delayed.
  * ARGV: ticket, maxConcurrent, leaseMs. Returns 1 (granted: lease `ticket` held), 0 (no free slot),
  * -1 (nothing waits).
  */
 export const CLAIM = `${PRELUDE}
 if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
-if redis.call('ZCARD', KEYS[3]) + redis.call('LLEN', KEYS[4]) == 0 then return -1 end
+if redis.call('ZCARD', KEYS[3]) + redis.call('LLEN', KEYS[4]) + dueDelayed(KEYS[5]) == 0 then return -1 end
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
 return 1
 `;
 
 /**
  * Gives a slot back, and hands it straight to the queue's head when something waits. KEYS: slots,
- * adding, prioritized, wait. ARGV: lease, nextTicket ('' = no hand-off), maxConcurrent, leaseMs.
+ * adding, prioritized, wait, delayed, the client key's running leases. ARGV: lease, nextTicket ('' = no
+ * hand-off), maxConcurrent, leaseMs.
  * Returns [handedOff 1/0, waiting].
  */
 export const RELEASE = `${PRELUDE}
 redis.call('ZREM', KEYS[1], ARGV[1])
-local waiting = redis.call('ZCARD', KEYS[3]) + redis.call('LLEN', KEYS[4])
+redis.call('ZREM', KEYS[6], ARGV[1])
+local waiting = redis.call('ZCARD', KEYS[3]) + redis.call('LLEN', KEYS[4]) + dueDelayed(KEYS[5])
 if waiting > 0 and ARGV[2] ~= '' and redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[3]) then
   redis.call('ZADD', KEYS[1], now + tonumber(ARGV[4]), ARGV[2])
   return {1, waiting}
@@ -86,20 +161,34 @@ return {0, waiting}
 `;
 
 /**
- * A worker took job `id` out of BullMQ: its reservation (if still there) is gone, and the worker learns
- * whether the job may run. KEYS: adding, commit key, instances. ARGV: id, origin instance (or '').
- * Returns [committed 1/0, origin alive 1/0].
+ * A worker took job `id` out of BullMQ: its reservation (if still there) and its place in its key's
+ * count are gone, its band's virtual time moves to its tag, and the worker learns whether the job may
+ * run. KEYS: waiting per key, key per job, adding, commit key, instances, the band's fair-share hash,
+ * the client key's running leases. ARGV: id, origin instance (or ''), fair-share tag, the key's cap on
+ * running requests (0: none), the worker's lease, leaseMs.
+ * Returns [committed 1/0, origin alive 1/0, key at its cap 1/0]; a job whose key is at its cap is left
+ * as it was (still waiting, for the worker to put back for a moment).
  */
 export const BIND = `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('ZREM', KEYS[1], ARGV[1])
+local keyRunCap = tonumber(ARGV[4])
+if keyRunCap > 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[7], '-inf', now)
+  if redis.call('ZCARD', KEYS[7]) >= keyRunCap then return {1, 1, 1} end
+  redis.call('ZADD', KEYS[7], now + tonumber(ARGV[6]), ARGV[5])
+end
+${FORGET_WAITING}
+local fair = KEYS[6]
+local tag = tonumber(ARGV[3])
+if tag > tonumber(redis.call('HGET', fair, '_v') or '0') then redis.call('HSET', fair, '_v', tag) end
+redis.call('ZREM', KEYS[3], ARGV[1])
 local alive = 1
 if ARGV[2] ~= '' then
-  local expiry = redis.call('ZSCORE', KEYS[3], ARGV[2])
+  local expiry = redis.call('ZSCORE', KEYS[5], ARGV[2])
   if not expiry or tonumber(expiry) < now then alive = 0 end
 end
-return {redis.call('EXISTS', KEYS[2]), alive}
+return {redis.call('EXISTS', KEYS[4]), alive, 0}
 `;
 
 /**
@@ -113,7 +202,8 @@ return redis.call('PEXPIRE', KEYS[2], ARGV[2])
 
 /**
  * Renews this instance's heartbeat and leases in one call, and forgets instances whose heartbeat
- * lapsed. KEYS: slots, instances. ARGV: instance id, leaseMs, lease ids...
+ * lapsed. KEYS: slots, instances. ARGV: instance id, leaseMs, number n of leases, n lease ids, then
+ * pairs of (a client key's running-lease set, lease id) for leases that count against a key's cap.
  * A lease that lapsed while its request still runs (a long pause) is asserted again.
  */
 export const RENEW = `
@@ -122,25 +212,32 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local expiry = now + tonumber(ARGV[2])
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
 redis.call('ZADD', KEYS[2], expiry, ARGV[1])
-for i = 3, #ARGV do redis.call('ZADD', KEYS[1], expiry, ARGV[i]) end
-return #ARGV - 2
+local n = tonumber(ARGV[3])
+for i = 4, 3 + n do redis.call('ZADD', KEYS[1], expiry, ARGV[i]) end
+for i = 4 + n, #ARGV - 1, 2 do redis.call('ZADD', ARGV[i], expiry, ARGV[i + 1]) end
+return n
 `;
 
 /**
- * The queue's figures in one read. KEYS: slots, adding, prioritized, wait.
- * Returns [waiting high, waiting normal, waiting low, slots in use].
+ * The queue's figures in one read. KEYS: slots, adding, prioritized, wait, waiting per key, delayed.
+ * Returns [waiting high, waiting normal, waiting low, slots in use, put back (delayed), key1, n1, …].
  */
 export const FIGURES = `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local BAND = ${BAND}
+local R = ${FAIR_RANGE}
+${PENDING_ADDS}
 local out = {}
 for b = 1, 3 do
-  local queued = redis.call('ZCOUNT', KEYS[3], b * 4294967296, (b + 1) * 4294967296 - 1)
-  local adding = redis.call('ZCOUNT', KEYS[2], b * BAND + now - ${STALE_RESERVATION_MS}, (b + 1) * BAND - 1)
+  local queued = redis.call('ZCOUNT', KEYS[3], ((b - 1) * R + 1) * 4294967296, (b * R + 1) * 4294967296 - 1)
+  local adding = pendingAdds(b * BAND + now - ${STALE_RESERVATION_MS}, (b + 1) * BAND - 1)
   out[b] = queued + adding
 end
 out[1] = out[1] + redis.call('LLEN', KEYS[4])
 out[4] = redis.call('ZCOUNT', KEYS[1], now, '+inf')
+out[5] = redis.call('ZCARD', KEYS[6])
+local perKey = redis.call('HGETALL', KEYS[5])
+for i = 1, #perKey do out[5 + i] = perKey[i] end
 return out
 `;

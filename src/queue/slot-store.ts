@@ -1,7 +1,7 @@
 import type Redis from 'ioredis';
 import type { Priority } from '../adaptive/graduated-rejection';
-import { ADMIT, BIND, CLAIM, COMMIT, FIGURES, RELEASE, RENEW } from './slot-scripts';
-import { BULL_PRIORITY } from './inference-job';
+import { ADMIT, BIND, CLAIM, COMMIT, FIGURES, FORGET, RELEASE, RENEW } from './slot-scripts';
+import { BAND } from './inference-job';
 
 /** The Redis keys of the queue core (see slot-scripts.ts for what each holds). */
 export interface SlotKeys {
@@ -14,30 +14,63 @@ export interface SlotKeys {
   job(id: string): string;
   /** A queued job may run only while this key exists (see slot-scripts.ts). */
   commit(id: string): string;
+  /** A band's fair-share clock (virtual time and each client key's last finish tag). */
+  fair(band: number): string;
+  /** Waiting requests per client key (hash). */
+  keyWaiting: string;
+  /** The client key of each waiting job (hash). */
+  jobKey: string;
+  /** BullMQ's delayed jobs: those put back for a moment because their key was at its concurrency cap. */
+  delayed: string;
+  /** Leases of a client key's running requests (only for keys with a concurrency cap). */
+  keyRunning(clientId: string): string;
 }
+
+/** Who queues a request, for fair share and the per-key queue cap. */
+export interface QueueClient {
+  /** Non-secret id of the client key. */
+  id: string;
+  weight: number;
+  /** Most requests of this key waiting at once (0: no cap). */
+  maxWaiting: number;
+  /** Most requests of this key running at once, across instances (0: no cap). */
+  maxRunning: number;
+}
+
+/** A key that never exists: where a lease that counts against no client key's cap is "removed" from. */
+const NO_KEY_SET = 'bulwark:slots:key:-none-';
+
+/** Fair-share units one request of weight 1 costs; a key of weight w pays FAIR_UNIT / w. */
+export const FAIR_UNIT = 16;
 
 export type AdmitResult =
   | { kind: 'fast'; inUse: number }
-  | { kind: 'queued'; freeSlots: number }
+  | { kind: 'queued'; freeSlots: number; fairTag: number }
   | { kind: 'full'; waiting: number }
+  | { kind: 'key_share'; keyWaiting: number }
   | { kind: 'duplicate' };
 
 export interface SlotFigures {
   byPriority: Record<Priority, number>;
   inUse: number;
+  /** Jobs put back for a moment because their key was at its concurrency cap (they wait too). */
+  putBack: number;
+  /** Waiting requests per client key id. */
+  byKey: Map<string, number>;
 }
 
 type Reply = number | number[];
 type ScriptedRedis = Redis & Record<string, (...args: (string | number)[]) => Promise<Reply>>;
 
 const SCRIPTS = {
-  bulwarkAdmit: { numberOfKeys: 6, lua: ADMIT },
+  bulwarkAdmit: { numberOfKeys: 11, lua: ADMIT },
+  bulwarkForget: { numberOfKeys: 3, lua: FORGET },
   bulwarkCommit: { numberOfKeys: 2, lua: COMMIT },
-  bulwarkClaim: { numberOfKeys: 4, lua: CLAIM },
-  bulwarkRelease: { numberOfKeys: 4, lua: RELEASE },
-  bulwarkBind: { numberOfKeys: 3, lua: BIND },
+  bulwarkClaim: { numberOfKeys: 5, lua: CLAIM },
+  bulwarkRelease: { numberOfKeys: 6, lua: RELEASE },
+  bulwarkBind: { numberOfKeys: 7, lua: BIND },
   bulwarkRenew: { numberOfKeys: 2, lua: RENEW },
-  bulwarkFigures: { numberOfKeys: 4, lua: FIGURES },
+  bulwarkFigures: { numberOfKeys: 6, lua: FIGURES },
 };
 
 /**
@@ -61,38 +94,62 @@ export class SlotStore {
   async admit(
     id: string,
     priority: Priority,
+    client: QueueClient,
     limits: { maxQueue: number; maxConcurrent: number; leaseMs: number; fastLane: boolean; commitWindowMs: number },
   ): Promise<AdmitResult> {
     const k = this.keys;
-    const [kind, figure] = (await this.redis.bulwarkAdmit(
-      k.slots, k.adding, k.prioritized, k.wait, k.job(id), k.commit(id),
-      BULL_PRIORITY[priority], id, limits.maxQueue, limits.maxConcurrent, limits.leaseMs, limits.fastLane ? 1 : 0, limits.commitWindowMs,
+    const band = BAND[priority];
+    const cost = Math.max(1, Math.round(FAIR_UNIT / (client.weight > 0 ? client.weight : 1)));
+    const [kind, figure, tag] = (await this.redis.bulwarkAdmit(
+      k.slots, k.adding, k.prioritized, k.wait, k.job(id), k.commit(id), k.fair(band), k.keyWaiting, k.jobKey, k.delayed, k.keyRunning(client.id),
+      band, id, limits.maxQueue, limits.maxConcurrent, limits.leaseMs, limits.fastLane ? 1 : 0, limits.commitWindowMs,
+      client.id, cost, client.maxWaiting, client.maxRunning,
     )) as number[];
     if (kind === 1) return { kind: 'fast', inUse: figure };
-    if (kind === 2) return { kind: 'queued', freeSlots: figure };
+    if (kind === 2) return { kind: 'queued', freeSlots: figure, fairTag: tag };
     if (kind === 3) return { kind: 'duplicate' };
+    if (kind === 4) return { kind: 'key_share', keyWaiting: figure };
     return { kind: 'full', waiting: figure };
   }
 
   /** A slot for the queue's head: `granted`, `busy` (every slot taken) or `empty` (nothing waits). */
   async claim(ticket: string, maxConcurrent: number, leaseMs: number): Promise<'granted' | 'busy' | 'empty'> {
     const k = this.keys;
-    const result = (await this.redis.bulwarkClaim(k.slots, k.adding, k.prioritized, k.wait, ticket, maxConcurrent, leaseMs)) as number;
+    const result = (await this.redis.bulwarkClaim(k.slots, k.adding, k.prioritized, k.wait, k.delayed, ticket, maxConcurrent, leaseMs)) as number;
     return result === 1 ? 'granted' : result === 0 ? 'busy' : 'empty';
   }
 
-  /** Frees `lease`; when something waits and `nextTicket` is given, that ticket holds the slot now. */
-  async release(lease: string, nextTicket: string | undefined, maxConcurrent: number, leaseMs: number): Promise<{ handedOff: boolean; waiting: number }> {
+  /**
+   * Frees `lease` (and its place in `keySet`, the running leases of its client key, if it counts there);
+   * when something waits and `nextTicket` is given, that ticket holds the slot now.
+   */
+  async release(lease: string, keySet: string | undefined, nextTicket: string | undefined, maxConcurrent: number, leaseMs: number): Promise<{ handedOff: boolean; waiting: number }> {
     const k = this.keys;
-    const [handedOff, waiting] = (await this.redis.bulwarkRelease(k.slots, k.adding, k.prioritized, k.wait, lease, nextTicket ?? '', maxConcurrent, leaseMs)) as number[];
+    const [handedOff, waiting] = (await this.redis.bulwarkRelease(
+      k.slots, k.adding, k.prioritized, k.wait, k.delayed, keySet ?? NO_KEY_SET,
+      lease, nextTicket ?? '', maxConcurrent, leaseMs,
+    )) as number[];
     return { handedOff: handedOff === 1, waiting };
   }
 
-  /** Drops job `id`'s reservation and says whether it may run (committed; its sync caller's instance alive). */
-  async bind(id: string, origin: string | undefined): Promise<{ committed: boolean; originAlive: boolean }> {
+  /**
+   * A worker took job `id` (of `priority`, fair-share tag `tag`) from the queue: drops its reservation and
+   * its place in its key's count, moves the band's virtual time, and says whether it may run (committed;
+   * its sync caller's instance alive).
+   */
+  async bind(
+    id: string,
+    priority: Priority,
+    tag: number,
+    origin: string | undefined,
+    keyCap: { clientId: string; maxRunning: number; lease: string; leaseMs: number },
+  ): Promise<{ committed: boolean; originAlive: boolean; keyAtCap: boolean }> {
     const k = this.keys;
-    const [committed, alive] = (await this.redis.bulwarkBind(k.adding, k.commit(id), k.instances, id, origin ?? '')) as number[];
-    return { committed: committed === 1, originAlive: alive === 1 };
+    const [committed, alive, atCap] = (await this.redis.bulwarkBind(
+      k.keyWaiting, k.jobKey, k.adding, k.commit(id), k.instances, k.fair(BAND[priority]), k.keyRunning(keyCap.clientId),
+      id, origin ?? '', tag, keyCap.maxRunning, keyCap.lease, keyCap.leaseMs,
+    )) as number[];
+    return { committed: committed === 1, originAlive: alive === 1, keyAtCap: atCap === 1 };
   }
 
   /** Confirms job `id`'s add: it may run for `ttlMs`. False when its commit window had lapsed. */
@@ -100,24 +157,30 @@ export class SlotStore {
     return ((await this.redis.bulwarkCommit(this.keys.adding, this.keys.commit(id), id, Math.max(1, Math.ceil(ttlMs)))) as number) === 1;
   }
 
-  /** Forgets a reservation whose add failed. */
-  async unreserve(id: string): Promise<void> {
-    await this.redis.zrem(this.keys.adding, id);
+  /** Forgets a job that left the queue before it started (or whose add failed). */
+  async forget(id: string): Promise<void> {
+    await this.redis.bulwarkForget(this.keys.keyWaiting, this.keys.jobKey, this.keys.adding, id);
   }
 
-  /** Renews this instance's heartbeat and every lease it holds. */
-  async renew(instanceId: string, leaseMs: number, leases: string[]): Promise<void> {
-    await this.redis.bulwarkRenew(this.keys.slots, this.keys.instances, instanceId, leaseMs, ...leases);
+  /** Renews this instance's heartbeat and every lease it holds (with its place in its key's set, if any). */
+  async renew(instanceId: string, leaseMs: number, leases: [lease: string, keySet: string | undefined][]): Promise<void> {
+    const keyed = leases.filter(([, set]) => set !== undefined).flatMap(([lease, set]) => [set as string, lease]);
+    await this.redis.bulwarkRenew(this.keys.slots, this.keys.instances, instanceId, leaseMs, leases.length, ...leases.map(([lease]) => lease), ...keyed);
   }
 
   /** Forgets this instance at once (clean shutdown), so its sync jobs are not waited for. */
-  async forget(instanceId: string): Promise<void> {
+  async forgetInstance(instanceId: string): Promise<void> {
     await this.redis.zrem(this.keys.instances, instanceId);
   }
 
   async figures(): Promise<SlotFigures> {
     const k = this.keys;
-    const [high, normal, low, inUse] = (await this.redis.bulwarkFigures(k.slots, k.adding, k.prioritized, k.wait)) as number[];
-    return { byPriority: { high, normal, low }, inUse };
+    const [high, normal, low, inUse, putBack, ...perKey] = (await this.redis.bulwarkFigures(k.slots, k.adding, k.prioritized, k.wait, k.keyWaiting, k.delayed)) as (
+      | number
+      | string
+    )[];
+    const byKey = new Map<string, number>();
+    for (let i = 0; i + 1 < perKey.length; i += 2) byKey.set(String(perKey[i]), Number(perKey[i + 1]));
+    return { byPriority: { high: Number(high), normal: Number(normal), low: Number(low) }, inUse: Number(inUse), putBack: Number(putBack), byKey };
   }
 }

@@ -9,7 +9,7 @@ import { queueConfig } from '../config/sections';
 import { RedisService } from '../redis/redis.service';
 import { INFERENCE_QUEUE } from './inference-job';
 import { InstanceIdentity } from './instance-identity';
-import { AdmitResult, SlotFigures, SlotStore } from './slot-store';
+import { AdmitResult, QueueClient, SlotFigures, SlotStore } from './slot-store';
 
 /** Whoever runs queued work on this instance. */
 export interface SlotTaker {
@@ -21,6 +21,11 @@ export interface SlotTaker {
 
 const WAKE_CHANNEL = 'bulwark:queue:wake';
 
+/** The Redis set of a client key's running leases (for keys with a concurrency cap). */
+function keyRunningSet(clientId: string): string {
+  return `bulwark:slots:key:${clientId}`;
+}
+
 /**
  * The global slots (MAX_CONCURRENT_REQUESTS across every instance) as leases in Redis. This instance's
  * leases are renewed together by one timer; a crashed instance's leases lapse after QUEUE_LOCK_MS and its
@@ -31,7 +36,8 @@ const WAKE_CHANNEL = 'bulwark:queue:wake';
 export class SlotService implements OnApplicationBootstrap, OnApplicationShutdown {
   private readonly logger = new Logger(SlotService.name);
   private readonly store: SlotStore;
-  private readonly leases = new Set<string>();
+  /** This instance's leases, each with the running-lease set of its client key when it counts there. */
+  private readonly leases = new Map<string, string | undefined>();
   private readonly wakeListeners: (() => void)[] = [];
   private readonly renewListeners: (() => Promise<void>)[] = [];
   private subscriber?: Redis;
@@ -53,6 +59,11 @@ export class SlotService implements OnApplicationBootstrap, OnApplicationShutdow
       wait: keys.wait,
       job: (id) => `${keys['']}${id}`,
       commit: (id) => `bulwark:jobs:commit:${id}`,
+      fair: (band) => `bulwark:fair:${band}`,
+      keyWaiting: 'bulwark:keys:waiting',
+      jobKey: 'bulwark:keys:job',
+      delayed: keys.delayed,
+      keyRunning: (clientId) => keyRunningSet(clientId),
     });
   }
 
@@ -69,22 +80,22 @@ export class SlotService implements OnApplicationBootstrap, OnApplicationShutdow
 
   async onApplicationShutdown(): Promise<void> {
     clearInterval(this.renewTimer);
-    await this.store.forget(this.identity.id).catch(() => undefined);
+    await this.store.forgetInstance(this.identity.id).catch(() => undefined);
   }
 
   /**
    * Takes a free slot for `id` at once when nothing of its priority or higher waits (fast lane), else
    * reserves a queue place for it; both against the exact figures in Redis.
    */
-  async admit(id: string, priority: Priority, fastLane: boolean, commitWindowMs: number): Promise<AdmitResult> {
-    const result = await this.store.admit(id, priority, {
+  async admit(id: string, priority: Priority, client: QueueClient, fastLane: boolean, commitWindowMs: number): Promise<AdmitResult> {
+    const result = await this.store.admit(id, priority, client, {
       maxQueue: this.config.maxQueueSize,
       maxConcurrent: this.config.maxConcurrent,
       leaseMs: this.config.lockMs,
       fastLane,
       commitWindowMs,
     });
-    if (result.kind === 'fast') this.leases.add(id);
+    if (result.kind === 'fast') this.leases.set(id, client.maxRunning > 0 ? keyRunningSet(client.id) : undefined);
     return result;
   }
 
@@ -93,7 +104,7 @@ export class SlotService implements OnApplicationBootstrap, OnApplicationShutdow
     const ticket = randomUUID();
     const result = await this.store.claim(ticket, this.config.maxConcurrent, this.config.lockMs);
     if (result !== 'granted') return { empty: result === 'empty' };
-    this.leases.add(ticket);
+    this.leases.set(ticket, undefined);
     return { lease: ticket, empty: false };
   }
 
@@ -103,12 +114,14 @@ export class SlotService implements OnApplicationBootstrap, OnApplicationShutdow
    * instance's workers are woken to take it.
    */
   async release(lease: string): Promise<void> {
-    if (!this.leases.delete(lease)) return;
+    if (!this.leases.has(lease)) return;
+    const keySet = this.leases.get(lease);
+    this.leases.delete(lease);
     const next = this.taker?.canTake() ? randomUUID() : undefined;
     try {
-      const { handedOff, waiting } = await this.store.release(lease, next, this.config.maxConcurrent, this.config.lockMs);
+      const { handedOff, waiting } = await this.store.release(lease, keySet, next, this.config.maxConcurrent, this.config.lockMs);
       if (handedOff && next) {
-        this.leases.add(next);
+        this.leases.set(next, undefined);
         this.taker?.take(next);
       } else if (waiting > 0) {
         this.wakeWorkers();
@@ -124,9 +137,15 @@ export class SlotService implements OnApplicationBootstrap, OnApplicationShutdow
     this.taker = taker;
   }
 
-  /** A worker took job `id` from the queue: may it run? */
-  bind(id: string, origin: string | undefined) {
-    return this.store.bind(id, origin);
+  /**
+   * A worker took job `id` (of `priority`, fair-share tag `tag`) from the queue under `lease`: may it run?
+   * For a key with a concurrency cap, the lease counts against the key from here on (unless it is at its
+   * cap: then the worker puts the job back for a moment).
+   */
+  async bind(id: string, priority: Priority, tag: number, origin: string | undefined, lease: string, client: { id: string; maxRunning: number }) {
+    const verdict = await this.store.bind(id, priority, tag, origin, { clientId: client.id, maxRunning: client.maxRunning, lease, leaseMs: this.config.lockMs });
+    if (client.maxRunning > 0 && !verdict.keyAtCap && this.leases.has(lease)) this.leases.set(lease, keyRunningSet(client.id));
+    return verdict;
   }
 
   /** The add of `id` landed in time: it may run for `ttlMs`. False when it came too late to run at all. */
@@ -134,9 +153,9 @@ export class SlotService implements OnApplicationBootstrap, OnApplicationShutdow
     return this.store.commit(id, ttlMs);
   }
 
-  /** The add of `id` failed: its reservation is no longer needed. */
-  unreserve(id: string): Promise<void> {
-    return this.store.unreserve(id);
+  /** Job `id` left the queue before it started (removed, or its add failed). */
+  forget(id: string): Promise<void> {
+    return this.store.forget(id);
   }
 
   figures(): Promise<SlotFigures> {
@@ -166,7 +185,7 @@ export class SlotService implements OnApplicationBootstrap, OnApplicationShutdow
 
   private async renew(): Promise<void> {
     try {
-      await this.store.renew(this.identity.id, this.config.lockMs, [...this.leases]);
+      await this.store.renew(this.identity.id, this.config.lockMs, [...this.leases.entries()]);
     } catch (error) {
       this.logger.debug(`lease renewal failed: ${(error as Error).message}`);
     }

@@ -1,20 +1,41 @@
 import { Inject, Injectable, Logger, OnApplicationShutdown, OnModuleInit } from '@nestjs/common';
 import Redis, { RedisOptions } from 'ioredis';
+import { settleWithin } from '../common/deadline';
 import { RUNTIME, Runtime } from '../runtime';
+import { RedisOutageLog } from './redis-outage';
+import { targetOptions } from './redis-target';
+
+/** Errors that only say the link to Redis is down: the outage line covers them. */
+const CONNECTION_ERRORS = /ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|ENOTFOUND|EHOSTUNREACH|ENETUNREACH|EAI_AGAIN|Connection is closed|Stream isn't writeable|All sentinels are unreachable|Failed to refresh slots|MaxRetriesPerRequest|READONLY|LOADING|MASTERDOWN/;
+
+/** Anything that reports failures through 'error' events: BullMQ's Queue and Worker, ioredis clients. */
+export interface ErrorEmitter {
+  on(event: 'error', listener: (error: Error) => void): unknown;
+}
 
 /**
- * The one factory of Redis connections. `client` fails fast while Redis is away (no offline queue),
- * so the hot path never waits on a dead Redis; BullMQ gets its own connections with the options it needs.
+ * The one factory of Redis connections, for a single server (REDIS_URL or the embedded child) or a
+ * primary found through Sentinel. `client` fails fast while Redis is away (no offline queue), so the
+ * hot path never waits on a dead Redis; BullMQ gets its own connections with the options it needs.
+ * Every connection's reconnect noise becomes one log line per outage transition.
  */
 @Injectable()
 export class RedisService implements OnModuleInit, OnApplicationShutdown {
   private readonly logger = new Logger(RedisService.name);
   private readonly connections: Redis[] = [];
+  private readonly outage = new RedisOutageLog({
+    warn: (fields, message) => this.logger.warn(fields, message),
+    info: (fields, message) => this.logger.log(fields, message),
+  });
+  private closing = false;
+  /** Error messages other than connection errors already logged, so a repeating one is logged once. */
+  private readonly reported = new Set<string>();
   /** Commands of Bulwark's own state (breakers, rate limits, delivery). */
   readonly client: Redis;
 
   constructor(@Inject(RUNTIME) private readonly runtime: Runtime) {
-    this.client = this.create('state', { enableOfflineQueue: false, maxRetriesPerRequest: 1 });
+    // Auto-pipelining: the commands of concurrent requests issued in one tick leave in one write (one syscall).
+    this.client = this.create('state', { enableOfflineQueue: false, maxRetriesPerRequest: 1, enableAutoPipelining: true });
   }
 
   /**
@@ -23,66 +44,73 @@ export class RedisService implements OnModuleInit, OnApplicationShutdown {
    */
   async onModuleInit(): Promise<void> {
     if (this.ready) return;
-    const connected = await new Promise<boolean>((resolve) => {
-      const timer = setTimeout(() => resolve(false), 5000);
-      this.client.once('ready', () => {
-        clearTimeout(timer);
-        resolve(true);
-      });
-    });
+    const connected = await settleWithin(new Promise<boolean>((resolve) => this.client.once('ready', () => resolve(true))), 5000, false);
     if (!connected) this.logger.warn('Redis is not reachable yet: new work is refused until it answers');
   }
 
   /** A new connection; the caller owns its subscriptions but not its closing (done on shutdown). */
   create(name: string, options: RedisOptions = {}): Redis {
-    const connection = new Redis(this.runtime.redisUrl, {
+    const target = targetOptions(this.runtime.redis);
+    const settings: RedisOptions = {
       connectionName: `bulwark:${name}`,
       connectTimeout: 5000,
       retryStrategy: (attempt) => Math.min(100 * 2 ** Math.min(attempt, 5), 2000),
+      ...target.options,
       ...options,
-    });
-    let lastState = '';
+    };
+    const connection = target.url ? new Redis(target.url, settings) : new Redis(settings);
+    // The listener also keeps ioredis from printing every failed attempt to the console.
     connection.on('error', (error: Error) => {
-      // ioredis reconnects by itself; log each kind of failure once per outage, not every attempt.
-      const code = (error as NodeJS.ErrnoException).code ?? error.name;
-      if (code !== lastState) this.logger.warn(`redis connection ${name}: ${code}`);
-      lastState = code;
+      if (!this.closing) this.outage.lost(name, errorCode(error));
     });
-    connection.on('ready', () => {
-      if (lastState) this.logger.log(`redis connection ${name} is back`);
-      lastState = '';
+    connection.on('close', () => {
+      if (!this.closing) this.outage.lost(name, 'connection closed');
     });
+    connection.on('ready', () => this.outage.back(name));
     this.connections.push(connection);
     return connection;
   }
 
-  /** Options for BullMQ's connections (blocking commands need maxRetriesPerRequest: null). */
+  /** A connection for BullMQ (blocking commands need maxRetriesPerRequest: null). */
   bullConnection(name: string): Redis {
     return this.create(name, { maxRetriesPerRequest: null, enableOfflineQueue: true });
   }
 
+  /**
+   * Listens to the 'error' events of a BullMQ Queue or Worker (without a listener, BullMQ prints each
+   * one to the console as a stack trace). Connection errors are the outage line's business; any other
+   * error is logged once per distinct message.
+   */
+  reportErrors(emitter: ErrorEmitter, name: string): void {
+    emitter.on('error', (error: Error) => {
+      if (this.closing || CONNECTION_ERRORS.test(`${errorCode(error)} ${error.message}`)) return;
+      const key = `${name}: ${error.message}`;
+      if (this.reported.has(key)) return;
+      if (this.reported.size < 100) this.reported.add(key);
+      this.logger.warn({ source: name, error: error.message }, `${name} error: ${error.message}`);
+    });
+  }
+
+  /**
+   * Whether Redis can take work: the state connection is ready and no other connection (BullMQ's,
+   * the subscribers) is still reconnecting, as after a failover, when they reach the new primary one by one.
+   */
   get ready(): boolean {
-    return this.client.status === 'ready';
+    return this.client.status === 'ready' && !this.outage.outage;
   }
 
   /** PING with a deadline; false when Redis does not answer in time. */
   async ping(timeoutMs = 1000): Promise<boolean> {
     if (!this.ready) return false;
-    let timer: NodeJS.Timeout | undefined;
-    try {
-      const answer = await Promise.race([
-        this.client.ping(),
-        new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error('timeout')), timeoutMs))),
-      ]);
-      return answer === 'PONG';
-    } catch {
-      return false;
-    } finally {
-      clearTimeout(timer);
-    }
+    return (await settleWithin(this.client.ping(), timeoutMs, 'timeout')) === 'PONG';
   }
 
   async onApplicationShutdown(): Promise<void> {
+    this.closing = true;
     await Promise.allSettled(this.connections.map((c) => c.quit().catch(() => c.disconnect())));
   }
+}
+
+function errorCode(error: Error): string {
+  return (error as NodeJS.ErrnoException).code ?? error.name;
 }

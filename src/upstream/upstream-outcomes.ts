@@ -1,4 +1,5 @@
-import { Injectable } from '@nestjs/common';
+import { Injectable, Logger } from '@nestjs/common';
+import { Listeners } from '../common/listeners';
 
 export type UpstreamOutcomeKind = 'success' | 'failure' | 'timeout' | 'client_error' | 'cancelled' | 'refused';
 
@@ -34,48 +35,49 @@ export interface RoutedEvent {
   model: string;
 }
 
-type Listener<T> = (event: T) => void;
+type Listener<T> = (event: T) => unknown;
 
 /**
  * Where the dispatcher reports what happened upstream. Metrics, adaptive figures and health listen;
- * the dispatcher knows none of them.
+ * the dispatcher knows none of them, and a failing listener never breaks it.
  */
 @Injectable()
 export class UpstreamOutcomes {
-  private readonly outcomeListeners: Listener<UpstreamOutcome>[] = [];
-  private readonly retryListeners: Listener<RetryEvent>[] = [];
-  private readonly fallbackListeners: Listener<FallbackEvent>[] = [];
-  private readonly routedListeners: Listener<RoutedEvent>[] = [];
+  private readonly logger = new Logger(UpstreamOutcomes.name);
+  private readonly outcomeListeners = new Listeners<[UpstreamOutcome]>('upstream outcome', this.logger);
+  private readonly retryListeners = new Listeners<[RetryEvent]>('retry', this.logger);
+  private readonly fallbackListeners = new Listeners<[FallbackEvent]>('fallback', this.logger);
+  private readonly routedListeners = new Listeners<[RoutedEvent]>('routing', this.logger);
 
   onOutcome(listener: Listener<UpstreamOutcome>): void {
-    this.outcomeListeners.push(listener);
+    this.outcomeListeners.add(listener);
   }
 
   onRetry(listener: Listener<RetryEvent>): void {
-    this.retryListeners.push(listener);
+    this.retryListeners.add(listener);
   }
 
   onFallback(listener: Listener<FallbackEvent>): void {
-    this.fallbackListeners.push(listener);
+    this.fallbackListeners.add(listener);
   }
 
   onRouted(listener: Listener<RoutedEvent>): void {
-    this.routedListeners.push(listener);
-  }
-
-  routed(event: RoutedEvent): void {
-    for (const listener of this.routedListeners) listener(event);
+    this.routedListeners.add(listener);
   }
 
   record(event: UpstreamOutcome): void {
-    for (const listener of this.outcomeListeners) listener(event);
+    this.outcomeListeners.emit(event);
   }
 
   retried(event: RetryEvent): void {
-    for (const listener of this.retryListeners) listener(event);
+    this.retryListeners.emit(event);
   }
 
   fellBack(event: FallbackEvent): void {
-    for (const listener of this.fallbackListeners) listener(event);
+    this.fallbackListeners.emit(event);
+  }
+
+  routed(event: RoutedEvent): void {
+    this.routedListeners.emit(event);
   }
 }

@@ -4,25 +4,12 @@
  * for the same request every time.
  */
 
+import { SeededRandomSource } from '../../common/random';
+
 type Schema = Record<string, unknown>;
 
-/** Small seeded PRNG (mulberry32): the same seed gives the same sequence. */
-export class SeededRandom {
-  private state: number;
-
-  constructor(seed: number) {
-    this.state = seed >>> 0;
-  }
-
-  /** A float in [0, 1). */
-  next(): number {
-    this.state = (this.state + 0x6d2b79f5) >>> 0;
-    let t = this.state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 0x1_0000_0000;
-  }
-
+/** The shared seeded generator (mulberry32), with the draws the sampler needs. */
+export class SeededRandom extends SeededRandomSource {
   /** An integer in [min, max]. */
   int(min: number, max: number): number {
     return min + Math.floor(this.next() * (max - min + 1));

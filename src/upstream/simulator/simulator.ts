@@ -66,6 +66,8 @@ export interface SimulatorStats {
   lastBody?: unknown;
   /** Generation requests by their OpenAI `user` field, which tests use to tag requests. */
   requestsByUser: Record<string, number>;
+  /** High-water mark of requests of one `user` served at once. */
+  maxInFlightByUser: Record<string, number>;
 }
 
 const GENERATION_ROUTES: Record<string, GenerationKind> = {
@@ -101,6 +103,7 @@ export class UpstreamSimulator {
   /** Requests that a fault with `times` has already hit, per counter. */
   private readonly faultHits = new Map<string, number>();
   private nextId = 1;
+  private readonly runningByUser = new Map<string, number>();
 
   constructor(options: SimulatorOptions = {}) {
     this.options = resolveOptions(DEFAULT_OPTIONS, options);
@@ -172,6 +175,7 @@ export class UpstreamSimulator {
       ...c,
       requestsByPath: { ...c.requestsByPath },
       requestsByUser: { ...c.requestsByUser },
+      maxInFlightByUser: { ...c.maxInFlightByUser },
       inFlight: this.active.size,
       running: this.gate.runningCount,
       waiting: this.gate.waitingCount,
@@ -207,6 +211,7 @@ export class UpstreamSimulator {
       requestsTotal: 0,
       requestsByPath: {} as Record<string, number>,
       requestsByUser: {} as Record<string, number>,
+      maxInFlightByUser: {} as Record<string, number>,
       maxInFlight: 0,
       clientAborts: 0,
       completed: 0,
@@ -261,6 +266,13 @@ export class UpstreamSimulator {
     exchange.model = model;
 
     if (!(await this.gate.acquire(exchange))) return;
+    const user = typeof body.user === 'string' ? body.user : undefined;
+    if (user !== undefined) {
+      const running = (this.runningByUser.get(user) ?? 0) + 1;
+      this.runningByUser.set(user, running);
+      this.counters.maxInFlightByUser[user] = Math.max(this.counters.maxInFlightByUser[user] ?? 0, running);
+      exchange.res.once('close', () => this.runningByUser.set(user, (this.runningByUser.get(user) ?? 1) - 1));
+    }
     if (!(await exchange.delay(fault.latencyMs ?? this.options.latencyMs))) return;
     await deliver(exchange, {
       kind,
