@@ -1,7 +1,7 @@
 import Redis from 'ioredis';
 import { UpstreamSimulator } from '../src/upstream/simulator/simulator';
 import type { GatewayProcess } from '../test/support/gateway-process';
-import { startRedis } from '../test/support/redis-server';
+import { startRedis, type TestRedis } from '../test/support/redis-server';
 import { startBenchGateway } from './bench-gateway';
 
 /** What happened after kill -9 of the instance holding every slot. */
@@ -59,11 +59,14 @@ async function waitUntil(what: string, probe: () => boolean | Promise<boolean>, 
 export async function crashRecovery(leaseMs: number, queuedJobs: number): Promise<CrashResult> {
   const simulator = new UpstreamSimulator({ latencyMs: 0 });
   const { baseUrl } = await simulator.start();
-  const redis = await startRedis();
-  const client = new Redis(redis.url, { maxRetriesPerRequest: 1 });
   const gateways: GatewayProcess[] = [];
-  const env = { REDIS_URL: redis.url, UPSTREAM_URL: baseUrl, MAX_CONCURRENT_REQUESTS: '2', QUEUE_LOCK_MS: String(leaseMs) };
+  let redis: TestRedis | undefined;
+  let client: Redis | undefined;
   try {
+    redis = await startRedis();
+    client = new Redis(redis.url, { maxRetriesPerRequest: 1 });
+    const store = client;
+    const env = { REDIS_URL: redis.url, UPSTREAM_URL: baseUrl, MAX_CONCURRENT_REQUESTS: '2', QUEUE_LOCK_MS: String(leaseMs) };
     const doomed = await startBenchGateway(env);
     gateways.push(doomed);
     for (let i = 0; i < 2; i++) await submitJob(doomed, jobBody(HELD_USER, 30_000));
@@ -72,7 +75,7 @@ export async function crashRecovery(leaseMs: number, queuedJobs: number): Promis
     gateways.push(survivor);
     const ids: string[] = [];
     for (let i = 0; i < queuedJobs; i++) ids.push(await submitJob(survivor, jobBody(QUEUED_USER, 0)));
-    const waiting = async () => (await client.zcard('bulwark:inference:prioritized')) + (await client.llen('bulwark:inference:wait'));
+    const waiting = async () => (await store.zcard('bulwark:inference:prioritized')) + (await store.llen('bulwark:inference:wait'));
     await waitUntil('the jobs to wait in the queue', async () => (await waiting()) === queuedJobs, 10_000);
     // Only generation calls count: instances also probe the upstream's /v1/models in the background.
     const calls = () => simulator.stats.requestsByPath['/v1/chat/completions'] ?? 0;
@@ -98,8 +101,8 @@ export async function crashRecovery(leaseMs: number, queuedJobs: number): Promis
     return { leaseMs, firstCallMs, firstCallWas, queuedCompletedMs, queuedJobs, queuedCompleted: completed, cutJobsRerunMs };
   } finally {
     for (const gateway of gateways) await gateway.stop('SIGKILL');
-    client.disconnect();
+    client?.disconnect();
     await simulator.stop();
-    await redis.stop();
+    await redis?.stop();
   }
 }
