@@ -1,117 +1,103 @@
 /**
- * Bulwark's benchmarks (issue "Durable priority queue…", "Measured"). Not a test: it prints figures.
+ * Bulwark's benchmarks (issue 9, "Benchmarks"). Not a test: it prints figures, side by side in one run,
+ * against the same built-in upstream simulator.
  *
- * 1. Added latency of the queue path: sequential requests at low load, straight to the simulator vs
- *    through Bulwark (admission, BullMQ queue, worker, delivery), p50/p99 of each and of the difference.
- * 2. Cost of a refusal at overload: the queue is held full (upstream hangs), then `wrk` drives many
- *    connections at Bulwark; every answer is a 503 refusal. Reports refusals/s and latency percentiles.
+ * 1. Sequential added latency, then saturation throughput (`wrk -t1 -c64`): direct to the simulator,
+ *    through HAProxy and through one Bulwark gateway, with Bulwark's CPU per request (/proc) and Redis's
+ *    time per request (`INFO commandstats`).
+ * 2. Latency at a fixed 500 req/s over 64 connections, the same three paths: with `hey` (bursts of 64) and
+ *    evenly paced.
+ * 3. 1,000 concurrent streams (50 chunks, 100 ms apart) through one gateway: completion, peak RSS.
+ * 4. Crash recovery: kill -9 of the instance holding every slot; time to the survivor's first upstream call.
+ * 5. Cost of a refusal at overload (queue held full).
  *
- * Run: `npm run bench` (needs redis-server; wrk for part 2: `apt-get install -y wrk`).
+ * Run: `npm run bench` (needs redis-server, haproxy, wrk and hey on PATH). Run some parts only:
+ * `npm run build && node dist/bench/run-benchmarks.js saturation streams` (names as in {@link PARTS}).
  */
-import { spawnSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { Pool } from 'undici';
-import { UpstreamSimulator } from '../src/upstream/simulator/simulator';
-import { startGateway } from '../test/support/gateway-process';
-import { startRedis } from '../test/support/redis-server';
+import { cpus, loadavg } from 'node:os';
+import { crashRecovery } from './crash-recovery';
+import { addedOverDirect, fixedRateLatency, pacedLatency, sequentialLatency } from './latency';
+import { installed } from './load-tools';
+import { openFileLimits } from './process-stats';
+import { startProxyPaths } from './proxy-paths';
+import { refusalCost } from './refusals';
+import { type BenchResults, markdown, printPart } from './report';
+import { saturation } from './saturation';
+import { concurrentStreams } from './streams';
 
-const BODY = JSON.stringify({ model: 'sim-small', messages: [{ role: 'user', content: 'hi' }], max_tokens: 4 });
+const SEQUENTIAL_REQUESTS = 2000;
+const SATURATION = { connections: 64, seconds: 10, warmUpSeconds: 2 };
+const FIXED_RATE = { rate: 500, connections: 64, seconds: 10 };
+const STREAMS = { count: 1000, chunks: 50, intervalMs: 100 };
+const CRASH = { leaseMs: 5000, queuedJobs: 4 };
+const REFUSALS = { seconds: 10, connections: [8, 64] };
 
-function percentile(sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
+const PARTS = ['sequential', 'saturation', 'fixed-rate', 'streams', 'crash', 'refusals'] as const;
+type Part = (typeof PARTS)[number];
+
+function checkTools(parts: Set<Part>): void {
+  const needed: [string, string][] = [['redis-server', '--version']];
+  if (parts.has('sequential') || parts.has('saturation') || parts.has('fixed-rate')) needed.push(['haproxy', '-v']);
+  if (parts.has('saturation') || parts.has('refusals')) needed.push(['wrk', '--version']);
+  if (parts.has('fixed-rate')) needed.push(['hey', '-h']);
+  const missing = needed.filter(([command, flag]) => !installed(command, flag)).map(([command]) => command);
+  if (missing.length) throw new Error(`not installed: ${missing.join(', ')} (Debian: apt-get install -y redis-server haproxy wrk hey)`);
+  // Both the client side and the gateway hold one socket per stream, and the gateway one more upstream.
+  const { hard } = openFileLimits();
+  if (parts.has('streams') && hard < 3 * STREAMS.count) throw new Error(`open-file limit ${hard} is too low for ${STREAMS.count} streams: raise it (ulimit -Hn)`);
 }
 
-async function timeSequential(origin: string, path: string, count: number): Promise<number[]> {
-  const pool = new Pool(origin, { connections: 1, pipelining: 1 });
-  const durations: number[] = [];
-  for (let i = 0; i < count + 200; i++) {
-    const started = process.hrtime.bigint();
-    const res = await pool.request({ path, method: 'POST', headers: { 'content-type': 'application/json' }, body: BODY });
-    const text = await res.body.text();
-    if (res.statusCode !== 200) throw new Error(`status ${res.statusCode} after ${i} requests: ${text}`);
-    // The first 200 requests warm up the JIT, pools and Redis connections.
-    if (i >= 200) durations.push(Number(process.hrtime.bigint() - started) / 1e6);
-  }
-  await pool.close();
-  return durations;
-}
-
-function summary(label: string, durations: number[]) {
-  const sorted = [...durations].sort((a, b) => a - b);
-  return { label, n: sorted.length, p50: percentile(sorted, 50), p90: percentile(sorted, 90), p99: percentile(sorted, 99) };
-}
-
-async function queueOverhead(count: number) {
-  const redis = await startRedis();
-  const simulator = new UpstreamSimulator({ latencyMs: 0, chunkIntervalMs: 0 });
-  const { baseUrl } = await simulator.start();
-  const gateway = await startGateway({ env: { REDIS_URL: redis.url, UPSTREAM_URL: baseUrl } });
-  try {
-    const upstream = new URL(baseUrl);
-    const direct = summary('direct to simulator', await timeSequential(upstream.origin, '/v1/chat/completions', count));
-    const through = summary('through Bulwark', await timeSequential(gateway.url, '/v1/chat/completions', count));
-    return { direct, through, added: { p50: through.p50 - direct.p50, p90: through.p90 - direct.p90, p99: through.p99 - direct.p99 } };
-  } finally {
-    await gateway.stop();
-    await simulator.stop();
-    await redis.stop();
-  }
-}
-
-function parseWrk(output: string) {
-  const unit = (v: string, u: string) => Number(v) * (u === 'us' ? 0.001 : u === 's' ? 1000 : 1);
-  const pct = (p: string) => {
-    const m = new RegExp(`\\s${p}%\\s+([\\d.]+)(us|ms|s)`).exec(output);
-    return m ? unit(m[1], m[2]) : NaN;
+async function main(): Promise<void> {
+  const asked = process.argv.slice(2);
+  const unknown = asked.filter((a) => !PARTS.includes(a as Part));
+  if (unknown.length) throw new Error(`unknown part(s) ${unknown.join(', ')}; parts: ${PARTS.join(', ')}`);
+  const parts = new Set<Part>(asked.length ? (asked as Part[]) : PARTS);
+  checkTools(parts);
+  const started = Date.now();
+  const results: BenchResults = {
+    setting:
+      `${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC, node ${process.version}, ${cpus().length} cores, ` +
+      `load average ${loadavg()[0].toFixed(1)} at the start; gateways with LOG_LEVEL=warn`,
   };
-  const rps = /Requests\/sec:\s+([\d.]+)/.exec(output);
-  const non2xx = /Non-2xx or 3xx responses:\s+(\d+)/.exec(output);
-  const total = /(\d+) requests in/.exec(output);
-  return { requestsPerSecond: rps ? Number(rps[1]) : NaN, p50: pct('50'), p90: pct('90'), p99: pct('99'), total: total ? Number(total[1]) : NaN, refused: non2xx ? Number(non2xx[1]) : 0 };
-}
+  console.log(results.setting);
 
-async function refusalCost(seconds: number, connectionCounts: number[]) {
-  if (spawnSync('wrk', ['--version']).error) return { skipped: 'wrk is not installed (apt-get install -y wrk)' };
-  const redis = await startRedis();
-  const simulator = new UpstreamSimulator({ latencyMs: 0 });
-  const { baseUrl } = await simulator.start();
-  const gateway = await startGateway({
-    env: { REDIS_URL: redis.url, UPSTREAM_URL: baseUrl, MAX_CONCURRENT_REQUESTS: '1', MAX_QUEUE_SIZE: '1', REQUEST_TIMEOUT_MS: '600000' },
-  });
-  try {
-    // Hold the queue full: one request runs (the upstream hangs) and one waits.
-    const hold = { model: 'sim-small', messages: [{ role: 'user', content: 'hold' }], x_sim: { fault: 'hang' } };
-    for (let i = 0; i < 2; i++) {
-      void fetch(`${gateway.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(hold) }).catch(() => undefined);
+  if (parts.has('sequential') || parts.has('saturation') || parts.has('fixed-rate')) {
+    const stack = await startProxyPaths(SATURATION.connections);
+    try {
+      if (parts.has('sequential')) {
+        const rows = await sequentialLatency(stack.paths, SEQUENTIAL_REQUESTS);
+        results.sequential = { count: SEQUENTIAL_REQUESTS, rows, added: addedOverDirect(rows) };
+        printPart(results, 'sequential');
+      }
+      if (parts.has('saturation')) {
+        const measured = await saturation(stack, SATURATION.connections, SATURATION.seconds, SATURATION.warmUpSeconds);
+        results.saturation = { ...measured, connections: SATURATION.connections, seconds: SATURATION.seconds };
+        printPart(results, 'saturation');
+      }
+      if (parts.has('fixed-rate')) {
+        const hey = await fixedRateLatency(stack.paths, FIXED_RATE.rate, FIXED_RATE.connections, FIXED_RATE.seconds);
+        const paced = await pacedLatency(stack.paths, FIXED_RATE.rate, FIXED_RATE.connections, FIXED_RATE.seconds);
+        results.fixedRate = { ...FIXED_RATE, hey: { rows: hey, added: addedOverDirect(hey) }, paced: { rows: paced, added: addedOverDirect(paced) } };
+        printPart(results, 'fixedRate');
+      }
+    } finally {
+      await stack.stop();
     }
-    await new Promise((r) => setTimeout(r, 1000));
-    const script = join(tmpdir(), 'bulwark-wrk.lua');
-    writeFileSync(script, `wrk.method = "POST"\nwrk.body = '${BODY}'\nwrk.headers["Content-Type"] = "application/json"\n`);
-    const results: Record<string, ReturnType<typeof parseWrk>> = {};
-    for (const connections of connectionCounts) {
-      // One wrk thread: the load generator shares this machine's two cores with Bulwark.
-      const run = spawnSync('wrk', ['-t1', `-c${connections}`, `-d${seconds}s`, '--latency', '-s', script, `${gateway.url}/v1/chat/completions`], { encoding: 'utf8' });
-      results[`${connections} connections`] = parseWrk(run.stdout);
-    }
-    return results;
-  } finally {
-    await gateway.stop('SIGKILL');
-    await simulator.stop();
-    await redis.stop();
   }
-}
-
-async function main() {
-  const count = Number(process.argv[2] ?? 2000);
-  console.log(`node ${process.version}, ${count} sequential requests per path`);
-  const overhead = await queueOverhead(count);
-  console.table([overhead.direct, overhead.through].map((s) => ({ ...s, p50: s.p50.toFixed(2), p90: s.p90.toFixed(2), p99: s.p99.toFixed(2) })));
-  console.log(`added latency of the queue path (ms): p50 ${overhead.added.p50.toFixed(2)}, p90 ${overhead.added.p90.toFixed(2)}, p99 ${overhead.added.p99.toFixed(2)}`);
-  const refusals = await refusalCost(10, [8, 64]);
-  console.log('refusals under overload (wrk, 1 thread, 10 s each, queue held full, every answer a 503):');
-  console.table(refusals);
+  if (parts.has('streams')) {
+    results.streams = { shape: STREAMS, rows: await concurrentStreams(STREAMS) };
+    printPart(results, 'streams');
+  }
+  if (parts.has('crash')) {
+    results.crash = await crashRecovery(CRASH.leaseMs, CRASH.queuedJobs);
+    printPart(results, 'crash');
+  }
+  if (parts.has('refusals')) {
+    results.refusals = { seconds: REFUSALS.seconds, rows: await refusalCost(REFUSALS.seconds, REFUSALS.connections) };
+    printPart(results, 'refusals');
+  }
+  console.log(`\nAll parts took ${((Date.now() - started) / 1000).toFixed(0)} s. As Markdown:\n`);
+  console.log(markdown(results));
 }
 
 void main().then(

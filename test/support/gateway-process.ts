@@ -103,6 +103,10 @@ export interface GatewayProcess {
 }
 
 export interface GatewayOptions {
+  /**
+   * On top of the defaults (PORT=0, LOG_LEVEL=info). With a fixed PORT the gateway also counts as started
+   * once `/health/live` answers, so a LOG_LEVEL that hides the "Bulwark listening" line works too.
+   */
   env?: Record<string, string>;
   /** How long to wait for the "Bulwark listening" line. */
   startTimeoutMs?: number;
@@ -122,21 +126,35 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
   child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
   const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
   const port = await new Promise<number>((resolvePort, reject) => {
+    let waiting = true;
+    const settle = () => {
+      waiting = false;
+      clearTimeout(timer);
+      child.stdout!.off('data', check);
+    };
     const timer = setTimeout(() => {
+      settle();
       child.kill('SIGKILL');
       reject(new Error(`gateway did not start:\n${output}`));
     }, options.startTimeoutMs ?? 20_000);
     const check = () => {
       const match = /"port":(\d+)[^\n]*"msg":"Bulwark listening"/.exec(output);
       if (match) {
-        clearTimeout(timer);
-        child.stdout!.off('data', check);
+        settle();
         resolvePort(Number(match[1]));
       }
     };
     child.stdout!.on('data', check);
+    const fixedPort = Number(env.PORT);
+    if (fixedPort > 0) {
+      void untilLive(fixedPort, () => waiting).then((live) => {
+        if (!live || !waiting) return;
+        settle();
+        resolvePort(fixedPort);
+      });
+    }
     void exited.then((code) => {
-      clearTimeout(timer);
+      settle();
       reject(new Error(`gateway exited with ${code} before listening:\n${output}`));
     });
   });
@@ -158,4 +176,15 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
       return code;
     },
   };
+}
+
+/** Polls `GET /health/live` on `port` while `waiting()`: true once it answers 200. */
+async function untilLive(port: number, waiting: () => boolean): Promise<boolean> {
+  while (waiting()) {
+    const res = await fetch(`http://127.0.0.1:${port}/health/live`, { signal: AbortSignal.timeout(1000) }).catch(() => undefined);
+    await res?.body?.cancel().catch(() => undefined);
+    if (res?.status === 200) return true;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return false;
 }
