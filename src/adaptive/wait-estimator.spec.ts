@@ -33,20 +33,6 @@ describe('ServiceTimeEstimator', () => {
     assert.equal(estimator.sampleCount(), 0);
   });
 
-  it('estimates the wait in whole rounds of concurrency', () => {
-    const estimator = new ServiceTimeEstimator({ initialMs: 1000 });
-    assert.equal(estimator.estimateWaitMs(0, 3), 0);
-    assert.equal(estimator.estimateWaitMs(1, 3), 1000);
-    assert.equal(estimator.estimateWaitMs(3, 3), 1000);
-    assert.equal(estimator.estimateWaitMs(4, 3), 2000);
-    assert.equal(estimator.estimateWaitMs(7, 3), 3000);
-  });
-
-  it('treats a concurrency below 1 as 1', () => {
-    const estimator = new ServiceTimeEstimator({ initialMs: 100 });
-    assert.equal(estimator.estimateWaitMs(5, 0), 500);
-  });
-
   it('rejects an alpha outside (0,1]', () => {
     assert.throws(() => new ServiceTimeEstimator({ alpha: 0 }), RangeError);
     assert.throws(() => new ServiceTimeEstimator({ alpha: 1.5 }), RangeError);

@@ -47,14 +47,6 @@ export class ServiceTimeEstimator {
     return this.samples;
   }
 
-  /**
-   * Expected wait before a request starts: `ceil(waitingAhead / concurrency) * averageMs()`.
-   * Ceil because requests start in rounds of `concurrency`: with 4 ahead and 3 slots, the request
-   * cannot start until two whole rounds have finished, not 1.33 of one.
-   */
-  estimateWaitMs(waitingAhead: number, concurrency: number): number {
-    return rounds(waitingAhead, concurrency) * this.average;
-  }
 }
 
 /**

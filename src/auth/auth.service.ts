@@ -13,6 +13,9 @@ type Headers = FastifyRequest['headers'];
  * Who may call what. Client routes take a client key (or the admin key); admin routes take only the
  * admin key and are closed while none is configured; with `API_KEYS` unset, client routes are open.
  */
+/** The queue share of a key without its own, when several keys share the gateway. */
+export const DEFAULT_KEY_QUEUE_SHARE = 0.8;
+
 @Injectable()
 export class AuthService implements OnModuleInit {
   private readonly logger = new Logger(AuthService.name);
@@ -41,6 +44,16 @@ export class AuthService implements OnModuleInit {
   /** Every configured client identity (names, tiers, weights and caps; never a key). */
   clientIdentities(): ClientIdentity[] {
     return this.ring.identities();
+  }
+
+  /**
+   * The share of MAX_QUEUE_SIZE a key may hold waiting: its own `maxQueueShare`, else, when several
+   * client keys are configured, {@link DEFAULT_KEY_QUEUE_SHARE}, so that one key flooding the queue never
+   * fills it to the last place and other keys always find room. With one key (or none) the whole queue.
+   */
+  queueShareOf(client: ClientIdentity): number | undefined {
+    if (client.maxQueueShare !== undefined) return client.maxQueueShare;
+    return this.ring.identities().length > 1 ? DEFAULT_KEY_QUEUE_SHARE : undefined;
   }
 
   /**

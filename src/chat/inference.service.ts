@@ -3,6 +3,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { AdaptiveService } from '../adaptive/adaptive.service';
 import { CancelledError, InvalidRequestError } from '../common/errors';
 import { AdmissionService } from '../adaptive/admission.service';
+import { AuthService } from '../auth/auth.service';
 import { effectivePriority, RequestContext } from '../common/request-context';
 import { JobsService } from '../queue/jobs.service';
 import { QueueService } from '../queue/queue.service';
@@ -24,6 +25,7 @@ export class InferenceService {
     private readonly jobs: JobsService,
     private readonly adaptive: AdaptiveService,
     private readonly admission: AdmissionService,
+    private readonly auth: AuthService,
   ) {}
 
   async serve(path: InferencePath, body: Record<string, unknown>, request: FastifyRequest, reply: FastifyReply): Promise<void> {
@@ -35,7 +37,7 @@ export class InferenceService {
         requestId: context.requestId,
         clientId: context.client.id,
         weight: context.client.weight,
-        maxQueueShare: context.client.maxQueueShare,
+        maxQueueShare: this.auth.queueShareOf(context.client),
         maxConcurrent: context.client.maxConcurrent,
         priority: effectivePriority(context),
         deadlineAt: context.deadlineAt,

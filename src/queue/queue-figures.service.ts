@@ -142,8 +142,13 @@ export class QueueFigures implements OnApplicationBootstrap, OnApplicationShutdo
   /** Estimated queue wait of a new request: only the jobs ahead of it beyond the free slots make it wait. */
   estimateWaitMs(priority: Priority): number {
     const freeSlots = Math.max(0, this.config.maxConcurrent - this.currentActive());
-    const queuedBehindBusySlots = Math.max(0, this.waitingAhead(priority) - freeSlots);
-    return this.estimator.estimateWaitMs(queuedBehindBusySlots, this.config.maxConcurrent);
+    const ahead = this.waitingAhead(priority);
+    if (freeSlots > ahead) return 0;
+    // Every slot is taken before its turn: it waits for the requests ahead of it to be served, round by
+    // round, then for a running request to end (half a service time on average). A wait of 0 with every
+    // slot busy would admit requests that cannot finish in time.
+    const rounds = Math.floor((ahead - freeSlots) / this.config.maxConcurrent);
+    return (rounds + 0.5) * this.estimator.averageMs();
   }
 
   /** Waiting requests of client key `clientId` (last refresh). */

@@ -238,11 +238,13 @@ export class QueueService implements OnApplicationBootstrap {
     };
     try {
       const served = await this.dispatcher.dispatch(request.payload, { signal, deadlineAt: request.deadlineAt, retriesAllowed: request.retriesAllowed });
-      const answer: DeliveredAnswer =
-        served.kind === 'json'
-          ? { kind: 'json', status: served.status, body: served.body, upstream: served.upstream, model: served.model }
-          : { kind: 'stream', events: concatEvents(served.first, served.rest), upstream: served.upstream, model: served.model };
-      return { answer, queueWaitMs: 0, release: () => release(true) };
+      if (served.kind === 'json') {
+        // The upstream is done with it: the slot is free before the answer is even written.
+        release(true);
+        return { answer: { kind: 'json', status: served.status, body: served.body, upstream: served.upstream, model: served.model }, queueWaitMs: 0, release: () => undefined };
+      }
+      const events = concatEvents(served.first, served.rest);
+      return { answer: { kind: 'stream', events, upstream: served.upstream, model: served.model }, queueWaitMs: 0, release: () => release(true) };
     } catch (error) {
       release(false);
       throw error;
