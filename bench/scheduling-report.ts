@@ -52,7 +52,8 @@ export function schedulingReport(result: SchedulingBenchResult): string {
         ['refused at the door (429/503)', (b) => `${sizes[b].refused} of ${sizes[b].answered}`, ''],
         ['goodput, req/s (small + large)', (b) => `${num(sizes[b].goodputPerS)} (${sizes[b].servedBySize.small} + ${sizes[b].servedBySize.large})`, ''],
         ['slot time spent on answered requests', (b) => pct(sizes[b].usefulSlotShare), ''],
-        ['answers', (b) => mix(sizes[b].mix), ''],
+        ['answers to 50-token requests', (b) => mix(sizes[b].mixBySize.small), ''],
+        ['answers to 1,000-token requests', (b) => mix(sizes[b].mixBySize.large), ''],
       ]),
     );
   }

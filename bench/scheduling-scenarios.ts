@@ -164,7 +164,8 @@ export interface MixedSizesResult {
   usefulSlotShare: number;
   /** Served requests per size. */
   servedBySize: Record<string, number>;
-  mix: Record<string, number>;
+  /** Answers per size (`small`, `large`). */
+  mixBySize: Record<string, Record<string, number>>;
 }
 
 /** The simulator answers in 2 ms per output token: 50 tokens in 100 ms, 1,000 in 2 s. */
@@ -215,7 +216,7 @@ export async function mixedSizes(main: string, seconds: number): Promise<MixedSi
         goodputPerS: perSecond(ok.length, run.elapsedMs),
         usefulSlotShare: usefulMs / (MIXED.slots * run.elapsedMs),
         servedBySize,
-        mix: statusMix(run.outcomes),
+        mixBySize: Object.fromEntries(SIZES.map((s) => [s.tag, statusMix(run.outcomes.filter((o) => o.tag === s.tag))])),
       };
     }),
   );
