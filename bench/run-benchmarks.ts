@@ -24,6 +24,8 @@ import { refusalCost } from './refusals';
 import { type BenchResults, markdown, printPart } from './report';
 import { saturation } from './saturation';
 import { concurrentStreams } from './streams';
+import { runSchedulingBench } from './scheduling-bench';
+import { schedulingReport } from './scheduling-report';
 
 const SEQUENTIAL_REQUESTS = 2000;
 const SATURATION = { connections: 64, seconds: 10, warmUpSeconds: 2 };
@@ -32,7 +34,7 @@ const STREAMS = { count: 1000, chunks: 50, intervalMs: 100 };
 const CRASH = { leaseMs: 5000, queuedJobs: 4 };
 const REFUSALS = { seconds: 10, connections: [8, 64] };
 
-const PARTS = ['sequential', 'saturation', 'fixed-rate', 'streams', 'crash', 'refusals'] as const;
+const PARTS = ['sequential', 'saturation', 'fixed-rate', 'streams', 'crash', 'refusals', 'scheduling'] as const;
 type Part = (typeof PARTS)[number];
 
 function checkTools(parts: Set<Part>): void {
@@ -96,8 +98,12 @@ async function main(): Promise<void> {
     results.refusals = { seconds: REFUSALS.seconds, rows: await refusalCost(REFUSALS.seconds, REFUSALS.connections) };
     printPart(results, 'refusals');
   }
+  // Issue 13's scenarios (fair share, routing, mixed sizes), against this build; `npm run bench:scheduling
+  // -- --gateway before=… --gateway now=…` runs them side by side with another build.
+  const scheduling = parts.has('scheduling') ? await runSchedulingBench() : undefined;
   console.log(`\nAll parts took ${((Date.now() - started) / 1000).toFixed(0)} s. As Markdown:\n`);
   console.log(markdown(results));
+  if (scheduling) console.log(schedulingReport(scheduling));
 }
 
 void main().then(
