@@ -58,10 +58,12 @@ describe('X-Queue-Status: comments', () => {
   });
 
   it('a waiting stream whose deadline passes ends with an SSE error event, then [DONE]', async () => {
-    const { answer: blocker } = await busySlot(2500);
+    // Long enough a wait that the deadline passes in the queue; short enough an estimate (half a learned
+    // service time) that admission lets it in rather than refusing it as deadline_unreachable.
+    const { answer: blocker } = await busySlot(4000);
     const response = await send(`${stack.url}/v1/chat/completions`, {
       method: 'POST',
-      headers: { 'x-queue-status': 'comments', 'x-request-timeout-ms': '1500' },
+      headers: { 'x-queue-status': 'comments', 'x-request-timeout-ms': '2000' },
       body: chatBody({ stream: true }),
       timeoutMs: 20_000,
     });

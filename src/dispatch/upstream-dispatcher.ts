@@ -31,6 +31,9 @@ import type { Span } from '@opentelemetry/api';
 import { TracingService } from '../tracing/tracing.service';
 import { endAttemptSpan, startAttemptSpan } from '../tracing/upstream-attempt-span';
 
+/** The least time left for which an upstream call is still started. */
+const MIN_ATTEMPT_MS = 50;
+
 export interface DispatchOptions {
   /** Aborts everything: its reason (a typed error) is what the caller gets. */
   signal: AbortSignal;
@@ -169,9 +172,10 @@ export class UpstreamDispatcher {
   ): Promise<Attempt> {
     let lastError: unknown;
     for (let attempt = 0; attempt < this.retry.maxAttempts; attempt++) {
-      // Work whose deadline has passed is dropped, never started (and never judged against the upstream).
       const remainingMs = options.deadlineAt - this.clock.now();
-      if (options.signal.aborted || remainingMs <= 0) throw timeUp(lastError);
+      // Work whose deadline has passed, or is about to, is dropped, never started: a call with a few
+      // milliseconds left cannot answer, and only leaves the upstream with abandoned work.
+      if (options.signal.aborted || remainingMs <= MIN_ATTEMPT_MS) throw timeUp(lastError);
       const answer = await this.breakers.acquire(upstream.name, model, isOpenEnded(upstream));
       if (!answer.allowed) {
         this.outcomes.record({ upstream: upstream.name, model, outcome: 'refused', durationMs: 0 });
