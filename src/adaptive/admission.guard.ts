@@ -30,9 +30,10 @@ export class AdmissionGuard implements CanActivate {
     // An embedding has no output tokens: only its first-token part counts.
     const size = request.routeOptions?.url === '/v1/embeddings' ? { ...requestSize(body), maxTokens: 0 } : requestSize(body);
     // A refusal throws: the span then carries its code (queue_full, load_shed, …).
-    this.tracing.inSpan('admission', { 'bulwark.priority': priority, ...(model ? { 'gen_ai.request.model': model } : {}) }, () =>
+    const { expectedServiceMs } = this.tracing.inSpan('admission', { 'bulwark.priority': priority, ...(model ? { 'gen_ai.request.model': model } : {}) }, () =>
       this.admission.check({ priority, model, deadlineAt: ctx.deadlineAt, size, clientId: ctx.client.id }),
     );
+    ctx.expectedServiceMs = expectedServiceMs;
     return true;
   }
 }

@@ -133,7 +133,7 @@ export class AdmissionService implements OnApplicationBootstrap, OnApplicationSh
    * Throws the typed refusal (and counts it), or returns when the request may be queued. Counts no
    * admission: the caller calls {@link recordAdmitted} once the queue took the request.
    */
-  check({ priority, model, deadlineAt, size, clientId }: AdmissionRequest): void {
+  check({ priority, model, deadlineAt, size, clientId }: AdmissionRequest): { expectedServiceMs?: number } {
     // The door's refusals first (figures may have moved since the request passed it).
     const forAll = this.refusalForAll();
     if (forAll) throw forAll;
@@ -168,10 +168,12 @@ export class AdmissionService implements OnApplicationBootstrap, OnApplicationSh
     }
     const remainingMs = deadlineAt - this.clock.now();
     // A model not learned yet gives no service estimate: a cold start refuses nobody on size.
-    const ownServiceMs = this.serviceTimes.estimateMs(model, size ?? {}) ?? 0;
-    const estimatedMs = this.figures.estimateWaitMs(priority) + ownServiceMs;
+    const expectedServiceMs = this.serviceTimes.estimateMs(model, size ?? {});
+    const estimatedMs = this.figures.estimateWaitMs(priority) + (expectedServiceMs ?? 0);
     if (estimatedMs > remainingMs) {
       this.refuse('deadline_unreachable', () => new DeadlineUnreachableError(Math.round(estimatedMs), remainingMs, retryAfterMs));
     }
+    // Travels with the request, so that once it runs, the wait estimate knows when its slot frees.
+    return { expectedServiceMs };
   }
 }

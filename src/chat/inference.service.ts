@@ -42,6 +42,7 @@ export class InferenceService {
         priority: effectivePriority(context),
         deadlineAt: context.deadlineAt,
         retriesAllowed: this.adaptive.effects().retriesAllowed,
+        expectedServiceMs: context.expectedServiceMs,
         onAccepted: () => this.admission.recordAdmitted(effectivePriority(context)),
       };
       if (context.mode === 'async' && ASYNC_PATHS.has(path)) {

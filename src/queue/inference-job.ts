@@ -43,6 +43,8 @@ export interface InferenceJobData {
   retriesAllowed: boolean;
   /** The client key's cap on running requests (API_KEYS_FILE `maxConcurrent`), if it has one. */
   keyMaxConcurrent?: number;
+  /** Admission's estimate of its upstream time (size-aware), when the model was learned. */
+  expectedServiceMs?: number;
   /** W3C trace context of the request that queued the job (tracing on): the worker, on any instance, continues its trace. */
   traceparent?: string;
 }

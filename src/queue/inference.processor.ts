@@ -222,6 +222,7 @@ export class InferenceProcessor implements OnApplicationBootstrap, OnApplication
     }
     const timeoutMs = data.deadlineAt - data.enqueuedAt;
     const timer = setTimeout(() => controller.abort(new RequestTimeoutError(timeoutMs)), data.deadlineAt - startedAt);
+    const untrackRunning = this.figures.trackRunning(data.expectedServiceMs);
     const untrack = this.delivery.track(jobId, controller);
     let attempts = 0;
     // Only completed work says how long a job holds its slot; failures and cut-offs would skew the estimate.
@@ -261,6 +262,7 @@ export class InferenceProcessor implements OnApplicationBootstrap, OnApplication
     } finally {
       clearTimeout(timer);
       untrack();
+      untrackRunning();
       this.figures.jobFinished(served ? this.clock.now() - startedAt : undefined);
     }
   }

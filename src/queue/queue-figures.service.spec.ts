@@ -25,6 +25,21 @@ describe('QueueFigures', () => {
     assert.equal(f.estimateWaitMs('normal'), 500);
   });
 
+  it('when every running request runs here, the first slot frees when the earliest of them is expected to end', async () => {
+    const clock = new FakeClock(1_700_000_000_000);
+    const slots = { figures: async () => ({ byPriority: { high: 0, normal: 2, low: 0 }, inUse: 2, putBack: 0, byKey: new Map() }) };
+    const f = new QueueFigures(slots as never, { maxConcurrent: 2, maxQueueSize: 50 } as never, clock as never);
+    await f.refresh();
+    const endLong = f.trackRunning(1800);
+    f.trackRunning(300);
+    clock.advance(100);
+    // Two ahead fill the two slots as they free: one whole round (1 s average) then the earliest end, 200 ms on.
+    assert.equal(f.estimateWaitMs('normal'), 1200);
+    endLong();
+    // Now only one of the two busy slots is known here: fall back to half a service time.
+    assert.equal(f.estimateWaitMs('normal'), 1500);
+  });
+
   it('counts whole rounds of the requests ahead, then half a service time', async () => {
     const f = figures({ normal: 4, inUse: 2 });
     await f.refresh();

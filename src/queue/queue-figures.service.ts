@@ -37,6 +37,9 @@ export class QueueFigures implements OnApplicationBootstrap, OnApplicationShutdo
   private readonly started: Record<Priority, number> = { high: 0, normal: 0, low: 0 };
   private startedAtRefresh: Record<Priority, number> = { high: 0, normal: 0, low: 0 };
   private active = 0;
+  /** Expected end of each request running here (see trackRunning). */
+  private readonly runningEnds = new Map<number, number>();
+  private nextRunningId = 0;
   /** Waiting requests per client key id, at the last refresh. */
   private byKey = new Map<string, number>();
   private localActive = 0;
@@ -141,14 +144,36 @@ export class QueueFigures implements OnApplicationBootstrap, OnApplicationShutdo
 
   /** Estimated queue wait of a new request: only the jobs ahead of it beyond the free slots make it wait. */
   estimateWaitMs(priority: Priority): number {
-    const freeSlots = Math.max(0, this.config.maxConcurrent - this.currentActive());
+    const active = this.currentActive();
+    const freeSlots = Math.max(0, this.config.maxConcurrent - active);
     const ahead = this.waitingAhead(priority);
     if (freeSlots > ahead) return 0;
     // Every slot is taken before its turn: it waits for the requests ahead of it to be served, round by
-    // round, then for a running request to end (half a service time on average). A wait of 0 with every
-    // slot busy would admit requests that cannot finish in time.
+    // round, then for a running request to end. When every running request runs here, their expected
+    // ends say when the first slot frees; otherwise half a service time on average. (A wait of 0 with
+    // every slot busy would admit requests that cannot finish in time.)
     const rounds = Math.floor((ahead - freeSlots) / this.config.maxConcurrent);
-    return (rounds + 0.5) * this.estimator.averageMs();
+    return rounds * this.estimator.averageMs() + this.firstSlotFreeInMs(active);
+  }
+
+  /** When the first busy slot should free, as far as this instance can tell. */
+  private firstSlotFreeInMs(active: number): number {
+    const half = 0.5 * this.estimator.averageMs();
+    if (this.runningEnds.size === 0 || this.runningEnds.size < active) return half;
+    const now = this.clock.now();
+    let earliest = Number.POSITIVE_INFINITY;
+    for (const end of this.runningEnds.values()) earliest = Math.min(earliest, end);
+    return Number.isFinite(earliest) ? Math.max(0, earliest - now) : half;
+  }
+
+  /**
+   * A request started here and is expected to take `expectedMs` upstream (admission's size-aware
+   * estimate; the average when unknown). Returns the call for its end.
+   */
+  trackRunning(expectedMs: number | undefined): () => void {
+    const id = this.nextRunningId++;
+    this.runningEnds.set(id, this.clock.now() + (expectedMs ?? this.estimator.averageMs()));
+    return () => this.runningEnds.delete(id);
   }
 
   /** Waiting requests of client key `clientId` (last refresh). */

@@ -55,6 +55,8 @@ export interface QueuedRequest {
   priority: Priority;
   deadlineAt: number;
   retriesAllowed: boolean;
+  /** Admission's estimate of its upstream time (size-aware), when the model is learned. */
+  expectedServiceMs?: number;
   /** Called once the request is admitted: on the fast lane, or queued (its add confirmed). */
   onAccepted?: () => void;
   /** Called about once a second while the request waits in the queue, from when it is queued. */
@@ -188,6 +190,7 @@ export class QueueService implements OnApplicationBootstrap {
       deadlineAt: request.deadlineAt,
       retriesAllowed: request.retriesAllowed,
       keyMaxConcurrent: request.maxConcurrent,
+      expectedServiceMs: request.expectedServiceMs,
       // The worker, on whichever instance, continues the request's trace.
       traceparent: this.tracing.carrier(),
     };
@@ -224,6 +227,7 @@ export class QueueService implements OnApplicationBootstrap {
   private async runHere(lease: string, request: QueuedRequest, signal: AbortSignal): Promise<RunningAnswer> {
     const startedAt = this.clock.now();
     this.figures.jobStarted(request.priority, 0, false);
+    const untrack = this.figures.trackRunning(request.expectedServiceMs);
     this.tracing.recordSpan('queue wait', this.tracing.carrier(), startedAt, startedAt, {
       'bulwark.priority': request.priority,
       'bulwark.queue_wait_ms': 0,
@@ -233,6 +237,7 @@ export class QueueService implements OnApplicationBootstrap {
     const release = (served: boolean) => {
       if (released) return;
       released = true;
+      untrack();
       this.figures.jobFinished(served ? this.clock.now() - startedAt : undefined);
       void this.slots.release(lease);
     };
