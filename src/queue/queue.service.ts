@@ -201,8 +201,8 @@ export class QueueService implements OnApplicationBootstrap {
     if (!this.redis.ready) throw new LoadShedError('the queue store (Redis) is unreachable', 5000);
     let admitted;
     const sentAt = this.clock.now();
+    const maxWaiting = request.maxQueueShare ? Math.max(1, Math.floor(request.maxQueueShare * this.config.maxQueueSize)) : 0;
     try {
-      const maxWaiting = request.maxQueueShare ? Math.max(1, Math.floor(request.maxQueueShare * this.config.maxQueueSize)) : 0;
       const client = { id: request.clientId, weight: request.weight ?? 1, maxWaiting, maxRunning: request.maxConcurrent ?? 0 };
       admitted = await withDeadline(this.slots.admit(id, request.priority, client, { fastLane, commitWindowMs: COMMIT_WINDOW_MS, mayExist }), ADMIT_TIMEOUT_MS);
     } catch (error) {
@@ -217,7 +217,7 @@ export class QueueService implements OnApplicationBootstrap {
     if (admitted.kind === 'key_share') {
       const snapshot = this.figures.snapshot();
       const retryAfterMs = drainTimeSeconds(admitted.keyWaiting, this.config.maxConcurrent, snapshot.averageServiceMs) * 1000;
-      throw new KeyQueueShareExceededError(admitted.keyWaiting, admitted.keyWaiting, retryAfterMs);
+      throw new KeyQueueShareExceededError(admitted.keyWaiting, maxWaiting, retryAfterMs);
     }
     if (admitted.kind === 'queued') return { ...admitted, addDeadlineMs: COMMIT_WINDOW_MS + (this.clock.now() - sentAt) };
     return admitted;
