@@ -65,11 +65,8 @@ export function loggerOptions(level: LogLevel, tracing = false): Params {
  */
 export function routeConsoleTo(logger: Logger): void {
   const child = logger.child({ source: 'console' });
-  console.log = (...args: unknown[]) => child.info(format(...args));
-  console.info = (...args: unknown[]) => child.info(format(...args));
-  console.debug = (...args: unknown[]) => child.debug(format(...args));
-  console.warn = (...args: unknown[]) => child.warn(format(...args));
-  console.error = (...args: unknown[]) => child.error(format(...args));
+  const to = (level: 'info' | 'debug' | 'warn' | 'error') => (...args: unknown[]) => child[level](format(...args));
+  Object.assign(console, { log: to('info'), info: to('info'), debug: to('debug'), warn: to('warn'), error: to('error') });
 }
 
 /** Nest's own start-up chatter: one line per module and route, useful when debugging, noise otherwise. */
