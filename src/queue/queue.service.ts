@@ -100,8 +100,11 @@ export class QueueService implements OnApplicationBootstrap {
     private readonly tracing: TracingService,
   ) {}
 
-  onApplicationBootstrap(): void {
+  async onApplicationBootstrap(): Promise<void> {
     this.redis.reportErrors(this.queue, 'queue');
+    // The slots in Redis are the one global bound now. A BullMQ global concurrency left in the queue's
+    // meta by an earlier version would add a second, stale one (it counts only queued work).
+    await this.queue.removeGlobalConcurrency().catch((error: Error) => this.logger.warn(`could not clear BullMQ's global concurrency: ${error.message}`));
   }
 
   /** Runs a request (fast lane or through the queue) and waits, within its deadline, for its answer. */
