@@ -3,7 +3,7 @@ import type { FastifyReply } from 'fastify';
 import { toErrorResponse } from '../common/error-response';
 import { CancelledError } from '../common/errors';
 import { SSE_DONE, sseEvent } from '../upstream/sse';
-import type { QueueStatus } from '../queue/queue.service';
+import type { QueueStatus } from '../queue/queued-wait';
 import { ResponsesEventFramer } from './responses-events';
 
 /** A JSON answer ready to send, or a stream of SSE `data` payloads (without `[DONE]`). */

@@ -5,16 +5,17 @@ import type { Job, Queue } from 'bullmq';
 import { createHash, randomUUID } from 'node:crypto';
 import type { Priority } from '../adaptive/graduated-rejection';
 import { Clock } from '../common/clock';
-import { KeyQueueShareExceededError, LoadShedError, QueueFullError, QueueTimeoutError, RequestTimeoutError, UpstreamError } from '../common/errors';
-import { DeadlineExceededError, withDeadline } from '../common/deadline';
+import { KeyQueueShareExceededError, LoadShedError, QueueFullError } from '../common/errors';
+import { withDeadline } from '../common/deadline';
 import { ShutdownService } from '../common/shutdown.service';
 import { queueConfig } from '../config/sections';
 import { UpstreamDispatcher } from '../dispatch/upstream-dispatcher';
 import { RedisService } from '../redis/redis.service';
 import type { InferencePayload } from '../upstream/upstream.types';
-import { DeliveredAnswer, DeliveryService, PendingDelivery } from './delivery.service';
+import { DeliveredAnswer, DeliveryService } from './delivery.service';
 import { bullPriority, INFERENCE_QUEUE, InferenceJobData, InferenceJobResult } from './inference-job';
 import { QueueFigures } from './queue-figures.service';
+import { QueuedJobWait, QueueStatus } from './queued-wait';
 import { SlotService } from './slot.service';
 import { TracingService } from '../tracing/tracing.service';
 import { drainTimeSeconds } from '../adaptive/wait-estimator';
@@ -27,20 +28,6 @@ const ADMIT_TIMEOUT_MS = 2000;
  * when it gives up and answers 503, the window has closed in Redis too.
  */
 const COMMIT_WINDOW_MS = 2000;
-/** How often a handler that has heard nothing checks that its job still exists. */
-const WATCHDOG_MS = 5000;
-/** How often a waiting streamed request with `X-Queue-Status: comments` hears where it stands. */
-const STATUS_EVERY_MS = 1000;
-/** How long a handler whose deadline passed waits for the worker's own verdict on a running job. */
-const VERDICT_GRACE_MS = 500;
-
-/** Where a waiting request stands in the queue (`X-Queue-Status: comments`). */
-export interface QueueStatus {
-  /** 1 = next to start; null when it cannot be read. */
-  position: number | null;
-  /** Estimated wait until it starts. */
-  waitMs: number;
-}
 
 export interface QueuedRequest {
   payload: InferencePayload;
@@ -86,6 +73,7 @@ export interface SubmittedJob {
 @Injectable()
 export class QueueService implements OnApplicationBootstrap {
   private readonly logger = new Logger(QueueService.name);
+  private readonly waiting: QueuedJobWait;
 
   constructor(
     @InjectQueue(INFERENCE_QUEUE) private readonly queue: Queue<InferenceJobData, InferenceJobResult>,
@@ -98,7 +86,9 @@ export class QueueService implements OnApplicationBootstrap {
     private readonly redis: RedisService,
     private readonly clock: Clock,
     private readonly tracing: TracingService,
-  ) {}
+  ) {
+    this.waiting = new QueuedJobWait(queue, delivery, slots, figures, redis, clock, config);
+  }
 
   async onApplicationBootstrap(): Promise<void> {
     this.redis.reportErrors(this.queue, 'queue');
@@ -122,8 +112,8 @@ export class QueueService implements OnApplicationBootstrap {
     try {
       await this.add(id, { ...this.jobData(request, enqueuedAt), mode: 'sync', origin: this.delivery.instanceId }, admitted);
       request.onAccepted?.();
-      const stopStatus = request.onWaiting ? this.reportWhileWaiting(id, pending, request.onWaiting) : undefined;
-      const answer = await this.await(id, pending, signal, enqueuedAt).finally(() => stopStatus?.());
+      const stopStatus = request.onWaiting ? this.waiting.reportWhileWaiting(id, pending, request.onWaiting) : undefined;
+      const answer = await this.waiting.answer(id, pending, signal, enqueuedAt).finally(() => stopStatus?.());
       const startedAt = pending.startedAt() ?? this.clock.now();
       const release = () => {
         // The handler leaves before the whole answer arrived (a client gone mid-stream): stop the work
@@ -136,25 +126,6 @@ export class QueueService implements OnApplicationBootstrap {
       pending.dispose();
       throw error;
     }
-  }
-
-  /** Reports a waiting job's position and estimated wait now and about every second until it starts. */
-  private reportWhileWaiting(id: string, pending: PendingDelivery, report: (status: QueueStatus) => void): () => void {
-    let stopped = false;
-    const tick = async () => {
-      if (stopped || pending.startedAt() !== undefined) return;
-      const rank = await this.redis.client.zrank(this.queue.keys.prioritized, id).catch(() => null);
-      if (stopped || pending.startedAt() !== undefined) return;
-      const ahead = rank ?? 0;
-      const { averageServiceMs } = this.figures.snapshot();
-      report({ position: rank === null ? null : rank + 1, waitMs: ((ahead + 1) * averageServiceMs) / this.config.maxConcurrent });
-    };
-    void tick();
-    const timer = setInterval(() => void tick(), STATUS_EVERY_MS);
-    return () => {
-      stopped = true;
-      clearInterval(timer);
-    };
   }
 
   /**
@@ -304,74 +275,6 @@ export class QueueService implements OnApplicationBootstrap {
     throw new LoadShedError('the queue store (Redis) did not accept the request in time', 5000);
   }
 
-  /**
-   * Waits for a queued sync job's answer, its caller's signal, or proof that the job is gone. On abort, a
-   * job still waiting is removed (it never reaches the upstream); a running one is cancelled where it runs.
-   */
-  private async await(jobId: string, pending: PendingDelivery, signal: AbortSignal, enqueuedAt: number): Promise<DeliveredAnswer> {
-    let onAbort!: () => void;
-    const aborted = new Promise<never>((_, reject) => {
-      onAbort = () => reject(signal.reason);
-      if (signal.aborted) onAbort();
-      else signal.addEventListener('abort', onAbort, { once: true });
-    });
-    aborted.catch(() => undefined);
-    // Correctness does not rest on the delivery alone: a job that is gone while nothing arrived is lost.
-    let misses = 0;
-    let watchdog: NodeJS.Timeout | undefined;
-    const lost = new Promise<never>((_, reject) => {
-      watchdog = setInterval(() => {
-        void this.queue.getJob(jobId).then(
-          (job) => {
-            misses = job ? 0 : misses + 1;
-            if (misses >= 2) reject(new UpstreamError('The queued request was lost before it was answered'));
-          },
-          () => undefined,
-        );
-      }, WATCHDOG_MS);
-    });
-    lost.catch(() => undefined);
-    try {
-      return await Promise.race([pending.answer, aborted, lost]);
-    } catch (error) {
-      if (signal.aborted && error === signal.reason) throw await this.abandon(jobId, pending, signal.reason, enqueuedAt);
-      throw error;
-    } finally {
-      clearInterval(watchdog);
-      signal.removeEventListener('abort', onAbort);
-    }
-  }
-
-  /**
-   * The caller stopped waiting: take the job back and say why. A job removed before any worker took it
-   * never reached the upstream (`queue_timeout`); for one already running, the worker knows whether the
-   * upstream was called, so its verdict is awaited briefly.
-   */
-  private async abandon(jobId: string, pending: PendingDelivery, reason: unknown, enqueuedAt: number): Promise<unknown> {
-    const removed =
-      pending.startedAt() === undefined &&
-      (await this.queue
-        .remove(jobId)
-        .then((count) => count > 0)
-        .catch(() => false));
-    if (removed) {
-      void this.slots.forget(jobId).catch(() => undefined);
-      return reason instanceof RequestTimeoutError ? new QueueTimeoutError(this.clock.now() - enqueuedAt) : reason;
-    }
-    if (!(reason instanceof RequestTimeoutError)) {
-      await this.delivery.cancel(jobId).catch(() => undefined);
-      return reason;
-    }
-    // The worker's own timer fires at the same deadline and says whether the upstream was ever called
-    // (queue_timeout) or not; a cancel now would silence that verdict, so it only follows one that is late.
-    const verdict = await withDeadline(pending.answer, VERDICT_GRACE_MS).then(
-      () => reason,
-      (error: unknown) => (error instanceof DeadlineExceededError ? undefined : error),
-    );
-    if (verdict !== undefined) return verdict;
-    await this.delivery.cancel(jobId).catch(() => undefined);
-    return reason;
-  }
 }
 
 /** A job id that is the same for the same client and Idempotency-Key, and reveals neither. */
