@@ -126,7 +126,8 @@ describe('rate limit: one allowance per key across two instances sharing Redis',
       assert.equal(res.status, 503, label);
       const error = expectErrorShape(res.json);
       assert.equal(error.type, 'overloaded_error', label);
-      assert.match(error.message, /rate limiter's store is unreachable/, label);
+      // Whichever notices first: the rate limiter's own call, or the door's queue figures going stale.
+      assert.match(error.message, /rate limiter's store is unreachable|queue store \(Redis\) is unreachable/, label);
       assert.ok(Number(res.headers.get('retry-after')) >= 1, label);
       assert.equal((await getJson(`${gateways[0].url}/health/live`)).status, 200, label);
     };
