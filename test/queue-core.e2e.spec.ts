@@ -3,7 +3,7 @@ import { after, afterEach, before, describe, it } from 'node:test';
 import Redis from 'ioredis';
 import { UpstreamSimulator } from '../src/upstream/simulator/simulator';
 import { GatewayProcess } from './support/gateway-process';
-import { chatBody, getJson, postJson } from './support/http';
+import { chatBody, finishOrderSender, getJson, postJson } from './support/http';
 import { Stack, startStack } from './support/stack';
 import { startRedisProxy } from './support/redis-proxy';
 import { waitFor } from './support/wait';
@@ -76,11 +76,7 @@ describe('queue core: exact bounds across instances, fast lane, leases, hand-bac
     const gateway = await stack.startGateway({ MAX_CONCURRENT_REQUESTS: '1' });
     simulator.resetStats();
     const finished: string[] = [];
-    const send = (name: string, priority: string, latencyMs: number) =>
-      postJson(`${gateway.url}/v1/chat/completions`, chatBody({ x_sim: { latencyMs } }), { 'x-priority': priority }).then((res) => {
-        assert.equal(res.status, 200, res.text);
-        finished.push(name);
-      });
+    const send = finishOrderSender(gateway.url, finished);
     const blocker = send('blocker', 'normal', 700);
     await waitFor('the blocker to run', () => simulator.stats.running === 1);
     const low = send('waiting-low', 'low', 20);

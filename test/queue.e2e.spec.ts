@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import { UpstreamSimulator } from '../src/upstream/simulator/simulator';
 import { GatewayProcess } from './support/gateway-process';
-import { chatBody, expectErrorShape, getJson, postJson, send } from './support/http';
+import { chatBody, finishOrderSender, expectErrorShape, getJson, postJson, send } from './support/http';
 import { GatewayStack, startStack } from './support/stack';
 import { waitFor } from './support/wait';
 
@@ -31,11 +31,7 @@ describe('queue: priority, concurrency, admission', () => {
   it('starts queued high-priority requests before earlier low ones (concurrency 1)', async () => {
     simulator.resetStats();
     const finished: string[] = [];
-    const send = (name: string, priority: string, latencyMs: number) =>
-      postJson(`${gateway.url}/v1/chat/completions`, chatBody({ x_sim: { latencyMs } }), { 'x-priority': priority }).then((res) => {
-        assert.equal(res.status, 200, res.text);
-        finished.push(name);
-      });
+    const send = finishOrderSender(gateway.url, finished);
     const blocker = send('blocker', 'normal', 1500);
     await waitFor('the blocker to run', () => simulator.stats.running === 1);
     // Queue them one at a time so their arrival order is known (FIFO within a priority is asserted too).

@@ -98,3 +98,15 @@ export function expectErrorShape(json: any): { message: string; type: string; co
   }
   return e;
 }
+
+/**
+ * A sender of chat completions at a given priority that records, in `finished`, the name of each request
+ * as its 200 arrives: for asserting the order in which the queue served them.
+ */
+export function finishOrderSender(baseUrl: string, finished: string[]) {
+  return (name: string, priority: string, latencyMs: number) =>
+    postJson(`${baseUrl}/v1/chat/completions`, chatBody({ x_sim: { latencyMs } }), { 'x-priority': priority }).then((res) => {
+      if (res.status !== 200) throw new Error(`${name}: ${res.status} ${res.text}`);
+      finished.push(name);
+    });
+}
