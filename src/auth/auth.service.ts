@@ -18,6 +18,9 @@ export const DEFAULT_KEY_QUEUE_SHARE = 0.8;
 
 @Injectable()
 export class AuthService implements OnModuleInit {
+  /** Whether several client keys share the gateway (the key set is fixed at start-up). */
+  private severalKeys?: boolean;
+
   private readonly logger = new Logger(AuthService.name);
   private readonly ring: ApiKeyRing;
 
@@ -53,7 +56,8 @@ export class AuthService implements OnModuleInit {
    */
   queueShareOf(client: ClientIdentity): number | undefined {
     if (client.maxQueueShare !== undefined) return client.maxQueueShare;
-    return this.ring.identities().length > 1 ? DEFAULT_KEY_QUEUE_SHARE : undefined;
+    this.severalKeys ??= this.ring.identities().length > 1;
+    return this.severalKeys ? DEFAULT_KEY_QUEUE_SHARE : undefined;
   }
 
   /**
