@@ -1,5 +1,5 @@
 import Redis from 'ioredis';
-import { UpstreamSimulator } from '../src/upstream/simulator/simulator';
+import { UpstreamSimulator } from '../src/simulator/simulator';
 import type { GatewayProcess } from '../test/support/gateway-process';
 import { startRedis, type TestRedis } from '../test/support/redis-server';
 import { startBenchGateway } from './bench-gateway';

@@ -1,4 +1,4 @@
-import { UpstreamSimulator } from '../src/upstream/simulator/simulator';
+import { UpstreamSimulator } from '../src/simulator/simulator';
 import type { GatewayProcess } from '../test/support/gateway-process';
 import { startRedis, type TestRedis } from '../test/support/redis-server';
 import { startBenchGateway } from './bench-gateway';

@@ -1,4 +1,4 @@
-import { UpstreamSimulator } from '../src/upstream/simulator/simulator';
+import { UpstreamSimulator } from '../src/simulator/simulator';
 import { startRedis } from '../test/support/redis-server';
 import { wrk } from './load-tools';
 import { startBenchGateway } from './bench-gateway';

@@ -1,7 +1,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { UpstreamSimulator } from '../src/upstream/simulator/simulator';
+import { UpstreamSimulator } from '../src/simulator/simulator';
 import { startRedis } from '../test/support/redis-server';
 import { ClientRequest, Outcome, percentile, runClosedLoop, sendSequentially, statusMix } from './support/closed-loop';
 import { startGatewayBuild } from './support/gateway-build';

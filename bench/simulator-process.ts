@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { resolve } from 'node:path';
 import { freePort } from '../test/support/redis-server';
 
-const SIMULATOR_MAIN = resolve(__dirname, '../src/upstream/simulator/simulator.main.js');
+const SIMULATOR_MAIN = resolve(__dirname, '../src/simulator/simulator.main.js');
 
 /** The built-in simulator as a process of its own (`simulator.main.js`), so it has a core to itself. */
 export interface SimulatorProcess {

@@ -10,6 +10,7 @@ import { ApiKeyGuard } from './auth/api-key.guard';
 import { AuthModule } from './auth/auth.module';
 import { RateLimitGuard } from './auth/rate-limit.guard';
 import { ChatModule } from './chat/chat.module';
+import { ClusterModule } from './cluster/cluster.module';
 import { CommonModule } from './common/common.module';
 import { OpenAIExceptionFilter } from './common/openai-exception.filter';
 import { RequestContextGuard } from './common/request-context.guard';
@@ -39,6 +40,7 @@ export class AppModule {
         { module: RuntimeHolder, global: true, providers: [{ provide: RUNTIME, useValue: runtime }], exports: [RUNTIME] },
         CommonModule,
         RedisModule,
+        ClusterModule,
         ScheduleModule.forRoot(),
         BullModule.forRootAsync({
           inject: [RedisService],

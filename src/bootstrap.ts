@@ -6,7 +6,7 @@ import { EmbeddedRedis } from './redis/embedded-redis';
 import { describeTarget, RedisTarget } from './redis/redis-target';
 import { waitForRedis } from './redis/wait-for-redis';
 import type { Runtime } from './runtime';
-import { UpstreamSimulator } from './upstream/simulator/simulator';
+import { UpstreamSimulator } from './simulator/simulator';
 
 /** What the process started around Nest, and how to stop it once Nest has closed. */
 export interface PreparedRuntime {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { UpstreamSimulator } from '../src/upstream/simulator/simulator';
+import { UpstreamSimulator } from '../src/simulator/simulator';
 import { GatewayProcess } from './support/gateway-process';
 import { chatBody, expectErrorShape, postJson, request } from './support/http';
 import { Stack, startStack } from './support/stack';

@@ -5,7 +5,7 @@ import { ChatOpenAI, OpenAIEmbeddings } from '@langchain/openai';
 import { generateText, streamText, tool } from 'ai';
 import OpenAI from 'openai';
 import { z } from 'zod';
-import { embeddingVector } from '../src/upstream/simulator/simulator.responses';
+import { embeddingVector } from '../src/simulator/simulator.responses';
 import { words } from './support/http';
 import { GatewayStack, startStack } from './support/stack';
 

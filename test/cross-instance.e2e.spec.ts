@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { after, afterEach, before, describe, it } from 'node:test';
 import Redis from 'ioredis';
-import { UpstreamSimulator } from '../src/upstream/simulator/simulator';
+import { UpstreamSimulator } from '../src/simulator/simulator';
 import { chatBody, getJson, parseSse, postJson, send } from './support/http';
 import { Stack, startStack } from './support/stack';
 import { waitFor } from './support/wait';

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, afterEach, before, describe, it } from 'node:test';
 import Redis from 'ioredis';
 import { keyDigest } from '../src/config/api-keys-file';
-import { UpstreamSimulator } from '../src/upstream/simulator/simulator';
+import { UpstreamSimulator } from '../src/simulator/simulator';
 import { chatBody, postJson } from './support/http';
 import { GatewayStack, Stack, startStack, TempFile, writeUpstreamsFile } from './support/stack';
 import { waitFor } from './support/wait';

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import type { Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
-import { UpstreamSimulator } from '../src/upstream/simulator/simulator';
+import { UpstreamSimulator } from '../src/simulator/simulator';
 import { GatewayProcess } from './support/gateway-process';
 import { chatBody, expectErrorShape, postJson } from './support/http';
 import { exchange, rawRequest, sendRaw } from './support/raw-http';

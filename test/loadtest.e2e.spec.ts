@@ -30,6 +30,15 @@ function field(report: string, concurrency: number, label: string): string {
   return line.slice(label.length + 4);
 }
 
+describe('npm run loadtest -- --help', () => {
+  it('prints the usage on stdout and exits 0', async () => {
+    const run = await runLoadTest(['--help']);
+    assert.equal(run.code, 0, run.stderr);
+    assert.match(run.stdout, /--url/);
+    assert.match(run.stdout, /--concurrency/);
+  });
+});
+
 describe('npm run loadtest against a gateway on the simulator', () => {
   let stack: GatewayStack;
   let dir: string;

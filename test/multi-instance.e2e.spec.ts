@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, afterEach, before, describe, it } from 'node:test';
-import { UpstreamSimulator } from '../src/upstream/simulator/simulator';
+import { UpstreamSimulator } from '../src/simulator/simulator';
 import { chatBody, getJson, postJson, postSse, words } from './support/http';
 import { Stack, startStack } from './support/stack';
 import { waitFor } from './support/wait';

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import OpenAI from 'openai';
-import { UpstreamSimulator } from '../src/upstream/simulator/simulator';
+import { UpstreamSimulator } from '../src/simulator/simulator';
 import { GatewayProcess } from './support/gateway-process';
 import { words } from './support/http';
 import { GatewayStack, startStack } from './support/stack';

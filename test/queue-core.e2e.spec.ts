@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, afterEach, before, describe, it } from 'node:test';
 import Redis from 'ioredis';
-import { UpstreamSimulator } from '../src/upstream/simulator/simulator';
+import { UpstreamSimulator } from '../src/simulator/simulator';
 import { GatewayProcess } from './support/gateway-process';
 import { chatBody, finishOrderSender, getJson, postJson } from './support/http';
 import { Stack, startStack } from './support/stack';

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import { UpstreamSimulator } from '../src/upstream/simulator/simulator';
+import { UpstreamSimulator } from '../src/simulator/simulator';
 import { GatewayProcess } from './support/gateway-process';
 import { chatBody, expectErrorShape, postJson, postSse } from './support/http';
 import { GatewayStack, startStack } from './support/stack';

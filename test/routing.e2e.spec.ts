@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { UpstreamSimulator } from '../src/upstream/simulator/simulator';
+import { UpstreamSimulator } from '../src/simulator/simulator';
 import { chatBody, getJson, postJson } from './support/http';
 import { GatewayStack, Stack, startStack } from './support/stack';
 

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
-import { UpstreamSimulator } from '../src/upstream/simulator/simulator';
+import { UpstreamSimulator } from '../src/simulator/simulator';
 import { GatewayProcess, startGateway } from './support/gateway-process';
 import { chatBody, getJson, JsonResponse, postJson } from './support/http';
 import { SentinelGroup, startSentinelGroup } from './support/sentinel';

@@ -4,7 +4,7 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { UpstreamSimulator } from '../src/upstream/simulator/simulator';
+import { UpstreamSimulator } from '../src/simulator/simulator';
 import { embeddedRedisPid, GatewayProcess, processGone, startGateway } from './support/gateway-process';
 import { chatBody, expectErrorShape, getJson, parseSse, postJson, send, words } from './support/http';
 import { Stack, startStack } from './support/stack';

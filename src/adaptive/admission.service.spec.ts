@@ -9,7 +9,7 @@ import type { QueueFigures, QueueSnapshot } from '../queue/queue-figures.service
 import type { UpstreamRegistry } from '../upstream/upstream-registry';
 import type { AdaptiveService } from './adaptive.service';
 import { AdmissionRequest, AdmissionService, RejectionReason } from './admission.service';
-import type { Priority } from './graduated-rejection';
+import type { Priority } from '../common/priority';
 import type { ServiceTimes } from './service-times.service';
 import { strategyEffects } from './strategy-effects';
 import type { Strategy } from './health-score';

@@ -9,10 +9,11 @@ import { UpstreamDispatcher } from '../dispatch/upstream-dispatcher';
 import { QueueFigures } from '../queue/queue-figures.service';
 import { UpstreamRegistry } from '../upstream/upstream-registry';
 import { AdaptiveService } from './adaptive.service';
-import { Priority, shouldShed } from './graduated-rejection';
+import { shouldShed } from './graduated-rejection';
+import { Priority } from '../common/priority';
 import type { RequestSize } from './service-time-model';
 import { ServiceTimes } from './service-times.service';
-import { drainTimeSeconds } from './wait-estimator';
+import { drainTimeSeconds } from '../queue/wait-estimator';
 
 const REFUSAL_SUMMARY_MS = 10_000;
 

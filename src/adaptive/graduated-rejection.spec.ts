@@ -1,7 +1,8 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { SeededRandomSource } from '../common/random';
-import { PRIORITIES, Priority, rejectionProbability, shouldShed } from './graduated-rejection';
+import { rejectionProbability, shouldShed } from './graduated-rejection';
+import { PRIORITIES, Priority } from '../common/priority';
 
 function near(actual: number, expected: number): void {
   assert.ok(Math.abs(actual - expected) < 1e-9, `expected ${expected}, got ${actual}`);

@@ -1,10 +1,5 @@
+import type { Priority } from '../common/priority';
 import { RandomSource } from '../common/random';
-
-/** Request priority, from the `X-Priority` header. `low` is shed first, `high` only at full capacity. */
-export type Priority = 'high' | 'normal' | 'low';
-
-/** Every priority, best first. */
-export const PRIORITIES: readonly Priority[] = ['high', 'normal', 'low'];
 
 /**
  * Probability in [0,1] of refusing a request of `priority` when a resource is `fill` (0..1+) used,

@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { PRIORITIES } from './graduated-rejection';
+import { PRIORITIES } from '../common/priority';
 import { capMaxTokens, strategyEffects } from './strategy-effects';
 
 describe('strategyEffects', () => {

@@ -1,4 +1,4 @@
-import { Priority } from './graduated-rejection';
+import { Priority } from '../common/priority';
 import { Strategy } from './health-score';
 
 /** What a strategy does to requests. */

@@ -3,7 +3,7 @@ import { createServer } from 'node:http';
 import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import { describe, it } from 'node:test';
 import { FakeClock } from '../common/clock';
-import { UpstreamSimulator } from '../upstream/simulator/simulator';
+import { UpstreamSimulator } from '../simulator/simulator';
 import { UpstreamRegistry } from '../upstream/upstream-registry';
 import type { AdaptiveService, UpstreamLoad } from './adaptive.service';
 import { UpstreamLoadPoller } from './upstream-load.poller';

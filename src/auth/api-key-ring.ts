@@ -1,5 +1,5 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
-import type { Priority } from '../adaptive/graduated-rejection';
+import type { Priority } from '../common/priority';
 import type { ClientIdentity } from '../common/request-context';
 import type { ClientKeyDefinition } from '../config/api-keys-file';
 

@@ -1,5 +1,5 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import type { Priority } from '../adaptive/graduated-rejection';
+import type { Priority } from './priority';
 import { CancelledError, InvalidRequestError, RequestTimeoutError } from './errors';
 
 /** Who is calling, as the auth guard resolved it. */

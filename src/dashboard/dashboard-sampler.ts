@@ -1,4 +1,4 @@
-import type { Priority } from '../adaptive/graduated-rejection';
+import type { Priority } from '../common/priority';
 import type { Strategy } from '../adaptive/health-score';
 import type { BreakerState } from '../breaker/circuit-breaker';
 import type { UpstreamOutcome } from '../upstream/upstream-outcomes';

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { LoadTestUsageError, parseDuration, parseLoadTestArgs } from './loadtest-options';
+import { LoadTestUsageError, parseDuration, parseLoadTestArgs, wantsHelp } from './loadtest-options';
 
 test('parseLoadTestArgs maps the issue command line to options', () => {
   const options = parseLoadTestArgs([
@@ -50,4 +50,11 @@ test('parseDuration reads ms, s, m and bare seconds', () => {
   assert.equal(parseDuration('d', '10'), 10_000);
   assert.throws(() => parseDuration('d', '0s'), LoadTestUsageError);
   assert.throws(() => parseDuration('d', '-3s'), LoadTestUsageError);
+});
+
+test('wantsHelp finds --help or -h anywhere on the command line, and nothing else', () => {
+  assert.equal(wantsHelp(['--help']), true);
+  assert.equal(wantsHelp(['--url', 'http://x/v1', '-h']), true);
+  assert.equal(wantsHelp(['--url', 'http://x/v1', '--model', 'm']), false);
+  assert.equal(wantsHelp(['--prompt', 'help']), false);
 });

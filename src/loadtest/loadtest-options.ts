@@ -51,6 +51,11 @@ function positiveInt(name: string, raw: string, max = 100_000): number {
   return value;
 }
 
+/** Whether the command line asks for the usage text (`--help` or `-h`, anywhere). */
+export function wantsHelp(argv: string[]): boolean {
+  return argv.includes('--help') || argv.includes('-h');
+}
+
 /** Parses the tool's arguments (without node and the script); throws {@link LoadTestUsageError}. */
 export function parseLoadTestArgs(argv: string[]): LoadTestOptions {
   let values;

@@ -1,7 +1,7 @@
 import { writeFileSync } from 'node:fs';
 import { runStage } from './load-runner';
 import { loadTestReport } from './loadtest-report';
-import { LOADTEST_USAGE, LoadTestUsageError, parseLoadTestArgs } from './loadtest-options';
+import { LOADTEST_USAGE, LoadTestUsageError, parseLoadTestArgs, wantsHelp } from './loadtest-options';
 import type { StageResult } from './stage-recorder';
 import { progressLine, stageSummary } from './stage-summary';
 
@@ -10,6 +10,10 @@ import { progressLine, stageSummary } from './stage-summary';
  * stderr, each stage's figures on stdout, and the Markdown report with `--report`.
  */
 async function main(argv: string[]): Promise<number> {
+  if (wantsHelp(argv)) {
+    process.stdout.write(`${LOADTEST_USAGE}\n`);
+    return 0;
+  }
   let options;
   try {
     options = parseLoadTestArgs(argv);

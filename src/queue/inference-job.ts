@@ -1,4 +1,4 @@
-import type { Priority } from '../adaptive/graduated-rejection';
+import type { Priority } from '../common/priority';
 import type { InferencePath } from '../upstream/upstream.types';
 
 export const INFERENCE_QUEUE = 'inference';

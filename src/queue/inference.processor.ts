@@ -9,7 +9,8 @@ import { ShutdownService } from '../common/shutdown.service';
 import { queueConfig } from '../config/sections';
 import { UpstreamDispatcher } from '../dispatch/upstream-dispatcher';
 import { RedisService } from '../redis/redis.service';
-import { DeliveryService } from './delivery.service';
+import { CancellationService } from '../cancellation/cancellation.service';
+import { DeliveryService } from '../delivery/delivery.service';
 import { fairTagOf, INFERENCE_QUEUE, InferenceJobData, InferenceJobResult } from './inference-job';
 import { QueueFigures } from './queue-figures.service';
 import { SlotService, SlotTaker } from './slot.service';
@@ -25,7 +26,6 @@ const HAND_BACK_MS = 5000;
 interface RunningJob {
   job: Job<InferenceJobData, InferenceJobResult>;
   token: string;
-  controller: AbortController;
   settled: Promise<void>;
 }
 
@@ -48,6 +48,7 @@ export class InferenceProcessor implements OnApplicationBootstrap, OnApplication
   constructor(
     private readonly dispatcher: UpstreamDispatcher,
     private readonly delivery: DeliveryService,
+    private readonly cancellation: CancellationService,
     private readonly figures: QueueFigures,
     private readonly slots: SlotService,
     private readonly clock: Clock,
@@ -134,10 +135,9 @@ export class InferenceProcessor implements OnApplicationBootstrap, OnApplication
       return false;
     }
     const done = this.shutdown.trackWork();
-    const controller = new AbortController();
-    const entry = { job, token, controller } as RunningJob;
+    const entry = { job, token } as RunningJob;
     this.running.set(String(job.id), entry);
-    entry.settled = this.run(job, token, controller, lease).finally(() => {
+    entry.settled = this.run(job, token, lease).finally(() => {
       this.running.delete(String(job.id));
       done();
       void this.slots.release(lease);
@@ -159,7 +159,7 @@ export class InferenceProcessor implements OnApplicationBootstrap, OnApplication
   /** Grace period over: stop what still runs and hand async jobs back to the queue for another instance. */
   private async handBack(): Promise<void> {
     const entries = [...this.running.values()];
-    for (const entry of entries) entry.controller.abort(new CancelledError('shutdown'));
+    this.cancellation.abortAll(new CancelledError('shutdown'));
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([
       Promise.allSettled(entries.map((e) => e.settled)),
@@ -168,9 +168,9 @@ export class InferenceProcessor implements OnApplicationBootstrap, OnApplication
     clearTimeout(timer);
   }
 
-  private async run(job: Job<InferenceJobData, InferenceJobResult>, token: string, controller: AbortController, lease: string): Promise<void> {
+  private async run(job: Job<InferenceJobData, InferenceJobResult>, token: string, lease: string): Promise<void> {
     try {
-      const result = await this.process(job, controller, lease);
+      const result = await this.process(job, lease);
       if (result === 'hand_back') {
         await job.moveToWait(token);
         this.logger.log({ jobId: job.id }, 'job handed back to the queue at shutdown');
@@ -191,7 +191,7 @@ export class InferenceProcessor implements OnApplicationBootstrap, OnApplication
   }
 
   /** Runs one job to its result; throws AsyncJobFailure for an async job that failed for good. */
-  async process(job: Job<InferenceJobData>, controller: AbortController, lease: string): Promise<InferenceJobResult | 'hand_back' | 'key_at_cap'> {
+  async process(job: Job<InferenceJobData>, lease: string): Promise<InferenceJobResult | 'hand_back' | 'key_at_cap'> {
     const data = job.data;
     const jobId = String(job.id);
     const { committed, originAlive, keyAtCap } = await this.slots.bind(jobId, data.priority, fairTagOf(job.priority), data.mode === 'sync' ? data.origin : undefined, lease, {
@@ -221,9 +221,9 @@ export class InferenceProcessor implements OnApplicationBootstrap, OnApplication
       return { outcome: 'expired', queueWaitMs };
     }
     const timeoutMs = data.deadlineAt - data.enqueuedAt;
+    const controller = this.cancellation.open(jobId);
     const timer = setTimeout(() => controller.abort(new RequestTimeoutError(timeoutMs)), data.deadlineAt - startedAt);
     const untrackRunning = this.figures.trackRunning(data.expectedServiceMs);
-    const untrack = this.delivery.track(jobId, controller);
     let attempts = 0;
     // Only completed work says how long a job holds its slot; failures and cut-offs would skew the estimate.
     let served = false;
@@ -261,7 +261,7 @@ export class InferenceProcessor implements OnApplicationBootstrap, OnApplication
       throw new AsyncJobFailure(JSON.stringify({ ...toErrorResponse(reason), attempts }));
     } finally {
       clearTimeout(timer);
-      untrack();
+      controller.close();
       untrackRunning();
       this.figures.jobFinished(served ? this.clock.now() - startedAt : undefined);
     }

@@ -5,7 +5,7 @@ import type { Job, Queue } from 'bullmq';
 import { JobNotCancellableError, NotFoundError } from '../common/errors';
 import { queueConfig } from '../config/sections';
 import { RedisService } from '../redis/redis.service';
-import { DeliveryService } from './delivery.service';
+import { CancellationService } from '../cancellation/cancellation.service';
 import { INFERENCE_QUEUE, InferenceJobData, InferenceJobResult } from './inference-job';
 import { QueueFigures } from './queue-figures.service';
 import { SlotService } from './slot.service';
@@ -42,7 +42,7 @@ export class JobsService {
   constructor(
     @InjectQueue(INFERENCE_QUEUE) private readonly queue: Queue<InferenceJobData, InferenceJobResult>,
     @Inject(queueConfig.KEY) private readonly config: ConfigType<typeof queueConfig>,
-    private readonly delivery: DeliveryService,
+    private readonly cancellation: CancellationService,
     private readonly figures: QueueFigures,
     private readonly redis: RedisService,
     private readonly slots: SlotService,
@@ -87,7 +87,7 @@ export class JobsService {
       }
       // Became active meanwhile: cancel it where it runs.
     }
-    await this.delivery.cancel(id);
+    await this.cancellation.cancel(id);
     return { ...current, status: 'cancelling', position: null };
   }
 
@@ -112,7 +112,7 @@ export class JobsService {
       error: null,
     };
     if (state === 'active') {
-      const cancelling = await this.delivery.cancelRequested(String(job.id)).catch(() => false);
+      const cancelling = await this.cancellation.cancelRequested(String(job.id)).catch(() => false);
       return { ...base, status: cancelling ? 'cancelling' : 'active' };
     }
     if (state === 'failed') {

@@ -1,7 +1,7 @@
 import { Inject, Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
 import type { ConfigType } from '@nestjs/config';
-import type { Priority } from '../adaptive/graduated-rejection';
-import { ServiceTimeEstimator } from '../adaptive/wait-estimator';
+import type { Priority } from '../common/priority';
+import { ServiceTimeEstimator } from './wait-estimator';
 import { Clock } from '../common/clock';
 import { Listeners } from '../common/listeners';
 import { queueConfig } from '../config/sections';

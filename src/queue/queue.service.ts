@@ -3,7 +3,7 @@ import { Inject, Injectable, Logger, OnApplicationBootstrap } from '@nestjs/comm
 import type { ConfigType } from '@nestjs/config';
 import type { Job, Queue } from 'bullmq';
 import { createHash, randomUUID } from 'node:crypto';
-import type { Priority } from '../adaptive/graduated-rejection';
+import type { Priority } from '../common/priority';
 import { Clock } from '../common/clock';
 import { KeyQueueShareExceededError, LoadShedError, QueueFullError } from '../common/errors';
 import { withDeadline } from '../common/deadline';
@@ -12,13 +12,14 @@ import { queueConfig } from '../config/sections';
 import { UpstreamDispatcher } from '../dispatch/upstream-dispatcher';
 import { RedisService } from '../redis/redis.service';
 import type { InferencePayload } from '../upstream/upstream.types';
-import { DeliveredAnswer, DeliveryService } from './delivery.service';
+import { DeliveredAnswer, DeliveryService } from '../delivery/delivery.service';
 import { bullPriority, INFERENCE_QUEUE, InferenceJobData, InferenceJobResult } from './inference-job';
 import { QueueFigures } from './queue-figures.service';
 import { QueuedJobWait, QueueStatus } from './queued-wait';
+import { CancellationService } from '../cancellation/cancellation.service';
 import { SlotService } from './slot.service';
 import { TracingService } from '../tracing/tracing.service';
-import { drainTimeSeconds } from '../adaptive/wait-estimator';
+import { drainTimeSeconds } from './wait-estimator';
 
 /** Longest wait for Redis to admit a request. */
 const ADMIT_TIMEOUT_MS = 2000;
@@ -79,6 +80,7 @@ export class QueueService implements OnApplicationBootstrap {
     @InjectQueue(INFERENCE_QUEUE) private readonly queue: Queue<InferenceJobData, InferenceJobResult>,
     @Inject(queueConfig.KEY) private readonly config: ConfigType<typeof queueConfig>,
     private readonly delivery: DeliveryService,
+    private readonly cancellation: CancellationService,
     private readonly figures: QueueFigures,
     private readonly slots: SlotService,
     private readonly dispatcher: UpstreamDispatcher,
@@ -87,7 +89,7 @@ export class QueueService implements OnApplicationBootstrap {
     private readonly clock: Clock,
     private readonly tracing: TracingService,
   ) {
-    this.waiting = new QueuedJobWait(queue, delivery, slots, figures, redis, clock, config);
+    this.waiting = new QueuedJobWait(queue, cancellation, slots, figures, redis, clock, config);
   }
 
   async onApplicationBootstrap(): Promise<void> {
@@ -118,7 +120,7 @@ export class QueueService implements OnApplicationBootstrap {
       const release = () => {
         // The handler leaves before the whole answer arrived (a client gone mid-stream): stop the work
         // wherever it runs, so the upstream call and its slot end now rather than with the stream.
-        if (!pending.complete()) void this.delivery.cancel(id).catch(() => undefined);
+        if (!pending.complete()) void this.cancellation.cancel(id).catch(() => undefined);
         pending.dispose();
       };
       return { answer, queueWaitMs: Math.max(0, startedAt - enqueuedAt), release };

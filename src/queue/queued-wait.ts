@@ -5,7 +5,8 @@ import { DeadlineExceededError, withDeadline } from '../common/deadline';
 import { QueueTimeoutError, RequestTimeoutError, UpstreamError } from '../common/errors';
 import type { queueConfig } from '../config/sections';
 import type { RedisService } from '../redis/redis.service';
-import type { DeliveredAnswer, DeliveryService, PendingDelivery } from './delivery.service';
+import type { CancellationService } from '../cancellation/cancellation.service';
+import type { DeliveredAnswer, PendingDelivery } from '../delivery/delivery.service';
 import type { InferenceJobData, InferenceJobResult } from './inference-job';
 import type { QueueFigures } from './queue-figures.service';
 import type { SlotService } from './slot.service';
@@ -33,7 +34,7 @@ export interface QueueStatus {
 export class QueuedJobWait {
   constructor(
     private readonly queue: Queue<InferenceJobData, InferenceJobResult>,
-    private readonly delivery: DeliveryService,
+    private readonly cancellation: CancellationService,
     private readonly slots: SlotService,
     private readonly figures: QueueFigures,
     private readonly redis: RedisService,
@@ -115,7 +116,7 @@ export class QueuedJobWait {
       return reason instanceof RequestTimeoutError ? new QueueTimeoutError(this.clock.now() - enqueuedAt) : reason;
     }
     if (!(reason instanceof RequestTimeoutError)) {
-      await this.delivery.cancel(jobId).catch(() => undefined);
+      await this.cancellation.cancel(jobId).catch(() => undefined);
       return reason;
     }
     // The worker's own timer fires at the same deadline and says whether the upstream was ever called
@@ -125,7 +126,7 @@ export class QueuedJobWait {
       (error: unknown) => (error instanceof DeadlineExceededError ? undefined : error),
     );
     if (verdict !== undefined) return verdict;
-    await this.delivery.cancel(jobId).catch(() => undefined);
+    await this.cancellation.cancel(jobId).catch(() => undefined);
     return reason;
   }
 }

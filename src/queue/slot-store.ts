@@ -1,5 +1,5 @@
 import type Redis from 'ioredis';
-import type { Priority } from '../adaptive/graduated-rejection';
+import type { Priority } from '../common/priority';
 import { ADMIT, BIND, CLAIM, COMMIT, FIGURES, FORGET, RELEASE, RENEW } from './slot-scripts';
 import { BAND } from './inference-job';
 

@@ -4,11 +4,11 @@ import type { ConfigType } from '@nestjs/config';
 import type { Queue } from 'bullmq';
 import type Redis from 'ioredis';
 import { randomUUID } from 'node:crypto';
-import type { Priority } from '../adaptive/graduated-rejection';
+import type { Priority } from '../common/priority';
 import { queueConfig } from '../config/sections';
 import { RedisService } from '../redis/redis.service';
 import { INFERENCE_QUEUE } from './inference-job';
-import { InstanceIdentity } from './instance-identity';
+import { ClusterIdentity } from '../cluster/cluster-identity';
 import { AdmitResult, QueueClient, SlotFigures, SlotStore } from './slot-store';
 
 /** Whoever runs queued work on this instance. */
@@ -48,7 +48,7 @@ export class SlotService implements OnApplicationBootstrap, OnApplicationShutdow
     @InjectQueue(INFERENCE_QUEUE) queue: Queue,
     @Inject(queueConfig.KEY) private readonly config: ConfigType<typeof queueConfig>,
     private readonly redis: RedisService,
-    private readonly identity: InstanceIdentity,
+    private readonly identity: ClusterIdentity,
   ) {
     const keys = queue.keys;
     this.store = new SlotStore(redis.client, {

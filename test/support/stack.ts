@@ -1,7 +1,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { SimulatorOptions, UpstreamSimulator } from '../../src/upstream/simulator/simulator';
+import { SimulatorOptions, UpstreamSimulator } from '../../src/simulator/simulator';
 import { GatewayProcess, startGateway } from './gateway-process';
 import { startRedis, TestRedis } from './redis-server';
 

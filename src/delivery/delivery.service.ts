@@ -1,11 +1,12 @@
 import { Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
 import type Redis from 'ioredis';
+import { CancellationService } from '../cancellation/cancellation.service';
+import { ClusterIdentity } from '../cluster/cluster-identity';
 import { toErrorResponse } from '../common/error-response';
-import { CancelledError, RemoteError, UpstreamError } from '../common/errors';
+import { RemoteError, UpstreamError } from '../common/errors';
 import { RedisService } from '../redis/redis.service';
 import type { ServedAnswer } from '../upstream/upstream.types';
 import { AsyncChannel } from './async-channel';
-import { InstanceIdentity } from './instance-identity';
 import { StreamBatcher } from './stream-batcher';
 
 /** An answer as the waiting HTTP handler receives it, wherever the job ran. */
@@ -38,11 +39,6 @@ interface Waiter {
 
 const INBOX_PREFIX = 'bulwark:inbox:';
 const INBOX_TTL_SECONDS = 3600;
-const CANCEL_CHANNEL = 'bulwark:jobs:cancel';
-const CANCEL_KEY_PREFIX = 'bulwark:jobs:cancel:';
-const CANCEL_KEY_TTL_MS = 3600_000;
-/** Cancels are also read from their keys this often, so one lost while a subscriber reconnects still lands. */
-const CANCEL_POLL_MS = 150;
 /** Most chunks a handler buffers for a stream relayed from another instance before it gives up on it. */
 const RELAY_BUFFER_CHUNKS = 2000;
 
@@ -50,23 +46,20 @@ const RELAY_BUFFER_CHUNKS = 2000;
  * Carries answers from the worker that ran a queued job to the HTTP handler that waits for it: in memory
  * when both are in this process, else through the handler instance's Redis Stream inbox (one blocking
  * reader per instance, not per request; stream chunks batched per round trip; the reader trims only what
- * it has read). Also carries cancellations to whichever instance runs a job: a key per cancelled job that
- * every worker polls while it runs jobs, plus pub/sub to make it immediate.
+ * it has read).
  */
 @Injectable()
 export class DeliveryService implements OnApplicationBootstrap, OnApplicationShutdown {
   private readonly logger = new Logger(DeliveryService.name);
   private readonly waiters = new Map<string, Waiter>();
-  private readonly running = new Map<string, AbortController>();
   private reader?: Redis;
-  private subscriber?: Redis;
   private stopped = false;
   private readerLoop?: Promise<void>;
-  private cancelPoll?: NodeJS.Timeout;
 
   constructor(
     private readonly redis: RedisService,
-    private readonly identity: InstanceIdentity,
+    private readonly identity: ClusterIdentity,
+    private readonly cancellation: CancellationService,
   ) {}
 
   get instanceId(): string {
@@ -77,19 +70,13 @@ export class DeliveryService implements OnApplicationBootstrap, OnApplicationShu
     return INBOX_PREFIX + this.identity.id;
   }
 
-  async onApplicationBootstrap(): Promise<void> {
+  onApplicationBootstrap(): void {
     this.reader = this.redis.bullConnection('delivery-inbox');
-    this.subscriber = this.redis.create('jobs-cancel', { enableOfflineQueue: true, maxRetriesPerRequest: null });
-    this.subscriber.on('message', (_channel: string, jobId: string) => this.running.get(jobId)?.abort(new CancelledError('job_cancel')));
-    await this.subscriber.subscribe(CANCEL_CHANNEL).catch((error: Error) => this.logger.warn(`cancel subscribe failed: ${error.message}`));
-    this.cancelPoll = setInterval(() => void this.pollCancels(), CANCEL_POLL_MS);
-    this.cancelPoll.unref();
     this.readerLoop = this.readInbox();
   }
 
   async onApplicationShutdown(): Promise<void> {
     this.stopped = true;
-    clearInterval(this.cancelPoll);
     this.reader?.disconnect();
     await this.readerLoop?.catch(() => undefined);
     for (const waiter of this.waiters.values()) waiter.reject(new Error('shutting down'));
@@ -193,39 +180,6 @@ export class DeliveryService implements OnApplicationBootstrap, OnApplicationShu
     });
   }
 
-  // ---- cancellation -------------------------------------------------------------------------
-
-  /** A worker here runs `jobId` under `controller`; a cancel from any instance aborts it. */
-  track(jobId: string, controller: AbortController): () => void {
-    this.running.set(jobId, controller);
-    return () => this.running.delete(jobId);
-  }
-
-  /** Whether a cancel was asked for `jobId` (from any instance). */
-  async cancelRequested(jobId: string): Promise<boolean> {
-    return (await this.redis.client.exists(CANCEL_KEY_PREFIX + jobId)) === 1;
-  }
-
-  /** Aborts a running job wherever it runs: a key that every worker polls, and a message to be quick. */
-  async cancel(jobId: string): Promise<void> {
-    this.running.get(jobId)?.abort(new CancelledError('job_cancel'));
-    await this.redis.client.set(CANCEL_KEY_PREFIX + jobId, '1', 'PX', CANCEL_KEY_TTL_MS);
-    await this.redis.client.publish(CANCEL_CHANNEL, jobId).catch(() => undefined);
-  }
-
-  private async pollCancels(): Promise<void> {
-    if (this.running.size === 0 || !this.redis.ready) return;
-    const ids = [...this.running.keys()];
-    try {
-      const marks = await this.redis.client.mget(ids.map((id) => CANCEL_KEY_PREFIX + id));
-      marks.forEach((mark, i) => {
-        if (mark !== null) this.running.get(ids[i])?.abort(new CancelledError('job_cancel'));
-      });
-    } catch {
-      // Redis is away: the next poll tries again.
-    }
-  }
-
   // ---- the inbox ----------------------------------------------------------------------------
 
   private async send(origin: string, jobId: string, type: string, payload: string): Promise<void> {
@@ -282,7 +236,7 @@ export class DeliveryService implements OnApplicationBootstrap, OnApplicationShu
         if (channel.buffered > RELAY_BUFFER_CHUNKS) {
           // The client reads slower than the upstream writes: end its stream rather than buffer without bound.
           channel.fail(new UpstreamError('The client read the stream too slowly; it was ended to keep the gateway\'s memory bounded'));
-          void this.cancel(jobId).catch(() => undefined);
+          void this.cancellation.cancel(jobId).catch(() => undefined);
         }
         break;
       }

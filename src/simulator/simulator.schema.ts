@@ -4,7 +4,7 @@
  * for the same request every time.
  */
 
-import { SeededRandomSource } from '../../common/random';
+import { SeededRandomSource } from '../common/random';
 
 type Schema = Record<string, unknown>;
 
