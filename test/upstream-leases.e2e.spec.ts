@@ -2,11 +2,10 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { Logger } from '@nestjs/common';
 import { SystemClock } from '../src/common/clock';
-import { RedisService } from '../src/redis/redis.service';
-import type { Runtime } from '../src/runtime';
 import { UpstreamLeases, UpstreamPermit } from '../src/upstream/upstream-leases.service';
 import { UpstreamRegistry } from '../src/upstream/upstream-registry';
 import type { UpstreamDefinition } from '../src/upstream/upstream.types';
+import { ClusterMember, clusterMember } from './support/cluster';
 import { startRedis, TestRedis } from './support/redis-server';
 import { waitFor } from './support/wait';
 
@@ -14,17 +13,17 @@ const CAPPED: UpstreamDefinition = { name: 'capped', baseUrl: 'http://127.0.0.1:
 
 describe('upstream leases on a real Redis: two instances share one cap; a dead instance frees it', () => {
   let redis: TestRedis;
-  const services: RedisService[] = [];
-  const connections = new Map<UpstreamLeases, RedisService>();
+  const members: ClusterMember[] = [];
+  const connections = new Map<UpstreamLeases, ClusterMember>();
 
-  /** One instance's lease keeper, as the gateway builds it. */
+  /** One instance's lease keeper, as the gateway builds it, on its own cluster member (one subscriber, one lease loop). */
   async function instance(): Promise<UpstreamLeases> {
-    const service = new RedisService({ redis: { kind: 'url', url: redis.url } } as unknown as Runtime);
-    services.push(service);
-    await service.onModuleInit();
-    const leases = new UpstreamLeases(service, new UpstreamRegistry({ upstreams: [CAPPED], fallbacks: {} }), { routing: 'least-loaded' }, new SystemClock());
+    const member = await clusterMember(redis.url);
+    members.push(member);
+    const registry = new UpstreamRegistry({ upstreams: [CAPPED], fallbacks: {} });
+    const leases = new UpstreamLeases(member.redis, registry, { routing: 'least-loaded' }, new SystemClock(), member.leases, member.signals);
     await leases.onApplicationBootstrap();
-    connections.set(leases, service);
+    connections.set(leases, member);
     return leases;
   }
 
@@ -34,7 +33,7 @@ describe('upstream leases on a real Redis: two instances share one cap; a dead i
   });
 
   after(async () => {
-    await Promise.all(services.map((s) => s.onApplicationShutdown()));
+    await Promise.all(members.map((m) => m.close()));
     await redis?.stop();
   });
 
@@ -67,7 +66,7 @@ describe('upstream leases on a real Redis: two instances share one cap; a dead i
     assert.ok(await holder.tryAcquire(CAPPED));
     assert.equal(await other.tryAcquire(CAPPED), undefined);
     // The holder vanishes from Redis: its leases are neither renewed nor released.
-    connections.get(holder)?.client.disconnect();
+    connections.get(holder)?.redis.client.disconnect();
     const permit = await waitFor('the dead instance\'s leases to lapse', () => other.tryAcquire(CAPPED), 10_000, 200);
     assert.ok(permit);
     permit.release();

@@ -1,6 +1,7 @@
 import { Injectable, Logger } from '@nestjs/common';
-import { randomUUID } from 'node:crypto';
 import type Redis from 'ioredis';
+import { ClusterIdentity } from '../cluster/cluster-identity';
+import { ClusterSignals } from '../cluster/cluster-signals.service';
 import { RedisService } from '../redis/redis.service';
 import { BreakerNotice, parseNotice, parseOpenEntry } from './breaker-notice';
 
@@ -12,6 +13,8 @@ const PROBE_PREFIX = 'bulwark:breaker:probe:';
 /** The single hash of earlier versions: written forever, never trimmed. Removed at start. */
 const LEGACY_STATE_HASH = 'bulwark:breaker:state';
 const SCAN_COUNT = 200;
+/** The open states are re-read this often (and after every reconnect of the subscriber), whatever was heard. */
+export const RESYNC_INTERVAL_MS = 5000;
 
 /**
  * Takes the probe permit unless another instance holds it; renews it when this instance already does
@@ -33,41 +36,49 @@ return 0`;
  * The breakers' shared state in Redis, which is the truth every instance re-reads: one key per open
  * breaker that expires when its open period ends (so nothing outlives its use, and a restart never
  * replays an outage that is over), a probe permit per half-open round, and a pub/sub channel for the
- * fast path. Pub/sub drops notices during a reconnect; {@link readOpen} after each reconnect, and
- * periodically, makes up for them.
+ * fast path. Pub/sub drops notices during a reconnect: the resync (a {@link readOpen}) is the cluster's
+ * poll behind the channel, run after each reconnect of the subscriber and every {@link RESYNC_INTERVAL_MS}.
  */
 @Injectable()
 export class BreakerStateStore {
   private readonly logger = new Logger(BreakerStateStore.name);
-  /** Id of this process in notices and permits. */
-  readonly instanceId = randomUUID();
-  private subscriber?: Redis;
   private readonly noticeListeners: ((notice: BreakerNotice) => void)[] = [];
-  private readonly resyncListeners: (() => void)[] = [];
+  private readonly resyncListeners: (() => Promise<void>)[] = [];
 
-  constructor(private readonly redis: RedisService) {}
+  constructor(
+    private readonly redis: RedisService,
+    private readonly identity: ClusterIdentity,
+    private readonly signals: ClusterSignals,
+  ) {}
+
+  /** Id of this process in notices and permits. */
+  get instanceId(): string {
+    return this.identity.id;
+  }
 
   /** Notices of other instances, parsed and validated. */
   onNotice(listener: (notice: BreakerNotice) => void): void {
     this.noticeListeners.push(listener);
   }
 
-  /** Called whenever the subscription (re)connects: notices may have been lost meanwhile. */
-  onResync(listener: () => void): void {
+  /**
+   * Re-reads the shared state (notices may have been lost): after each reconnect of the subscriber and
+   * every {@link RESYNC_INTERVAL_MS}. A rejection means Redis did not answer; it is tried again soon.
+   */
+  onResync(listener: () => Promise<void>): void {
     this.resyncListeners.push(listener);
   }
 
   async start(): Promise<void> {
-    const subscriber = this.redis.create('breaker-subscriber', { enableOfflineQueue: true, maxRetriesPerRequest: null });
-    this.subscriber = subscriber;
-    subscriber.on('message', (_channel: string, payload: string) => {
-      const notice = parseNotice(payload);
-      if (!notice || notice.origin === this.instanceId) return;
-      for (const listener of this.noticeListeners) listener(notice);
-    });
-    subscriber.on('ready', () => this.resyncListeners.forEach((listener) => listener()));
-    // Not awaited: with Redis away at start, the subscription waits for it, and the start must not.
-    void subscriber.subscribe(CHANNEL).catch((error: Error) => this.logger.warn(`breaker subscribe failed: ${error.message}`));
+    this.signals.subscribe(
+      CHANNEL,
+      (payload) => {
+        const notice = parseNotice(payload);
+        if (!notice || notice.origin === this.instanceId) return;
+        for (const listener of this.noticeListeners) listener(notice);
+      },
+      { everyMs: RESYNC_INTERVAL_MS, run: () => Promise.all(this.resyncListeners.map((listener) => listener())) },
+    );
     await this.redis.client.unlink(LEGACY_STATE_HASH).catch(() => undefined);
   }
 

@@ -1,5 +1,5 @@
 import { Listeners } from '../common/listeners';
-import { Inject, Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
+import { Inject, Injectable, Logger, OnApplicationBootstrap } from '@nestjs/common';
 import type { ConfigType } from '@nestjs/config';
 import { Clock } from '../common/clock';
 import { breakerConfig } from '../config/sections';
@@ -9,7 +9,6 @@ import { BreakerSnapshot, BreakerState, CircuitBreaker, GrantedPermit } from './
 import { ProbePermits } from './probe-permits';
 
 /** How often the shared state in Redis is re-read, besides after every reconnect of the subscription. */
-export const RESYNC_INTERVAL_MS = 5000;
 /** Longest a request waits for the answer to a probe-permit claim before it is refused as half-open. */
 const PERMIT_CLAIM_TIMEOUT_MS = 500;
 
@@ -56,7 +55,7 @@ export function breakerKey(upstream: string, model: string): string {
  * One circuit breaker per upstream + model, created on first use, acting as one across instances:
  * - an opening is written to Redis (a key that expires with the open period) and announced through
  *   pub/sub, so every instance refuses together within milliseconds; the hot path reads memory only;
- * - Redis is the truth: after each reconnect of the subscription and every {@link RESYNC_INTERVAL_MS}
+ * - Redis is the truth: after each reconnect of the subscription and every few seconds (`RESYNC_INTERVAL_MS`)
  *   the open states are re-read, adopting openings and dropping openings closed elsewhere;
  * - when the open period ends, an instance probes only while it holds the round's permit in Redis
  *   (taken atomically, with a TTL), so a recovering upstream sees one probe round, not one per instance;
@@ -70,7 +69,7 @@ export function breakerKey(upstream: string, model: string): string {
  * carry traffic, keep their own breakers; made-up names leave no trace once their window empties.
  */
 @Injectable()
-export class BreakerService implements OnApplicationBootstrap, OnApplicationShutdown {
+export class BreakerService implements OnApplicationBootstrap {
   private readonly logger = new Logger(BreakerService.name);
   private readonly breakers = new Map<string, CircuitBreaker>();
   /** Per open-ended upstream, the keys of the breakers its client-named models created. */
@@ -80,7 +79,6 @@ export class BreakerService implements OnApplicationBootstrap, OnApplicationShut
   private readonly permits: ProbePermits;
   /** Keys whose current opening Redis holds (written by this instance or read from there). */
   private readonly sharedOpen = new Set<string>();
-  private resyncTimer?: NodeJS.Timeout;
 
   constructor(
     @Inject(breakerConfig.KEY) private readonly config: ConfigType<typeof breakerConfig>,
@@ -92,16 +90,11 @@ export class BreakerService implements OnApplicationBootstrap, OnApplicationShut
 
   async onApplicationBootstrap(): Promise<void> {
     this.store.onNotice((notice) => this.applyNotice(notice));
-    // After a reconnect, pub/sub notices sent meanwhile are lost: re-read the shared state.
-    this.store.onResync(() => void this.resync());
+    // After a reconnect, pub/sub notices sent meanwhile are lost: the store re-reads the shared state then, and periodically.
+    this.store.onResync(() => this.resync());
     await this.store.start();
-    await this.resync();
-    this.resyncTimer = setInterval(() => void this.resync(), RESYNC_INTERVAL_MS);
-    this.resyncTimer.unref();
-  }
-
-  onApplicationShutdown(): void {
-    clearInterval(this.resyncTimer);
+    // Redis away at start: the store's poll reads the state as soon as it answers.
+    await this.resync().catch(() => undefined);
   }
 
   /** Subscribe to state changes of any breaker (local or remote). */
@@ -291,12 +284,8 @@ export class BreakerService implements OnApplicationBootstrap, OnApplicationShut
   private async resync(): Promise<void> {
     // Only openings known before the read began may be judged by it (a write may land during the read).
     const knownBefore = new Set(this.sharedOpen);
-    let entries: BreakerNotice[];
-    try {
-      entries = await this.store.readOpen();
-    } catch {
-      return; // Redis is away: the connection's own outage line says so; the next resync retries.
-    }
+    // Redis away: this rejects, the connection's own outage line says so, and the next poll retries.
+    const entries = await this.store.readOpen();
     const open = new Set<string>();
     for (const entry of entries) {
       open.add(entry.key);

@@ -1,46 +1,42 @@
-import { Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
-import type Redis from 'ioredis';
+import { Injectable, OnApplicationBootstrap } from '@nestjs/common';
+import { ClusterSignals } from '../cluster/cluster-signals.service';
 import { CancelledError } from '../common/errors';
 import { RedisService } from '../redis/redis.service';
 
 const CANCEL_CHANNEL = 'bulwark:jobs:cancel';
 const CANCEL_KEY_PREFIX = 'bulwark:jobs:cancel:';
 const CANCEL_KEY_TTL_MS = 3600_000;
-/** Cancels are also read from their keys this often, so one lost while a subscriber reconnects still lands. */
+/** The cancel keys of the jobs running here are read this often, so a cancel lost on the channel still lands. */
 const CANCEL_POLL_MS = 150;
+
+/** A job running here, as cancellation sees it. */
+export interface RunningJobControl {
+  signal: AbortSignal;
+  abort(reason: unknown): void;
+  /** The job ended: its controller goes. */
+  close(): void;
+}
 
 /**
  * The one owner of the per-job `AbortController`s of the work running here, and the way a cancel reaches
- * whichever instance runs a job: a key per cancelled job that is polled while jobs run here (it survives a
- * subscriber's reconnect), plus a pub/sub message to make it immediate.
+ * whichever instance runs a job: a key per cancelled job (the truth, read by the cluster's poll behind
+ * the cancel channel while jobs run here) and a message on that channel to make it immediate.
  */
 @Injectable()
-export class CancellationService implements OnApplicationBootstrap, OnApplicationShutdown {
-  private readonly logger = new Logger(CancellationService.name);
+export class CancellationService implements OnApplicationBootstrap {
   private readonly running = new Map<string, AbortController>();
-  private subscriber?: Redis;
-  private poll?: NodeJS.Timeout;
 
-  constructor(private readonly redis: RedisService) {}
+  constructor(
+    private readonly redis: RedisService,
+    private readonly signals: ClusterSignals,
+  ) {}
 
-  async onApplicationBootstrap(): Promise<void> {
-    this.subscriber = this.redis.create('jobs-cancel', { enableOfflineQueue: true, maxRetriesPerRequest: null });
-    this.subscriber.on('message', (_channel: string, jobId: string) => this.abortHere(jobId));
-    await this.subscriber.subscribe(CANCEL_CHANNEL).catch((error: Error) => this.logger.warn(`cancel subscribe failed: ${error.message}`));
-    this.poll = setInterval(() => void this.pollCancels(), CANCEL_POLL_MS);
-    this.poll.unref();
+  onApplicationBootstrap(): void {
+    this.signals.subscribe(CANCEL_CHANNEL, (jobId) => this.abortHere(jobId), { everyMs: CANCEL_POLL_MS, run: () => this.readCancels() });
   }
 
-  onApplicationShutdown(): void {
-    clearInterval(this.poll);
-    this.subscriber?.disconnect();
-  }
-
-  /**
-   * Job `jobId` starts running here: its controller, aborted by a cancel from any instance. Call the
-   * returned function when it ends.
-   */
-  open(jobId: string): { signal: AbortSignal; abort(reason: unknown): void; close(): void } {
+  /** Job `jobId` starts running here: its controller, aborted by a cancel from any instance. */
+  open(jobId: string): RunningJobControl {
     const controller = new AbortController();
     this.running.set(jobId, controller);
     return {
@@ -66,23 +62,20 @@ export class CancellationService implements OnApplicationBootstrap, OnApplicatio
   async cancel(jobId: string): Promise<void> {
     this.abortHere(jobId);
     await this.redis.client.set(CANCEL_KEY_PREFIX + jobId, '1', 'PX', CANCEL_KEY_TTL_MS);
-    await this.redis.client.publish(CANCEL_CHANNEL, jobId).catch(() => undefined);
+    await this.signals.publish(CANCEL_CHANNEL, jobId);
   }
 
   private abortHere(jobId: string): void {
     this.running.get(jobId)?.abort(new CancelledError('job_cancel'));
   }
 
-  private async pollCancels(): Promise<void> {
-    if (this.running.size === 0 || !this.redis.ready) return;
+  /** The cancel keys of the jobs running here: any that exists aborts its job. */
+  private async readCancels(): Promise<void> {
+    if (this.running.size === 0) return;
     const ids = [...this.running.keys()];
-    try {
-      const marks = await this.redis.client.mget(ids.map((id) => CANCEL_KEY_PREFIX + id));
-      marks.forEach((mark, i) => {
-        if (mark !== null) this.abortHere(ids[i]);
-      });
-    } catch {
-      // Redis is away: the next poll tries again.
-    }
+    const marks = await this.redis.client.mget(ids.map((id) => CANCEL_KEY_PREFIX + id));
+    marks.forEach((mark, i) => {
+      if (mark !== null) this.abortHere(ids[i]);
+    });
   }
 }

@@ -4,6 +4,9 @@ import { describe, it, before } from 'node:test';
 import { Logger } from '@nestjs/common';
 import type { BreakerStateStore } from '../breaker/breaker-state.store';
 import { BreakerService } from '../breaker/breaker.service';
+import { ClusterIdentity } from '../cluster/cluster-identity';
+import { ClusterLeases } from '../cluster/cluster-leases.service';
+import { ClusterSignals } from '../cluster/cluster-signals.service';
 import { FakeClock } from '../common/clock';
 import {
   CancelledError,
@@ -161,7 +164,14 @@ function setup(options: SetupOptions = {}) {
     server,
     new TracingService({ enabled: false, serviceName: 'test' }),
     // Redis is away here: a capped upstream is bounded by this instance's own permits.
-    new UpstreamLeases(LOCAL_REDIS, registry, { routing: options.routing ?? 'weighted' }, clock),
+    new UpstreamLeases(
+      LOCAL_REDIS,
+      registry,
+      { routing: options.routing ?? 'weighted' },
+      clock,
+      new ClusterLeases(LOCAL_REDIS, new ClusterIdentity(), { lockMs: 5_000 }),
+      new ClusterSignals(LOCAL_REDIS, clock),
+    ),
     { routing: options.routing ?? 'weighted' },
   );
   const routed: string[] = [];

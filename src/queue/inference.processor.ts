@@ -16,8 +16,6 @@ import { QueueFigures } from './queue-figures.service';
 import { SlotService, SlotTaker } from './slot.service';
 import { TracingService } from '../tracing/tracing.service';
 
-/** How often an idle worker looks for waiting work it was not woken for (a lapsed lease, a lost wake-up). */
-const POLL_MS = 250;
 /** How long a job whose client key is at its concurrency cap is put back before it is tried again. */
 const KEY_CAP_RETRY_MS = 100;
 /** How long handing back jobs at the end of the grace period may take. */
@@ -43,7 +41,6 @@ export class InferenceProcessor implements OnApplicationBootstrap, OnApplication
   private pulling = false;
   private pullAgain = false;
   private draining = false;
-  private pollTimer?: NodeJS.Timeout;
 
   constructor(
     private readonly dispatcher: UpstreamDispatcher,
@@ -76,19 +73,15 @@ export class InferenceProcessor implements OnApplicationBootstrap, OnApplication
     this.redis.reportErrors(worker, 'worker');
     void worker.startStalledCheckTimer().catch((error: Error) => this.logger.warn(`stalled-job check: ${error.message}`));
     this.slots.setTaker(this);
-    this.slots.onWake(() => this.pull());
+    // Also polled: work waiting that nobody was woken for (a lapsed lease, a lost wake-up) is taken too.
+    this.slots.onWake(() => this.pull(), { waiting: () => this.figures.snapshot().waiting > 0 });
     this.slots.onRenew(() => this.extendLocks());
     this.shutdown.onDrain(() => (this.draining = true));
     this.shutdown.onGraceOver(() => this.handBack());
-    this.pollTimer = setInterval(() => {
-      if (this.figures.snapshot().waiting > 0) this.pull();
-    }, POLL_MS);
-    this.pollTimer.unref();
     this.pull();
   }
 
   async onApplicationShutdown(): Promise<void> {
-    clearInterval(this.pollTimer);
     this.draining = true;
     await this.worker?.close(true).catch(() => undefined);
   }

@@ -8,7 +8,8 @@
  *   score: band * BAND + reservation time), so a burst of adds cannot overshoot the bound.
  * - BullMQ's own `prioritized` ZSET (score: priority * 2^32 + FIFO counter) and `wait` list: the truth
  *   of what waits.
- * - `instances`: ZSET of live instances (member: instance id, score: heartbeat expiry).
+ * - `instances`: the cluster's ZSET of live instances (member: instance id, score: heartbeat expiry),
+ *   renewed with every lease by the cluster's lease loop (cluster/lease-scripts.ts).
  * - `commit:{id}`: a queued job may run only while it exists (see ADMIT and COMMIT).
  *
  * Priority bands are BullMQ priorities 1 (high), 2 (normal), 3 (low); lower runs first.
@@ -196,24 +197,6 @@ return {redis.call('EXISTS', KEYS[4]), alive, 0}
 export const COMMIT = `
 redis.call('ZREM', KEYS[1], ARGV[1])
 return redis.call('PEXPIRE', KEYS[2], ARGV[2])
-`;
-
-/**
- * Renews this instance's heartbeat and leases in one call, and forgets instances whose heartbeat
- * lapsed. KEYS: slots, instances. ARGV: instance id, leaseMs, number n of leases, n lease ids, then
- * pairs of (a client key's running-lease set, lease id) for leases that count against a key's cap.
- * A lease that lapsed while its request still runs (a long pause) is asserted again.
- */
-export const RENEW = `
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local expiry = now + tonumber(ARGV[2])
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
-redis.call('ZADD', KEYS[2], expiry, ARGV[1])
-local n = tonumber(ARGV[3])
-for i = 4, 3 + n do redis.call('ZADD', KEYS[1], expiry, ARGV[i]) end
-for i = 4 + n, #ARGV - 1, 2 do redis.call('ZADD', ARGV[i], expiry, ARGV[i + 1]) end
-return n
 `;
 
 /**

@@ -1,6 +1,6 @@
 import type Redis from 'ioredis';
 import type { Priority } from '../common/priority';
-import { ADMIT, BIND, CLAIM, COMMIT, FIGURES, FORGET, RELEASE, RENEW } from './slot-scripts';
+import { ADMIT, BIND, CLAIM, COMMIT, FIGURES, FORGET, RELEASE } from './slot-scripts';
 import { BAND } from './inference-job';
 
 /** The Redis keys of the queue core (see slot-scripts.ts for what each holds). */
@@ -9,6 +9,7 @@ export interface SlotKeys {
   adding: string;
   prioritized: string;
   wait: string;
+  /** The cluster's heartbeats (member: instance id, score: expiry), read to tell whether a job's origin lives. */
   instances: string;
   /** Key of a BullMQ job's hash. */
   job(id: string): string;
@@ -69,13 +70,12 @@ const SCRIPTS = {
   bulwarkClaim: { numberOfKeys: 5, lua: CLAIM },
   bulwarkRelease: { numberOfKeys: 6, lua: RELEASE },
   bulwarkBind: { numberOfKeys: 7, lua: BIND },
-  bulwarkRenew: { numberOfKeys: 2, lua: RENEW },
   bulwarkFigures: { numberOfKeys: 6, lua: FIGURES },
 };
 
 /**
  * The queue core's Redis boundary: every call is one atomic script and one round trip. Holds no state
- * of its own; `SlotService` keeps this instance's leases.
+ * of its own; `SlotService` keeps this instance's leases (in the cluster's lease mechanism, which renews them).
  */
 export class SlotStore {
   private readonly redis: ScriptedRedis;
@@ -160,17 +160,6 @@ export class SlotStore {
   /** Forgets a job that left the queue before it started (or whose add failed). */
   async forget(id: string): Promise<void> {
     await this.redis.bulwarkForget(this.keys.keyWaiting, this.keys.jobKey, this.keys.adding, id);
-  }
-
-  /** Renews this instance's heartbeat and every lease it holds (with its place in its key's set, if any). */
-  async renew(instanceId: string, leaseMs: number, leases: [lease: string, keySet: string | undefined][]): Promise<void> {
-    const keyed = leases.filter(([, set]) => set !== undefined).flatMap(([lease, set]) => [set as string, lease]);
-    await this.redis.bulwarkRenew(this.keys.slots, this.keys.instances, instanceId, leaseMs, leases.length, ...leases.map(([lease]) => lease), ...keyed);
-  }
-
-  /** Forgets this instance at once (clean shutdown), so its sync jobs are not waited for. */
-  async forgetInstance(instanceId: string): Promise<void> {
-    await this.redis.zrem(this.keys.instances, instanceId);
   }
 
   async figures(): Promise<SlotFigures> {

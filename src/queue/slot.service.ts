@@ -1,14 +1,18 @@
 import { InjectQueue } from '@nestjs/bullmq';
-import { Inject, Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
+import { Inject, Injectable, Logger, OnApplicationBootstrap } from '@nestjs/common';
 import type { ConfigType } from '@nestjs/config';
 import type { Queue } from 'bullmq';
-import type Redis from 'ioredis';
 import { randomUUID } from 'node:crypto';
+import { ClusterIdentity } from '../cluster/cluster-identity';
+import { ClusterLeases } from '../cluster/cluster-leases.service';
+import { ClusterSignals } from '../cluster/cluster-signals.service';
+import { LeaseGroup } from '../cluster/lease-group';
+import { HEARTBEAT_KEY } from '../cluster/lease-scripts';
+import { Listeners } from '../common/listeners';
 import type { Priority } from '../common/priority';
 import { queueConfig } from '../config/sections';
 import { RedisService } from '../redis/redis.service';
 import { INFERENCE_QUEUE } from './inference-job';
-import { ClusterIdentity } from '../cluster/cluster-identity';
 import { AdmitResult, QueueClient, SlotFigures, SlotStore } from './slot-store';
 
 /** Whoever runs queued work on this instance. */
@@ -20,6 +24,10 @@ export interface SlotTaker {
 }
 
 const WAKE_CHANNEL = 'bulwark:queue:wake';
+/** How often the poll behind the wake channel looks for waiting work nobody was woken for (a lapsed lease, a lost message). */
+const WAKE_POLL_MS = 250;
+/** The global slots' lease set. */
+const SLOTS_KEY = 'bulwark:slots';
 
 /** The Redis set of a client key's running leases (for keys with a concurrency cap). */
 function keyRunningSet(clientId: string): string {
@@ -27,34 +35,36 @@ function keyRunningSet(clientId: string): string {
 }
 
 /**
- * The global slots (MAX_CONCURRENT_REQUESTS across every instance) as leases in Redis. This instance's
- * leases are renewed together by one timer; a crashed instance's leases lapse after QUEUE_LOCK_MS and its
- * slots come back. Workers are woken when work may be waiting for them (a best-effort channel: the
- * puller's own poll covers a lost message).
+ * The global slots (MAX_CONCURRENT_REQUESTS across every instance) as leases in Redis, kept by the
+ * cluster's lease mechanism: renewed by its one loop, a crashed instance's leases lapse after
+ * QUEUE_LOCK_MS and its slots come back. Workers are woken when work may be waiting for them, through the
+ * cluster's wake channel and the poll behind it (a lost message, a lapsed lease).
  */
 @Injectable()
-export class SlotService implements OnApplicationBootstrap, OnApplicationShutdown {
+export class SlotService implements OnApplicationBootstrap {
   private readonly logger = new Logger(SlotService.name);
   private readonly store: SlotStore;
-  /** This instance's leases, each with the running-lease set of its client key when it counts there. */
-  private readonly leases = new Map<string, string | undefined>();
-  private readonly wakeListeners: (() => void)[] = [];
-  private readonly renewListeners: (() => Promise<void>)[] = [];
-  private subscriber?: Redis;
+  /** This instance's slot leases, each in the global set and, when it counts there, its client key's set. */
+  private readonly slotLeases: LeaseGroup;
+  private readonly wakeListeners = new Listeners<[]>('queue wake', this.logger);
+  /** Listeners that the wake channel's poll calls too, each when its own check says work waits. */
+  private readonly polledWakes = new Set<{ listener: () => void; waiting: () => boolean }>();
   private taker?: SlotTaker;
-  private renewTimer?: NodeJS.Timeout;
 
   constructor(
     @InjectQueue(INFERENCE_QUEUE) queue: Queue,
     @Inject(queueConfig.KEY) private readonly config: ConfigType<typeof queueConfig>,
-    private readonly redis: RedisService,
+    redis: RedisService,
     private readonly identity: ClusterIdentity,
+    private readonly leases: ClusterLeases,
+    private readonly signals: ClusterSignals,
   ) {
+    this.slotLeases = leases.group({ name: 'slots', ttlMs: config.lockMs, reassert: true });
     const keys = queue.keys;
     this.store = new SlotStore(redis.client, {
-      slots: 'bulwark:slots',
+      slots: SLOTS_KEY,
       adding: 'bulwark:slots:adding',
-      instances: 'bulwark:instances',
+      instances: HEARTBEAT_KEY,
       prioritized: keys.prioritized,
       wait: keys.wait,
       job: (id) => `${keys['']}${id}`,
@@ -67,20 +77,8 @@ export class SlotService implements OnApplicationBootstrap, OnApplicationShutdow
     });
   }
 
-  async onApplicationBootstrap(): Promise<void> {
-    this.subscriber = this.redis.create('queue-wake', { enableOfflineQueue: true, maxRetriesPerRequest: null });
-    this.subscriber.on('message', () => {
-      for (const listener of this.wakeListeners) listener();
-    });
-    await this.subscriber.subscribe(WAKE_CHANNEL).catch((error: Error) => this.logger.warn(`wake channel: ${error.message}`));
-    await this.renew();
-    this.renewTimer = setInterval(() => void this.renew(), Math.max(200, Math.floor(this.config.lockMs / 3)));
-    this.renewTimer.unref();
-  }
-
-  async onApplicationShutdown(): Promise<void> {
-    clearInterval(this.renewTimer);
-    await this.store.forgetInstance(this.identity.id).catch(() => undefined);
+  onApplicationBootstrap(): void {
+    this.signals.subscribe(WAKE_CHANNEL, () => this.wakeListeners.emit(), { everyMs: WAKE_POLL_MS, run: () => this.pollWakes() });
   }
 
   /**
@@ -97,7 +95,7 @@ export class SlotService implements OnApplicationBootstrap, OnApplicationShutdow
       commitWindowMs,
       mayExist,
     });
-    if (result.kind === 'fast') this.leases.set(id, client.maxRunning > 0 ? keyRunningSet(client.id) : undefined);
+    if (result.kind === 'fast') this.slotLeases.hold(id, SLOTS_KEY, ...(client.maxRunning > 0 ? [keyRunningSet(client.id)] : []));
     return result;
   }
 
@@ -106,7 +104,7 @@ export class SlotService implements OnApplicationBootstrap, OnApplicationShutdow
     const ticket = randomUUID();
     const result = await this.store.claim(ticket, this.config.maxConcurrent, this.config.lockMs);
     if (result !== 'granted') return { empty: result === 'empty' };
-    this.leases.set(ticket, undefined);
+    this.slotLeases.hold(ticket, SLOTS_KEY);
     return { lease: ticket, empty: false };
   }
 
@@ -116,14 +114,14 @@ export class SlotService implements OnApplicationBootstrap, OnApplicationShutdow
    * instance's workers are woken to take it.
    */
   async release(lease: string): Promise<void> {
-    if (!this.leases.has(lease)) return;
-    const keySet = this.leases.get(lease);
-    this.leases.delete(lease);
+    const sets = this.slotLeases.drop(lease);
+    if (!sets) return;
+    const keySet = sets.find((set) => set !== SLOTS_KEY);
     const next = this.taker?.canTake() ? randomUUID() : undefined;
     try {
       const { handedOff, waiting } = await this.store.release(lease, keySet, next, this.config.maxConcurrent, this.config.lockMs);
       if (handedOff && next) {
-        this.leases.set(next, undefined);
+        this.slotLeases.hold(next, SLOTS_KEY);
         this.taker?.take(next);
       } else if (waiting > 0) {
         this.wakeWorkers();
@@ -146,7 +144,7 @@ export class SlotService implements OnApplicationBootstrap, OnApplicationShutdow
    */
   async bind(id: string, priority: Priority, tag: number, origin: string | undefined, lease: string, client: { id: string; maxRunning: number }) {
     const verdict = await this.store.bind(id, priority, tag, origin, { clientId: client.id, maxRunning: client.maxRunning, lease, leaseMs: this.config.lockMs });
-    if (client.maxRunning > 0 && !verdict.keyAtCap && this.leases.has(lease)) this.leases.set(lease, keyRunningSet(client.id));
+    if (client.maxRunning > 0 && !verdict.keyAtCap) this.slotLeases.addSet(lease, keyRunningSet(client.id));
     return verdict;
   }
 
@@ -166,31 +164,37 @@ export class SlotService implements OnApplicationBootstrap, OnApplicationShutdow
 
   /** Slots held by this instance. */
   get held(): number {
-    return this.leases.size;
+    return this.slotLeases.size;
   }
 
-  /** Called when work may be waiting (a job was queued or a slot freed elsewhere). */
-  onWake(listener: () => void): void {
-    this.wakeListeners.push(listener);
+  /**
+   * Called when work may be waiting (a job was queued or a slot freed elsewhere). With `waiting`, the
+   * poll behind the wake channel calls it too whenever `waiting()` says work waits, so a lost message or a
+   * lapsed lease never leaves work waiting for nobody.
+   */
+  onWake(listener: () => void, options: { waiting?: () => boolean } = {}): void {
+    this.wakeListeners.add(listener);
+    if (options.waiting) this.polledWakes.add({ listener, waiting: options.waiting });
   }
 
-  /** Called on every renewal tick (e.g. to extend the BullMQ locks of the jobs running here). */
+  /** Called on every tick of the cluster's lease renewal (e.g. to extend the BullMQ locks of the jobs running here). */
   onRenew(listener: () => Promise<void>): void {
-    this.renewListeners.push(listener);
+    this.leases.onRenew(listener);
   }
 
   /** Tells every instance's workers that work may be waiting for a slot. */
   wakeWorkers(): void {
-    for (const listener of this.wakeListeners) listener();
-    void this.redis.client.publish(WAKE_CHANNEL, this.identity.id).catch(() => undefined);
+    this.wakeListeners.emit();
+    void this.signals.publish(WAKE_CHANNEL, this.identity.id);
   }
 
-  private async renew(): Promise<void> {
-    try {
-      await this.store.renew(this.identity.id, this.config.lockMs, [...this.leases.entries()]);
-    } catch (error) {
-      this.logger.debug(`lease renewal failed: ${(error as Error).message}`);
+  private pollWakes(): void {
+    for (const { listener, waiting } of this.polledWakes) {
+      try {
+        if (waiting()) listener();
+      } catch (error) {
+        this.logger.warn(`a queue wake poll failed: ${(error as Error).message}`);
+      }
     }
-    for (const listener of this.renewListeners) await listener().catch(() => undefined);
   }
 }

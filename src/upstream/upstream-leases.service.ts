@@ -1,7 +1,8 @@
-import { Inject, Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
+import { BeforeApplicationShutdown, Inject, Injectable, Logger, OnApplicationBootstrap } from '@nestjs/common';
 import type { ConfigType } from '@nestjs/config';
-import type Redis from 'ioredis';
-import { randomUUID } from 'node:crypto';
+import { ClusterLeases } from '../cluster/cluster-leases.service';
+import { ClusterSignals } from '../cluster/cluster-signals.service';
+import { LeaseGroup } from '../cluster/lease-group';
 import { Clock } from '../common/clock';
 import { upstreamConfig } from '../config/sections';
 import { RedisService } from '../redis/redis.service';
@@ -11,12 +12,11 @@ import type { UpstreamDefinition } from './upstream.types';
 
 /** A lease lapses this long after its last renewal: a crashed instance's counts are gone within it. */
 const LEASE_TTL_MS = 5000;
-/** One batched renewal of every lease this instance holds, this often. */
-const RENEW_MS = 1500;
-/** Cross-instance in-flight counts are read this often (plus local deltas in between). */
+/**
+ * Cross-instance in-flight counts are read this often (plus local deltas in between); it is also the poll
+ * behind the release channel: a waiter whose upstream has room after a read is woken, message or not.
+ */
 const REFRESH_MS = 150;
-/** A waiter that heard no release message looks again this often (pub/sub may drop messages). */
-const WAIT_POLL_MS = 250;
 /** Polled upstream queues older than this are ignored. */
 const POLLED_STALE_MS = 30_000;
 /** A lease set with no renewal for this long is dropped by Redis itself. */
@@ -59,26 +59,27 @@ interface Waiter {
  * snapshot refreshed every 150 ms plus this instance's own changes since.
  */
 @Injectable()
-export class UpstreamLeases implements OnApplicationBootstrap, OnApplicationShutdown {
+export class UpstreamLeases implements OnApplicationBootstrap, BeforeApplicationShutdown {
   private readonly logger = new Logger(UpstreamLeases.name);
-  private readonly instanceId = randomUUID().slice(0, 8);
   private readonly counts = new Map<string, Counts>();
   private readonly caps = new Map<string, number | undefined>();
-  /** Leases held by this instance: member → upstream. */
-  private readonly held = new Map<string, string>();
+  /** The permits held by this instance, renewed by the cluster's lease loop. */
+  private readonly held: LeaseGroup;
   private readonly waiters = new Set<Waiter>();
   private readonly waitingByModel = new Map<string, number>();
-  private sequence = 0;
-  private timers: NodeJS.Timeout[] = [];
-  private subscriber?: Redis;
   private refreshing = false;
+  private closed = false;
 
   constructor(
     private readonly redis: RedisService,
     registry: UpstreamRegistry,
     @Inject(upstreamConfig.KEY) config: Pick<ConfigType<typeof upstreamConfig>, 'routing'>,
     private readonly clock: Clock,
+    private readonly leases: ClusterLeases,
+    private readonly signals: ClusterSignals,
   ) {
+    // A permit taken while Redis was away is never written over the cap by a renewal (no reassert).
+    this.held = leases.group({ name: 'upstream permits', ttlMs: LEASE_TTL_MS, reassert: false, setTtlMs: KEY_TTL_MS });
     for (const upstream of registry.all()) {
       const shared = config.routing === 'least-loaded' && sharesAModel(upstream, registry);
       if (upstream.maxConcurrency !== undefined || shared) {
@@ -90,24 +91,14 @@ export class UpstreamLeases implements OnApplicationBootstrap, OnApplicationShut
 
   async onApplicationBootstrap(): Promise<void> {
     if (this.counts.size === 0) return;
-    this.timers.push(setInterval(() => void this.renew(), RENEW_MS), setInterval(() => void this.refresh(), REFRESH_MS));
-    for (const timer of this.timers) timer.unref();
-    if ([...this.caps.values()].some((cap) => cap !== undefined)) {
-      this.subscriber = this.redis.create('upstream-permits', { enableOfflineQueue: true, maxRetriesPerRequest: null });
-      this.subscriber.on('message', (_channel: string, upstream: string) => this.wake(upstream));
-      await this.subscriber.subscribe(RELEASED_CHANNEL).catch((error: Error) => this.logger.warn(`permit subscribe failed: ${error.message}`));
-    }
-    await this.refresh();
+    this.signals.subscribe(RELEASED_CHANNEL, (upstream) => this.wake(upstream), { everyMs: REFRESH_MS, run: () => this.refreshAndWake() });
+    await this.refresh().catch(() => undefined);
   }
 
-  async onApplicationShutdown(): Promise<void> {
-    for (const timer of this.timers) clearInterval(timer);
+  /** Waiters stop waiting (the shutdown); the cluster forgets this instance's leases. */
+  beforeApplicationShutdown(): void {
+    this.closed = true;
     for (const waiter of this.waiters) waiter.wake();
-    // Leases of work still running here lapse by themselves; dropping them now frees the counts sooner.
-    const members = [...this.held.entries()];
-    if (members.length > 0 && this.redis.ready) {
-      await Promise.allSettled(members.map(([member, upstream]) => this.redis.client.zrem(leaseKey(upstream), member)));
-    }
   }
 
   /** Whether attempts to `upstream` are counted (it has a cap or shares a model under least-loaded routing). */
@@ -124,9 +115,8 @@ export class UpstreamLeases implements OnApplicationBootstrap, OnApplicationShut
     const counts = this.counts.get(upstream.name);
     if (!counts) return NO_PERMIT_NEEDED;
     const cap = this.caps.get(upstream.name);
-    const member = `${this.instanceId}:${++this.sequence}`;
-    const now = this.clock.now();
-    const args = [leaseKey(upstream.name), String(now), String(now + LEASE_TTL_MS), member, String(cap ?? 0), String(KEY_TTL_MS)];
+    const member = this.held.newMember();
+    const args = [leaseKey(upstream.name), String(LEASE_TTL_MS), member, String(cap ?? 0), String(KEY_TTL_MS)];
     // Counted at once, so that concurrent picks on this instance already see it.
     counts.acquired++;
     counts.held++;
@@ -151,13 +141,13 @@ export class UpstreamLeases implements OnApplicationBootstrap, OnApplicationShut
   }
 
   private permit(upstream: string, member: string, counts: Counts, capped: boolean): UpstreamPermit {
-    this.held.set(member, upstream);
+    this.held.hold(member, leaseKey(upstream));
     let released = false;
     return {
       release: () => {
         if (released) return;
         released = true;
-        this.held.delete(member);
+        this.held.drop(member);
         counts.released++;
         counts.held--;
         if (this.redis.ready) {
@@ -186,9 +176,9 @@ export class UpstreamLeases implements OnApplicationBootstrap, OnApplicationShut
       await new Promise<void>((resolve) => {
         waiter = { upstreams: names, wake: resolve };
         this.waiters.add(waiter);
-        timer = setTimeout(resolve, Math.max(0, Math.min(WAIT_POLL_MS, deadlineAt - this.clock.now())));
+        timer = setTimeout(resolve, Math.max(0, deadlineAt - this.clock.now()));
         onAbort = resolve;
-        if (signal.aborted) resolve();
+        if (signal.aborted || this.closed) resolve();
         else signal.addEventListener('abort', onAbort, { once: true });
       });
     } finally {
@@ -238,18 +228,15 @@ export class UpstreamLeases implements OnApplicationBootstrap, OnApplicationShut
     for (const waiter of this.waiters) if (waiter.upstreams.has(upstream)) waiter.wake();
   }
 
-  /** One batched renewal: every lease held here gets a new expiry. */
-  private async renew(): Promise<void> {
-    if (this.held.size === 0 || !this.redis.ready) return;
-    const expiry = this.clock.now() + LEASE_TTL_MS;
-    const pipeline = this.redis.client.pipeline();
-    for (const [member, upstream] of this.held) pipeline.zadd(leaseKey(upstream), 'XX', expiry, member);
-    // The set itself must outlive its longest lease (a stream may run for minutes).
-    for (const upstream of new Set(this.held.values())) pipeline.pexpire(leaseKey(upstream), KEY_TTL_MS);
-    await pipeline.exec().catch((error: Error) => this.logger.debug(`lease renewal failed: ${error.message}`));
+  /** The poll behind the release channel: fresh counts, then every waiter whose upstream has room now tries again. */
+  private async refreshAndWake(): Promise<void> {
+    await this.refresh();
+    for (const [upstream, cap] of this.caps) {
+      if (cap !== undefined && this.inFlight(upstream) < cap) this.wake(upstream);
+    }
   }
 
-  /** Reads every tracked upstream's live lease count in one round trip. */
+  /** Reads every tracked upstream's live lease count in one round trip; rejects when Redis did not answer. */
   async refresh(): Promise<void> {
     if (this.refreshing || !this.redis.ready) return;
     this.refreshing = true;
@@ -259,20 +246,16 @@ export class UpstreamLeases implements OnApplicationBootstrap, OnApplicationShut
       return { acquired: c.acquired, released: c.released };
     });
     try {
-      const now = this.clock.now();
-      const pipeline = this.redis.client.pipeline();
-      for (const name of names) pipeline.zcount(leaseKey(name), now, '+inf');
-      const results = (await pipeline.exec()) ?? [];
+      const live = await this.leases.countLive(names.map(leaseKey));
       names.forEach((name, i) => {
-        const [error, value] = results[i] ?? [new Error('missing')];
-        if (error) return;
         const c = this.counts.get(name) as Counts;
-        c.refreshed = Number(value);
+        c.refreshed = live[i] ?? c.refreshed;
         c.acquiredAtRefresh = marks[i].acquired;
         c.releasedAtRefresh = marks[i].released;
       });
     } catch (error) {
       this.logger.debug(`lease counts refresh failed: ${(error as Error).message}`);
+      throw error;
     } finally {
       this.refreshing = false;
     }
