@@ -68,7 +68,6 @@ export class UpstreamLeases implements OnApplicationBootstrap, BeforeApplication
   private readonly waiters = new Set<Waiter>();
   private readonly waitingByModel = new Map<string, number>();
   private refreshing = false;
-  private closed = false;
 
   constructor(
     private readonly redis: RedisService,
@@ -95,9 +94,8 @@ export class UpstreamLeases implements OnApplicationBootstrap, BeforeApplication
     await this.refresh().catch(() => undefined);
   }
 
-  /** Waiters stop waiting (the shutdown); the cluster forgets this instance's leases. */
+  /** Waiters look again at once (the shutdown); the cluster forgets this instance's leases. */
   beforeApplicationShutdown(): void {
-    this.closed = true;
     for (const waiter of this.waiters) waiter.wake();
   }
 
@@ -178,7 +176,7 @@ export class UpstreamLeases implements OnApplicationBootstrap, BeforeApplication
         this.waiters.add(waiter);
         timer = setTimeout(resolve, Math.max(0, deadlineAt - this.clock.now()));
         onAbort = resolve;
-        if (signal.aborted || this.closed) resolve();
+        if (signal.aborted) resolve();
         else signal.addEventListener('abort', onAbort, { once: true });
       });
     } finally {
