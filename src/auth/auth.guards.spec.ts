@@ -63,7 +63,7 @@ after(async () => {
 });
 
 async function boot(options: { apiKeys?: string; adminKey?: string; rpm?: number; redis?: object } = {}) {
-  const auth = { apiKeys: options.apiKeys, adminApiKey: options.adminKey, rateLimitRpm: options.rpm ?? 0, metricsAuth: 'none', healthDetails: 'none' };
+  const auth = { apiKeys: options.apiKeys, adminApiKey: options.adminKey, rateLimitRpm: options.rpm ?? 0, tokenLimitDefaultMaxTokens: 4096, metricsAuth: 'none', healthDetails: 'none' };
   const moduleRef = await Test.createTestingModule({
     controllers: [ProbeController],
     providers: [
