@@ -89,3 +89,17 @@ export function modelLimitsScript(store: Map<string, number>, now: number, takes
   });
   return [refused, ...tats.map((tat) => tat.toFixed(3))];
 }
+
+/** Reads the script's KEYS and ARGV back (the inverse of {@link limitsScriptArgs}), for stand-ins of Redis in tests. */
+export function readLimitsScriptArgs(keys: readonly string[], argv: readonly string[]): { now: number; takes: BucketTake[]; settlements: BucketSettlement[] } {
+  const [now, n, m] = argv.slice(0, 3).map(Number);
+  const takes = Array.from({ length: n }, (_, i) => {
+    const [interval, capacity, cost] = argv.slice(3 + 3 * i, 6 + 3 * i).map(Number);
+    return { key: keys[i], bucket: { limit: Math.round(capacity / interval), interval, capacity }, cost };
+  });
+  const settlements = Array.from({ length: m }, (_, j) => {
+    const [interval, delta] = argv.slice(3 + 3 * n + 2 * j, 5 + 3 * n + 2 * j).map(Number);
+    return { key: keys[n + j], interval, delta };
+  });
+  return { now, takes, settlements };
+}

@@ -54,8 +54,8 @@ describe('loadApiKeysFile', () => {
       ].join('\n'),
     );
     assert.deepEqual(loadApiKeysFile(path, { TEAM_A_KEY: TEAM_A_KEY }), [
-      { name: 'team-a', tier: 'high', weight: 3, maxConcurrent: 4, maxQueueShare: 0.25, digest: keyDigest(TEAM_A_KEY) },
-      { name: 'batch', tier: 'normal', weight: 1, maxConcurrent: undefined, maxQueueShare: undefined, digest: keyDigest(BATCH_KEY) },
+      { name: 'team-a', tier: 'high', weight: 3, maxConcurrent: 4, maxQueueShare: 0.25, digest: keyDigest(TEAM_A_KEY), serviceTiers: ['priority', 'default', 'flex'] },
+      { name: 'batch', tier: 'normal', weight: 1, maxConcurrent: undefined, maxQueueShare: undefined, digest: keyDigest(BATCH_KEY), serviceTiers: ['default', 'flex'] },
     ]);
   });
 
