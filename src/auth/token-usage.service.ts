@@ -92,6 +92,6 @@ export class TokenUsageService {
     if (outcome.usage) used = outcome.usage.promptTokens + outcome.usage.completionTokens;
     else if (outcome.answered) used = outcome.stream ? promptEstimate + (outcome.relayed ?? 0) : reservation.reserved;
     else used = outcome.upstreamFailed ? promptEstimate + (outcome.relayed ?? 0) : 0;
-    this.limiter.settle(context.client.id, limits, used - reservation.reserved);
+    if (used !== reservation.reserved) this.limiter.settle(context.client.id, limits, used - reservation.reserved);
   }
 }
