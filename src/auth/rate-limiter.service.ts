@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { Inject, Injectable, Logger, OnApplicationShutdown } from '@nestjs/common';
+import { Inject, Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
 import type { ConfigType } from '@nestjs/config';
 import { Clock } from '../common/clock';
 import { withDeadline } from '../common/deadline';
@@ -82,7 +82,7 @@ export function tokenBuckets(limits: TokenLimits): { period: TokenPeriod; bucket
  * to a request; a settlement that no admission carries within {@link SETTLE_FLUSH_MS} goes alone.
  */
 @Injectable()
-export class RateLimiterService implements OnApplicationShutdown {
+export class RateLimiterService implements OnApplicationBootstrap, OnApplicationShutdown {
   private readonly logger = new Logger(RateLimiterService.name);
   private readonly scriptSha = createHash('sha1').update(LIMITS_SCRIPT).digest('hex');
   private readonly pending = new Map<string, BucketSettlement>();
@@ -154,6 +154,12 @@ export class RateLimiterService implements OnApplicationShutdown {
     this.flushTimer = undefined;
     if (this.pending.size === 0) return;
     await this.run(this.clock.now(), []).catch(() => undefined);
+  }
+
+  /** Loads the script once, so that the first limited request needs no second round trip (EVAL after NOSCRIPT). */
+  onApplicationBootstrap(): void {
+    const load = Promise.resolve().then(() => this.redis.client.script('LOAD', LIMITS_SCRIPT));
+    void withDeadline(load, RATE_LIMIT_STORE_TIMEOUT_MS * 10).catch(() => undefined);
   }
 
   async onApplicationShutdown(): Promise<void> {
