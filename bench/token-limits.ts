@@ -27,7 +27,8 @@ const KEYS: { name: string; key: string; limits: Record<string, number>; label: 
   { name: 'tokens', key: 'sk-bench-tokens-0003', limits: { tokensPerMinute: 1e12 }, label: 'tokens/min' },
   { name: 'both', key: 'sk-bench-both-0004', limits: { requestsPerMinute: 1_000_000, tokensPerMinute: 1e12, tokensPerDay: 1e12 }, label: 'requests/min + tokens/min + tokens/day' },
 ];
-const BODY = JSON.stringify({ model: 'sim-small', messages: [{ role: 'user', content: 'hi' }], max_tokens: 4 });
+// The simulator answers 8 words: each request is settled (16 reserved, 8 used), so settlements are measured too.
+const BODY = JSON.stringify({ model: 'sim-small', messages: [{ role: 'user', content: 'hi' }], max_tokens: 16 });
 const SCRIPT_COMMANDS = ['evalsha', 'eval'];
 
 async function drive(url: string, key: string, count: number, concurrency: number): Promise<number[]> {
