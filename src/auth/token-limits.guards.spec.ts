@@ -54,14 +54,14 @@ after(async () => {
   for (const app of apps) await app.close();
 });
 
-async function boot() {
+async function boot(store: object = new ScriptedRedis()) {
   const clientKeys = [
     { name: 'tight', tier: 'normal', weight: 1, digest: keyDigest(KEYS.tight), limits: { tokensPerMinute: 1000, requestsPerMinute: 100 }, serviceTiers: ['default', 'flex'] },
     { name: 'normal', tier: 'normal', weight: 1, digest: keyDigest(KEYS.normal), serviceTiers: ['default', 'flex'] },
     { name: 'high', tier: 'high', weight: 1, digest: keyDigest(KEYS.high), serviceTiers: ['priority', 'default'] },
   ];
   const auth = { clientKeys, rateLimitRpm: 0, tokenLimitDefaultMaxTokens: 4096, metricsAuth: 'none', healthDetails: 'none' };
-  const redis = new ScriptedRedis();
+  const redis = store as ScriptedRedis;
   const moduleRef = await Test.createTestingModule({
     controllers: [ProbeController],
     providers: [
@@ -141,6 +141,14 @@ describe('token limits and service tiers through the real guards', () => {
     assert.equal(plain.headers['x-service-tier'], 'default');
     const unknown = await post('/v1/infer', KEYS.normal, ask(5, { service_tier: 'scale' }));
     assert.deepEqual([unknown.status, unknown.json.error.code, unknown.json.error.param], [400, 'invalid_body', 'service_tier']);
+  });
+
+  it('fails closed with 503 when the store does not answer, as the request limit does', async () => {
+    const { post } = await boot({ evalsha: () => new Promise(() => undefined), script: () => Promise.resolve('sha') });
+    const res = await post('/v1/infer', KEYS.tight, ask(5));
+    assert.deepEqual([res.status, res.json.error.type, res.json.error.code], [503, 'overloaded_error', 'load_shed']);
+    assert.match(res.json.error.message, /rate limiter's store is unreachable/);
+    assert.equal(res.headers['retry-after'], '1');
   });
 
   it('tells a flex request without capacity 429 resource_unavailable with Retry-After, and others the 503', async () => {

@@ -41,16 +41,17 @@ export class AnswerAccount {
     private readonly context: RequestContext,
     private readonly tokens: TokenUsageService,
     path: InferencePath,
-    private readonly model: string,
+    private model: string,
   ) {
     this.tier = path === '/embeddings' ? undefined : (context.serviceTier ?? 'default');
     this.responses = path === '/responses';
   }
 
-  /** A JSON answer about to be sent: stamped with its tier when successful, its usage noted. */
-  answer<T extends { status: number; body: unknown }>(answer: T): T {
+  /** A JSON answer about to be sent: stamped with its tier when successful, its usage noted (for the model that answered). */
+  answer<T extends { status: number; body: unknown; model: string }>(answer: T): T {
     if (answer.status >= 400) return answer;
     this.answered = true;
+    this.model = answer.model;
     this.json = answer.body;
     if (this.tier && typeof answer.body === 'object' && answer.body !== null && !Array.isArray(answer.body)) {
       (answer.body as Record<string, unknown>).service_tier = this.tier;
@@ -59,9 +60,10 @@ export class AnswerAccount {
   }
 
   /** A stream about to be relayed, passed through event by event with its tier stamped and its usage watched. */
-  stream(events: AsyncIterable<string>): AsyncIterable<string> {
+  stream({ events, model }: { events: AsyncIterable<string>; model: string }): AsyncIterable<string> {
     const meter = (this.meter = new StreamUsageMeter());
     this.answered = true;
+    this.model = model;
     const inner = events[Symbol.asyncIterator]();
     const { tier, responses } = this;
     const iterator: AsyncIterator<string> = {

@@ -79,7 +79,7 @@ export class InferenceService {
           ...modelHeaders(queued.payload.model, running.answer.model),
         };
         if (running.answer.kind === 'json') sendJson(reply, account.answer(running.answer), headers);
-        else await relayStream(reply, account.stream(running.answer.events), headers, context.signal, relay);
+        else await relayStream(reply, account.stream(running.answer), headers, context.signal, relay);
       } finally {
         running.release();
       }
