@@ -78,7 +78,7 @@ export function limitsScriptArgs(now: number, takes: readonly BucketTake[], sett
  * tests hold the script to, and a stand-in for Redis in tests of the guards.
  */
 export function modelLimitsScript(store: Map<string, number>, now: number, takes: readonly BucketTake[], settlements: readonly BucketSettlement[]): [number, ...string[]] {
-  const stamp = (key: string, tat: number) => (tat - now > 0.001 ? store.set(key, Math.round(tat * 1000) / 1000) : store.delete(key));
+  const stamp = (key: string, tat: number) => (tat - now > 0.001 ? store.set(key, Number(tat.toFixed(3))) : store.delete(key));
   for (const s of settlements) stamp(s.key, settleStep(store.get(s.key), now, s, s.delta));
   const steps = takes.map((t) => reserveStep(store.get(t.key), now, t.bucket, t.cost));
   const refused = steps.findIndex((s) => !s.allowed) + 1;
