@@ -8,6 +8,8 @@ export interface TokenEstimate {
   param: string;
   /** True when the request set no output limit and the default was reserved. */
   defaulted: boolean;
+  /** The field that holds the prompt: `messages`, `prompt` or `input`. */
+  promptParam: string;
 }
 
 const OUTPUT_FIELDS = ['max_completion_tokens', 'max_tokens', 'max_output_tokens'] as const;
@@ -31,11 +33,12 @@ function promptUnits(value: unknown, depth = 0): number {
  */
 export function estimateTokens(body: unknown, embeddings: boolean, defaultMaxTokens: number): TokenEstimate {
   const b = typeof body === 'object' && body !== null ? (body as Record<string, unknown>) : {};
-  const prompt = embeddings ? b.input : (b.messages ?? b.prompt ?? b.input);
+  const promptParam = embeddings ? 'input' : b.messages !== undefined ? 'messages' : b.prompt !== undefined ? 'prompt' : 'input';
+  const prompt = b[promptParam];
   const promptTokens = Math.ceil(promptUnits(prompt) + (typeof b.instructions === 'string' ? b.instructions.length / 4 : 0));
-  if (embeddings) return { promptTokens, outputTokens: 0, param: 'input', defaulted: false };
+  if (embeddings) return { promptTokens, outputTokens: 0, param: 'input', defaulted: false, promptParam };
   const field = OUTPUT_FIELDS.find((name) => typeof b[name] === 'number' && Number.isFinite(b[name]) && (b[name] as number) >= 0);
   const n = typeof b.n === 'number' && Number.isInteger(b.n) && b.n > 1 ? b.n : 1;
-  if (!field) return { promptTokens, outputTokens: defaultMaxTokens * n, param: 'max_tokens', defaulted: true };
-  return { promptTokens, outputTokens: Math.ceil(b[field] as number) * n, param: field, defaulted: false };
+  if (!field) return { promptTokens, outputTokens: defaultMaxTokens * n, param: 'max_tokens', defaulted: true, promptParam };
+  return { promptTokens, outputTokens: Math.ceil(b[field] as number) * n, param: field, defaulted: false, promptParam };
 }

@@ -74,7 +74,7 @@ export class TokenUsageService {
     let output = estimate.outputTokens;
     if (estimate.defaulted) output = Math.max(0, Math.min(output, smallest - estimate.promptTokens));
     const cost = estimate.promptTokens + output;
-    if (cost > smallest) throw new TokensExceedLimitError(smallest, period, cost, estimate.defaulted ? (embeddings ? 'input' : 'messages') : estimate.param);
+    if (cost > smallest) throw new TokensExceedLimitError(smallest, period, cost, estimate.defaulted ? estimate.promptParam : estimate.param);
     return { ...limits, cost, promptTokens: estimate.promptTokens };
   }
 

@@ -68,10 +68,10 @@ describe('service_tier', () => {
 describe('token estimates and plans', () => {
   it('reserves the prompt estimate plus the output limit (times n), or the default', () => {
     const chat = { messages: [{ role: 'user', content: 'x'.repeat(40) }, { role: 'user', content: [{ type: 'text', text: 'y'.repeat(8) }] }], max_tokens: 50, n: 2 };
-    assert.deepEqual(estimateTokens(chat, false, 100), { promptTokens: 12, outputTokens: 100, param: 'max_tokens', defaulted: false });
-    assert.deepEqual(estimateTokens({ input: 'abcd', instructions: 'abcdefgh', max_output_tokens: 7 }, false, 100), { promptTokens: 3, outputTokens: 7, param: 'max_output_tokens', defaulted: false });
-    assert.deepEqual(estimateTokens({ prompt: [1, 2, 3] }, false, 100), { promptTokens: 3, outputTokens: 100, param: 'max_tokens', defaulted: true });
-    assert.deepEqual(estimateTokens({ input: ['abcd', 'efgh'] }, true, 100), { promptTokens: 2, outputTokens: 0, param: 'input', defaulted: false });
+    assert.deepEqual(estimateTokens(chat, false, 100), { promptTokens: 12, outputTokens: 100, param: 'max_tokens', defaulted: false, promptParam: 'messages' });
+    assert.deepEqual(estimateTokens({ input: 'abcd', instructions: 'abcdefgh', max_output_tokens: 7 }, false, 100), { promptTokens: 3, outputTokens: 7, param: 'max_output_tokens', defaulted: false, promptParam: 'input' });
+    assert.deepEqual(estimateTokens({ prompt: [1, 2, 3] }, false, 100), { promptTokens: 3, outputTokens: 100, param: 'max_tokens', defaulted: true, promptParam: 'prompt' });
+    assert.deepEqual(estimateTokens({ input: ['abcd', 'efgh'] }, true, 100), { promptTokens: 2, outputTokens: 0, param: 'input', defaulted: false, promptParam: 'input' });
   });
 
   it('plans only for keys with token limits; 400 naming the limit for a request that never fits; the default cut to fit', () => {
@@ -84,7 +84,7 @@ describe('token estimates and plans', () => {
       (e) => e instanceof TokensExceedLimitError && e.param === 'max_tokens' && /limit of 500 tokens per minute/.test(e.message),
     );
     assert.equal(service.planFor(limited, { messages: [{ content: 'x'.repeat(40) }] }, false)?.cost, 500, 'the default output cut to what the limit leaves');
-    assert.throws(() => service.planFor(limited, { messages: [{ content: 'x'.repeat(2004) }] }, false), TokensExceedLimitError);
+    assert.throws(() => service.planFor(limited, { messages: [{ content: 'x'.repeat(2004) }] }, false), (e) => e instanceof TokensExceedLimitError && e.param === 'messages');
   });
 });
 

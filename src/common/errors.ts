@@ -110,7 +110,7 @@ export class TokensExceedLimitError extends BulwarkError {
   constructor(limit: number, period: 'minute' | 'day', requested: number, param: string) {
     super(
       'tokens_exceed_limit',
-      `This request needs up to ${requested} tokens (its prompt plus ${param}), more than this key's limit of ${limit} tokens per ${period}; lower ${param} or shorten the prompt`,
+      `This request reserves up to ${requested} tokens (its prompt's estimate plus its output limit), more than this key's limit of ${limit} tokens per ${period}; reduce \`${param}\``,
       { param },
     );
   }
