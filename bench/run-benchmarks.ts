@@ -26,6 +26,7 @@ import { saturation } from './saturation';
 import { concurrentStreams } from './streams';
 import { runSchedulingBench } from './scheduling-bench';
 import { schedulingReport } from './scheduling-report';
+import { tokenLimitsBench, tokenLimitsReport } from './token-limits';
 
 const SEQUENTIAL_REQUESTS = 2000;
 const SATURATION = { connections: 64, seconds: 10, warmUpSeconds: 2 };
@@ -34,7 +35,7 @@ const STREAMS = { count: 1000, chunks: 50, intervalMs: 100 };
 const CRASH = { leaseMs: 5000, queuedJobs: 4 };
 const REFUSALS = { seconds: 10, connections: [8, 64] };
 
-const PARTS = ['sequential', 'saturation', 'fixed-rate', 'streams', 'crash', 'refusals', 'scheduling'] as const;
+const PARTS = ['sequential', 'saturation', 'fixed-rate', 'streams', 'crash', 'refusals', 'scheduling', 'token-limits'] as const;
 type Part = (typeof PARTS)[number];
 
 function checkTools(parts: Set<Part>): void {
@@ -101,9 +102,11 @@ async function main(): Promise<void> {
   // Issue 13's scenarios (fair share, routing, mixed sizes), against this build; `npm run bench:scheduling
   // -- --gateway before=… --gateway now=…` runs them side by side with another build.
   const scheduling = parts.has('scheduling') ? await runSchedulingBench() : undefined;
+  const tokenLimits = parts.has('token-limits') ? tokenLimitsReport(await tokenLimitsBench()) : undefined;
   console.log(`\nAll parts took ${((Date.now() - started) / 1000).toFixed(0)} s. As Markdown:\n`);
   console.log(markdown(results));
   if (scheduling) console.log(schedulingReport(scheduling));
+  if (tokenLimits) console.log(tokenLimits);
 }
 
 void main().then(

@@ -18,7 +18,7 @@ const KEY_B = 'sk-rl-b-9c4d77';
 const RPM = 5;
 
 function limiterConfig(rpm: number): ConfigType<typeof authConfig> {
-  return { apiKeys: undefined, clientKeys: undefined, adminApiKey: undefined, rateLimitRpm: rpm, metricsAuth: 'none', healthDetails: 'none' };
+  return { apiKeys: undefined, clientKeys: undefined, adminApiKey: undefined, rateLimitRpm: rpm, tokenLimitDefaultMaxTokens: 4096, metricsAuth: 'none', healthDetails: 'none' };
 }
 
 describe('rate limit: the Redis script against its model, with a scripted clock', () => {

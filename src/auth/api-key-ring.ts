@@ -63,6 +63,8 @@ function identityOf(definition: ClientKeyDefinition): ClientIdentity {
   const identity: ClientIdentity = { id: `key_${definition.digest.slice(0, 8)}`, name: definition.name, tier: definition.tier, admin: false, weight: definition.weight };
   if (definition.maxConcurrent !== undefined) identity.maxConcurrent = definition.maxConcurrent;
   if (definition.maxQueueShare !== undefined) identity.maxQueueShare = definition.maxQueueShare;
+  if (definition.limits) identity.limits = Object.freeze({ ...definition.limits });
+  if (definition.serviceTiers) identity.serviceTiers = Object.freeze([...definition.serviceTiers]);
   return Object.freeze(identity);
 }
 

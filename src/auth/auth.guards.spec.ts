@@ -15,9 +15,10 @@ import { RedisService } from '../redis/redis.service';
 import { ApiKeyGuard } from './api-key.guard';
 import { clientIdOf } from './api-key-ring';
 import { AuthService } from './auth.service';
-import { gcraStep } from './gcra';
+import { modelLimitsScript, readLimitsScriptArgs } from './limits-script';
 import { RateLimitGuard } from './rate-limit.guard';
 import { RateLimiterService } from './rate-limiter.service';
+import { TokenUsageService } from './token-usage.service';
 
 /** Answers with what the guards decided about the caller. */
 @Controller()
@@ -35,24 +36,22 @@ class ProbeController {
 
 /** A stand-in for Redis that runs the rate-limit script's arithmetic and says NOSCRIPT until it has seen EVAL. */
 class ScriptedRedis {
-  readonly tats = new Map<string, number>();
+  readonly store = new Map<string, number>();
   readonly calls: string[] = [];
   private loaded = false;
-  async evalsha(_sha: string, _n: number, ...args: string[]) {
+  async evalsha(_sha: string, n: number, ...args: string[]) {
     this.calls.push('evalsha');
     if (!this.loaded) throw new Error('NOSCRIPT No matching script. Please use EVAL.');
-    return this.step(args);
+    return this.step(n, args);
   }
-  async eval(_script: string, _n: number, ...args: string[]) {
+  async eval(_script: string, n: number, ...args: string[]) {
     this.calls.push('eval');
     this.loaded = true;
-    return this.step(args);
+    return this.step(n, args);
   }
-  private step([key, now, interval, capacity]: string[]) {
-    const policy = { limit: Number(capacity) / Number(interval), periodMs: Number(capacity) };
-    const { allowed, tat } = gcraStep(this.tats.get(key), Number(now), policy);
-    if (allowed) this.tats.set(key, tat);
-    return [allowed ? 1 : 0, tat];
+  private step(n: number, args: string[]) {
+    const { now, takes, settlements } = readLimitsScriptArgs(args.slice(0, n), args.slice(n));
+    return modelLimitsScript(this.store, now, takes, settlements);
   }
 }
 
@@ -63,7 +62,7 @@ after(async () => {
 });
 
 async function boot(options: { apiKeys?: string; adminKey?: string; rpm?: number; redis?: object } = {}) {
-  const auth = { apiKeys: options.apiKeys, adminApiKey: options.adminKey, rateLimitRpm: options.rpm ?? 0, metricsAuth: 'none', healthDetails: 'none' };
+  const auth = { apiKeys: options.apiKeys, adminApiKey: options.adminKey, rateLimitRpm: options.rpm ?? 0, tokenLimitDefaultMaxTokens: 4096, metricsAuth: 'none', healthDetails: 'none' };
   const moduleRef = await Test.createTestingModule({
     controllers: [ProbeController],
     providers: [
@@ -72,7 +71,7 @@ async function boot(options: { apiKeys?: string; adminKey?: string; rpm?: number
       { provide: queueConfig.KEY, useValue: { jobTimeoutMs: 5000 } },
       { provide: RedisService, useValue: { client: options.redis ?? new ScriptedRedis() } },
       { provide: Clock, useValue: new FakeClock() },
-      AuthService, RateLimiterService, RequestContextGuard, ApiKeyGuard, RateLimitGuard,
+      AuthService, RateLimiterService, TokenUsageService, RequestContextGuard, ApiKeyGuard, RateLimitGuard,
       { provide: APP_GUARD, useExisting: RequestContextGuard },
       { provide: APP_GUARD, useExisting: ApiKeyGuard },
       { provide: APP_GUARD, useExisting: RateLimitGuard },

@@ -3,6 +3,7 @@
  * "theoretical arrival time" (TAT), held in Redis so that every instance shares it. A key may send
  * `limit` requests at once, then one every `periodMs / limit`; a key that pauses for `periodMs` has
  * its whole allowance back. Unlike a fixed window, there is no boundary at which twice the limit fits.
+ * (token-bucket.ts holds the same arithmetic for any cost; the limits script runs it in Redis.)
  */
 export interface GcraPolicy {
   /** Requests allowed per period (RATE_LIMIT_RPM). */
@@ -27,27 +28,7 @@ export function emissionIntervalMs(policy: GcraPolicy): number {
   return Math.max(1, Math.ceil(policy.periodMs / policy.limit));
 }
 
-/**
- * One atomic GCRA step in Redis. KEYS[1] = the key's TAT; ARGV = now (ms), interval (ms), capacity
- * (interval × limit, ms). Stores the new TAT only when the request is allowed, so refused requests do
- * not push the key further back. Returns {allowed (1|0), TAT after this step}.
- * Times are integers well below 2^53, so Lua's doubles and Redis's string conversion keep them exact.
- */
-export const GCRA_SCRIPT = `
-local now = tonumber(ARGV[1])
-local interval = tonumber(ARGV[2])
-local capacity = tonumber(ARGV[3])
-local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
-if tat < now then tat = now end
-local next_tat = tat + interval
-if next_tat - now > capacity then
-  return {0, tat}
-end
-redis.call('SET', KEYS[1], next_tat, 'PX', next_tat - now)
-return {1, next_tat}
-`;
-
-/** The same step as {@link GCRA_SCRIPT}, over a stored TAT; used by tests and to read the script's answer. */
+/** One request's GCRA step over a stored TAT, as the limits script (limits-script.ts) takes it for requests. */
 export function gcraStep(storedTat: number | undefined, now: number, policy: GcraPolicy): { allowed: boolean; tat: number } {
   const interval = emissionIntervalMs(policy);
   const tat = Math.max(storedTat ?? 0, now);

@@ -4,10 +4,13 @@ import { AdaptiveService } from '../adaptive/adaptive.service';
 import { CancelledError, InvalidRequestError } from '../common/errors';
 import { AdmissionService } from '../adaptive/admission.service';
 import { AuthService } from '../auth/auth.service';
+import { TokenUsageService } from '../auth/token-usage.service';
 import { effectivePriority, RequestContext } from '../common/request-context';
+import { refusalForTier } from '../common/service-tier';
 import { JobsService } from '../queue/jobs.service';
 import { QueueService } from '../queue/queue.service';
 import type { InferencePath } from '../upstream/upstream.types';
+import { AnswerAccount } from './answer-account';
 import { endSseWithError, relayStream, sendJson, writeQueueStatus } from './answer-writer';
 
 /** Routes whose requests `Prefer: respond-async` turns into jobs (their answer is stored, never streamed). */
@@ -26,10 +29,12 @@ export class InferenceService {
     private readonly adaptive: AdaptiveService,
     private readonly admission: AdmissionService,
     private readonly auth: AuthService,
+    private readonly tokens: TokenUsageService,
   ) {}
 
   async serve(path: InferencePath, body: Record<string, unknown>, request: FastifyRequest, reply: FastifyReply): Promise<void> {
     const context = request.bulwark as RequestContext;
+    const account = new AnswerAccount(context, this.tokens, path, String(body.model));
     try {
       const shaped = path === '/embeddings' ? body : this.adaptive.shapeBody(body, path === '/responses' ? 'responses' : 'chat');
       const queued = {
@@ -49,6 +54,7 @@ export class InferenceService {
         const submitted = await this.queue.submit(queued, idempotencyKey(request));
         const view = submitted.job ? await this.jobs.submitted(submitted.job) : await this.jobs.get(submitted.id, context.client.id);
         if (submitted.replayed) void reply.header('idempotent-replayed', 'true');
+        account.keepReservation();
         void reply.status(202).header('location', `/v1/jobs/${view.id}`).header('x-queue-wait-ms', '0').send(view);
         return;
       }
@@ -62,7 +68,8 @@ export class InferenceService {
       } catch (error) {
         // The stream is open already (status comments went out): the failure is its SSE error event.
         if (!reply.raw.headersSent) throw error;
-        if (!(error instanceof CancelledError)) endSseWithError(reply, error, relay);
+        account.failed(error);
+        if (!(error instanceof CancelledError)) endSseWithError(reply, refusalForTier(error, context.serviceTier), relay);
         return;
       }
       try {
@@ -71,12 +78,16 @@ export class InferenceService {
           'x-queue-wait-ms': String(Math.round(running.queueWaitMs)),
           ...modelHeaders(queued.payload.model, running.answer.model),
         };
-        if (running.answer.kind === 'json') sendJson(reply, running.answer, headers);
-        else await relayStream(reply, running.answer.events, headers, context.signal, relay);
+        if (running.answer.kind === 'json') sendJson(reply, account.answer(running.answer), headers);
+        else await relayStream(reply, account.stream(running.answer), headers, context.signal, relay);
       } finally {
         running.release();
       }
+    } catch (error) {
+      account.failed(error);
+      throw error;
     } finally {
+      account.end();
       context.finish();
     }
   }

@@ -40,6 +40,15 @@ const MAPPINGS: Record<ErrorCode, CodeMapping> = {
   breaker_not_found: { status: 404, type: 'not_found_error', shouldRetry: false, suggestions: ['List the breakers with GET /admin/breakers; a key is upstream:model'] },
   body_too_large: { status: 413, type: 'invalid_request_error', shouldRetry: false, suggestions: ['Send a smaller body, or ask the operator to raise MAX_BODY_BYTES'] },
   rate_limited: { status: 429, type: 'rate_limit_error', shouldRetry: true, suggestions: [RETRY_LATER, 'Spread requests over the minute'] },
+  tokens_rate_limited: { status: 429, type: 'rate_limit_error', shouldRetry: true, suggestions: [RETRY_LATER, 'Lower max_tokens so that each request reserves fewer tokens'] },
+  tokens_exceed_limit: {
+    status: 400,
+    type: 'invalid_request_error',
+    shouldRetry: false,
+    suggestions: ["Lower the output limit (max_tokens, max_completion_tokens or max_output_tokens) or shorten the prompt: a request reserves both against the key's token limit"],
+  },
+  tier_not_allowed: { status: 403, type: 'permission_error', shouldRetry: false, suggestions: ['Send service_tier "default" (or leave it out), or ask the operator to allow the tier for this key'] },
+  resource_unavailable: { status: 429, type: 'rate_limit_error', shouldRetry: true, suggestions: [RETRY_LATER, 'Flex requests run on spare capacity; send service_tier "default" for a place in the queue'] },
   key_queue_share_exceeded: {
     status: 429,
     type: 'rate_limit_error',
@@ -74,6 +83,8 @@ function retryAfterHeaders(status: number, retryAfterMs: number | undefined): Re
   // A missing or non-finite hint (NaN from a bad computation) still gives a valid header: 1 s.
   const ms = retryAfterMs !== undefined && Number.isFinite(retryAfterMs) ? retryAfterMs : 1000;
   const seconds = Math.max(1, Math.ceil(ms / 1000));
+  // On a 429 the exact delay too, which the OpenAI SDKs prefer to Retry-After's whole seconds.
+  if (status === 429) return { 'retry-after': String(seconds), 'retry-after-ms': String(Math.max(1, Math.ceil(ms))) };
   return { 'retry-after': String(seconds) };
 }
 

@@ -16,6 +16,10 @@ export type ErrorCode =
   | 'breaker_not_found'
   | 'body_too_large'
   | 'rate_limited'
+  | 'tokens_rate_limited'
+  | 'tokens_exceed_limit'
+  | 'tier_not_allowed'
+  | 'resource_unavailable'
   | 'key_queue_share_exceeded'
   | 'queue_full'
   | 'load_shed'
@@ -87,6 +91,45 @@ export class NotFoundError extends BulwarkError {
 export class RateLimitedError extends BulwarkError {
   constructor(limitPerMinute: number, retryAfterMs: number) {
     super('rate_limited', `Rate limit of ${limitPerMinute} requests per minute reached for this key`, { retryAfterMs });
+  }
+}
+
+/** The key's token budget (API_KEYS_FILE `tokensPerMinute` / `tokensPerDay`) cannot hold this request now. */
+export class TokensRateLimitedError extends BulwarkError {
+  constructor(limit: number, period: 'minute' | 'day', requested: number, retryAfterMs: number) {
+    super(
+      'tokens_rate_limited',
+      `Token limit of ${limit} tokens per ${period} reached for this key: this request reserves up to ${requested} tokens; retry after ${Math.ceil(retryAfterMs / 1000)} s`,
+      { retryAfterMs },
+    );
+  }
+}
+
+/** The request's worst case (prompt plus output limit) is larger than the key's token limit itself: it could never run. */
+export class TokensExceedLimitError extends BulwarkError {
+  constructor(limit: number, period: 'minute' | 'day', requested: number, param: string) {
+    super(
+      'tokens_exceed_limit',
+      `This request reserves up to ${requested} tokens (its prompt's estimate plus its output limit), more than this key's limit of ${limit} tokens per ${period}; reduce \`${param}\``,
+      { param },
+    );
+  }
+}
+
+/** The key may not use the `service_tier` it asked for (API_KEYS_FILE `serviceTiers`). */
+export class TierNotAllowedError extends BulwarkError {
+  constructor(tier: string, allowed: readonly string[]) {
+    super('tier_not_allowed', `This key may not use service_tier "${tier}"; it may use ${allowed.join(', ')}`, { param: 'service_tier' });
+  }
+}
+
+/** A `flex` request found no capacity (OpenAI's answer to flex requests): retry later. */
+export class ResourceUnavailableError extends BulwarkError {
+  constructor(reason: string, retryAfterMs: number | undefined, cause?: unknown) {
+    super('resource_unavailable', `No capacity for service_tier "flex" right now (${reason}); retry after ${Math.ceil((retryAfterMs ?? 1000) / 1000)} s`, {
+      retryAfterMs,
+      cause,
+    });
   }
 }
 

@@ -2,10 +2,12 @@ import { ArgumentsHost, Catch, ExceptionFilter, Logger, ServiceUnavailableExcept
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { toErrorResponse } from './error-response';
 import { BulwarkError, CancelledError } from './errors';
+import { refusalForTier } from './service-tier';
 
 /**
  * The one exception filter: every error, from any layer, leaves in OpenAI's shape with
- * `suggestions`, `x-should-retry` and, on 429/503, `Retry-After` (API.md §4).
+ * `suggestions`, `x-should-retry` and, on 429/503, `Retry-After` (API.md §4). Headers already on the
+ * reply (the rate limits', `X-Service-Tier`) stay.
  */
 @Catch()
 export class OpenAIExceptionFilter implements ExceptionFilter {
@@ -26,7 +28,8 @@ export class OpenAIExceptionFilter implements ExceptionFilter {
       void reply.status(503).headers({ 'retry-after': '5', 'x-should-retry': 'true' }).send(health);
       return;
     }
-    const response = toErrorResponse(exception);
+    // A flex request refused for lack of capacity hears OpenAI's 429 resource_unavailable.
+    const response = toErrorResponse(refusalForTier(exception, request?.bulwark?.serviceTier));
     if (response.status >= 500 && !(exception instanceof BulwarkError)) {
       this.logger.error({ err: exception, requestId: request?.id }, 'unexpected error');
     }

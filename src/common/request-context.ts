@@ -1,5 +1,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { KeyLimits } from '../config/key-limits';
 import type { Priority } from './priority';
+import type { ServiceTier } from './service-tier';
 import { CancelledError, InvalidRequestError, RequestTimeoutError } from './errors';
 
 /** Who is calling, as the auth guard resolved it. */
@@ -16,6 +18,18 @@ export interface ClientIdentity {
   maxConcurrent?: number;
   /** Largest fraction (0-1] of MAX_QUEUE_SIZE this key may hold waiting (API_KEYS_FILE `maxQueueShare`). */
   maxQueueShare?: number;
+  /** Request and token limits of this key (API_KEYS_FILE); absent when it has none of its own. */
+  limits?: KeyLimits;
+  /** The `service_tier` values this key may ask for; absent means those of its tier (`priority` for high keys only). */
+  serviceTiers?: readonly ServiceTier[];
+}
+
+/** Tokens a request holds against its key's token limits, from admission until its answer ends. */
+export interface TokenReservation {
+  /** Tokens reserved: the prompt's estimate plus the output limit (or the configured default). */
+  reserved: number;
+  /** The prompt's estimated tokens, what an answer without `usage` is charged on top of what was relayed. */
+  promptTokens: number;
 }
 
 /**
@@ -39,6 +53,12 @@ export interface RequestContext {
   finish(): void;
   /** Admission's estimate of the upstream time this request will take, when the model is learned. */
   expectedServiceMs?: number;
+  /** The body's `service_tier` (`auto` read as `default`), once the rate-limit guard allowed it. */
+  serviceTier?: ServiceTier;
+  /** The priority that `service_tier` gives; it takes the place of `X-Priority` and the tier cap. */
+  servicePriority?: Priority;
+  /** Set while the request holds tokens against its key's limits; settled when the answer ends. */
+  tokens?: TokenReservation;
 }
 
 declare module 'fastify' {
@@ -119,7 +139,11 @@ export function attachRequestContext(
 
 const RANK: Record<Priority, number> = { high: 0, normal: 1, low: 2 };
 
-/** The priority a request gets: what it asked for, capped by its key's tier. */
-export function effectivePriority(context: Pick<RequestContext, 'requestedPriority' | 'client'>): Priority {
+/**
+ * The priority a request gets: the one its `service_tier` gives (allowed for its key by the rate-limit
+ * guard), else what it asked for, capped by its key's tier.
+ */
+export function effectivePriority(context: Pick<RequestContext, 'requestedPriority' | 'client' | 'servicePriority'>): Priority {
+  if (context.servicePriority) return context.servicePriority;
   return RANK[context.requestedPriority] >= RANK[context.client.tier] ? context.requestedPriority : context.client.tier;
 }

@@ -54,8 +54,8 @@ describe('loadApiKeysFile', () => {
       ].join('\n'),
     );
     assert.deepEqual(loadApiKeysFile(path, { TEAM_A_KEY: TEAM_A_KEY }), [
-      { name: 'team-a', tier: 'high', weight: 3, maxConcurrent: 4, maxQueueShare: 0.25, digest: keyDigest(TEAM_A_KEY) },
-      { name: 'batch', tier: 'normal', weight: 1, maxConcurrent: undefined, maxQueueShare: undefined, digest: keyDigest(BATCH_KEY) },
+      { name: 'team-a', tier: 'high', weight: 3, maxConcurrent: 4, maxQueueShare: 0.25, digest: keyDigest(TEAM_A_KEY), serviceTiers: ['priority', 'default', 'flex'] },
+      { name: 'batch', tier: 'normal', weight: 1, maxConcurrent: undefined, maxQueueShare: undefined, digest: keyDigest(BATCH_KEY), serviceTiers: ['default', 'flex'] },
     ]);
   });
 
@@ -91,6 +91,41 @@ describe('loadApiKeysFile', () => {
       ['[1]', /keys\[0\]: must be a mapping/],
     ];
     for (const [entry, expected] of cases) assert.match(refusal(write(`keys:\n  - ${entry}\n`)), expected, entry);
+  });
+
+  it('reads token and request limits and service tiers per tier, a key overriding its tier field by field', () => {
+    const hash = `sha256:${keyDigest(BATCH_KEY)}`;
+    const path = write(
+      [
+        'tiers:',
+        '  normal: {tokensPerMinute: 50000, tokensPerDay: 1000000, serviceTiers: [default]}',
+        '  low: {requestsPerMinute: 30}',
+        'keys:',
+        '  - {name: team-a, keyEnv: TEAM_A_KEY, tokensPerMinute: 90000, serviceTiers: [priority, default, flex]}',
+        `  - {name: batch, tier: low, keyHash: "${hash}"}`,
+      ].join('\n'),
+    );
+    const [teamA, batch] = loadApiKeysFile(path, { TEAM_A_KEY });
+    assert.deepEqual(teamA.limits, { tokensPerMinute: 90_000, tokensPerDay: 1_000_000 });
+    assert.deepEqual(teamA.serviceTiers, ['priority', 'default', 'flex']);
+    assert.deepEqual(batch.limits, { requestsPerMinute: 30 });
+    assert.deepEqual(batch.serviceTiers, ['default', 'flex'], 'by its tier when nothing lists them');
+  });
+
+  it('names each bad limit, service tier and tier entry', () => {
+    const hash = `sha256:${keyDigest(BATCH_KEY)}`;
+    const cases: [string, RegExp][] = [
+      [`keys:\n  - {name: a, tokensPerMinute: 0, keyHash: "${hash}"}\n`, /keys\[0\] \(a\): tokensPerMinute must be an integer from 1/],
+      [`keys:\n  - {name: a, tokensPerDay: 1.5, keyHash: "${hash}"}\n`, /tokensPerDay must be an integer/],
+      [`keys:\n  - {name: a, requestsPerMinute: -1, keyHash: "${hash}"}\n`, /requestsPerMinute must be an integer/],
+      [`keys:\n  - {name: a, serviceTiers: [turbo], keyHash: "${hash}"}\n`, /serviceTiers must be a non-empty list of distinct values from priority, default, flex/],
+      [`keys:\n  - {name: a, serviceTiers: [flex, flex], keyHash: "${hash}"}\n`, /serviceTiers must be/],
+      [`keys:\n  - {name: a, tokensPerMinut: 5, keyHash: "${hash}"}\n`, /unknown field `tokensPerMinut` \(did you mean `tokensPerMinute`\?\)/],
+      [`tiers: {urgent: {tokensPerMinute: 5}}\nkeys:\n  - {name: a, keyHash: "${hash}"}\n`, /tiers: unknown field `urgent`/],
+      [`tiers: {low: {tokensPerMinute: 5, weight: 2}}\nkeys:\n  - {name: a, keyHash: "${hash}"}\n`, /tiers.low: unknown field `weight`/],
+      [`tiers: [low]\nkeys:\n  - {name: a, keyHash: "${hash}"}\n`, /tiers: must be a mapping/],
+    ];
+    for (const [text, expected] of cases) assert.match(refusal(write(text)), expected, text);
   });
 
   it('refuses repeated names, a key listed twice (hash and variable alike) and the admin key', () => {

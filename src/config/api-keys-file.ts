@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { unknownFieldProblem } from './closest-name';
 import { ConfigurationError } from './environment';
+import { checkLimitSettings, checkTierSettings, KeyLimits, LIMIT_FIELDS, LimitSettings, resolveLimitSettings, ServiceTierName } from './key-limits';
 
 export type KeyTier = 'high' | 'normal' | 'low';
 
@@ -22,10 +23,14 @@ export interface ClientKeyDefinition {
   maxQueueShare?: number;
   /** SHA-256 of the key, lowercase hex. */
   digest: string;
+  /** Request and token limits (its own over its tier's); absent when it has none. */
+  limits?: KeyLimits;
+  /** The `service_tier` values it may ask for (its own list, else its tier's, else by its tier). */
+  serviceTiers?: ServiceTierName[];
 }
 
-const TOP_FIELDS = ['keys'] as const;
-const ENTRY_FIELDS = ['name', 'tier', 'weight', 'maxConcurrent', 'maxQueueShare', 'keyHash', 'keyEnv'] as const;
+const TOP_FIELDS = ['keys', 'tiers'] as const;
+const ENTRY_FIELDS = ['name', 'tier', 'weight', 'maxConcurrent', 'maxQueueShare', 'keyHash', 'keyEnv', ...LIMIT_FIELDS] as const;
 const TIERS: readonly string[] = ['high', 'normal', 'low'];
 const NAME = /^[A-Za-z0-9_.-]{1,64}$/;
 const HASH = /^sha256:([0-9a-fA-F]{64})$/;
@@ -56,7 +61,13 @@ function readStructured(path: string): unknown {
 }
 
 /** Checks one entry; pushes its problems (never a key) and returns the definition when it has none. */
-function checkEntry(raw: unknown, index: number, env: Record<string, string | undefined>, problems: string[]): ClientKeyDefinition | undefined {
+function checkEntry(
+  raw: unknown,
+  index: number,
+  env: Record<string, string | undefined>,
+  tiers: Partial<Record<KeyTier, LimitSettings>>,
+  problems: string[],
+): ClientKeyDefinition | undefined {
   const label = isRecord(raw) && typeof raw.name === 'string' && NAME.test(raw.name) ? `keys[${index}] (${raw.name})` : `keys[${index}]`;
   if (!isRecord(raw)) {
     problems.push(`${label}: must be a mapping with name and keyHash or keyEnv`);
@@ -76,6 +87,7 @@ function checkEntry(raw: unknown, index: number, env: Record<string, string | un
   if (raw.maxQueueShare !== undefined && !(typeof raw.maxQueueShare === 'number' && raw.maxQueueShare > 0 && raw.maxQueueShare <= 1)) {
     problem('maxQueueShare must be a fraction of MAX_QUEUE_SIZE in (0, 1]');
   }
+  const own = checkLimitSettings(raw, label, problems);
   let digest: string | undefined;
   if ((raw.keyHash === undefined) === (raw.keyEnv === undefined)) {
     problem('give exactly one of keyHash (sha256:<64 hex digits>) or keyEnv (the name of an environment variable holding the key); never the key itself');
@@ -91,19 +103,23 @@ function checkEntry(raw: unknown, index: number, env: Record<string, string | un
     else digest = keyDigest(key.trim());
   }
   if (problems.length > before || digest === undefined) return undefined;
+  const tier = (raw.tier as KeyTier | undefined) ?? 'normal';
   return {
     name: raw.name as string,
-    tier: (raw.tier as KeyTier | undefined) ?? 'normal',
+    tier,
     weight: (raw.weight as number | undefined) ?? 1,
     maxConcurrent: raw.maxConcurrent as number | undefined,
     maxQueueShare: raw.maxQueueShare as number | undefined,
     digest,
+    ...resolveLimitSettings(tier, own, tiers[tier]),
   };
 }
 
 /**
  * Reads and strictly validates `API_KEYS_FILE` (JSON or YAML): `keys: [{name, tier?, weight?,
- * maxConcurrent?, maxQueueShare?, keyHash | keyEnv}]`. `env` supplies the keys named by `keyEnv`.
+ * maxConcurrent?, maxQueueShare?, requestsPerMinute?, tokensPerMinute?, tokensPerDay?, serviceTiers?,
+ * keyHash | keyEnv}]` and optional `tiers: {high|normal|low: {requestsPerMinute?, tokensPerMinute?,
+ * tokensPerDay?, serviceTiers?}}`, the defaults of each tier's keys. `env` supplies the keys named by `keyEnv`.
  * Throws one ConfigurationError naming the file and every problem (unknown fields with the closest
  * valid name, bad values, repeated names or keys); no message ever holds a key.
  */
@@ -118,7 +134,8 @@ export function loadApiKeysFile(path: string, env: Record<string, string | undef
     if (!(TOP_FIELDS as readonly string[]).includes(field)) problems.push(unknownFieldProblem('', field, TOP_FIELDS));
   }
   if (!Array.isArray(raw.keys) || raw.keys.length === 0) problems.push('keys: must be a non-empty list');
-  const entries = (Array.isArray(raw.keys) ? raw.keys : []).map((entry, index) => checkEntry(entry, index, env, problems));
+  const tiers = checkTierSettings(raw.tiers, problems);
+  const entries = (Array.isArray(raw.keys) ? raw.keys : []).map((entry, index) => checkEntry(entry, index, env, tiers, problems));
   const names = new Map<string, number>();
   const digests = new Map<string, number>();
   const adminDigest = adminKey ? keyDigest(adminKey) : undefined;

@@ -170,6 +170,10 @@ export class EnvironmentVariables {
   @Transform(toInt) @IsInt() @Min(0) @Max(1_000_000)
   RATE_LIMIT_RPM = 0;
 
+  /** Output tokens a request without max_tokens (or its kin) reserves against its key's token limits. */
+  @Transform(toInt) @IsInt() @Min(1) @Max(10_000_000)
+  TOKEN_LIMIT_DEFAULT_MAX_TOKENS = 4096;
+
   @Transform(toInt) @IsInt() @Min(1024) @Max(104_857_600)
   MAX_BODY_BYTES = 1_048_576;
 

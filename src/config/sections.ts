@@ -91,6 +91,7 @@ export const authConfig = registerAs('auth', () => {
     clientKeys: env.API_KEYS_FILE ? loadClientKeys(env.API_KEYS_FILE, env.ADMIN_API_KEY) : undefined,
     adminApiKey: env.ADMIN_API_KEY,
     rateLimitRpm: env.RATE_LIMIT_RPM,
+    tokenLimitDefaultMaxTokens: env.TOKEN_LIMIT_DEFAULT_MAX_TOKENS,
     metricsAuth: env.METRICS_AUTH,
     healthDetails: env.HEALTH_DETAILS,
   };

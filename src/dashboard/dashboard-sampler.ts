@@ -15,6 +15,8 @@ export interface LiveState {
   healthScore: number;
   /** Requests waiting per client key, by configured name, largest first (fair share orders them). */
   waitingByKey: { name: string; waiting: number }[];
+  /** Remaining tokens of each key with token limits, per period (read from Redis every 2 s). */
+  tokenBudgets?: { name: string; period: string; limit: number; remaining: number }[];
 }
 
 /** One point of the dashboard: the state at `t` plus rates over the tick that ended at `t`. */

@@ -144,6 +144,20 @@ export const DASHBOARD_SCRIPT = String.raw`
     });
     if (!keys.firstChild) keys.innerHTML = '<tr><td colspan="2" class="small">nothing waiting</td></tr>';
 
+    var budgets = $('budgets');
+    if ((s.tokenBudgets || []).length) {
+      budgets.textContent = '';
+      s.tokenBudgets.forEach(function (b) {
+        var row = document.createElement('tr');
+        [b.name, 'per ' + b.period, String(b.remaining), String(b.limit)].forEach(function (v) {
+          var cell = document.createElement('td');
+          cell.textContent = v;
+          row.appendChild(cell);
+        });
+        budgets.appendChild(row);
+      });
+    }
+
     var body = $('breakers');
     if (s.breakers.length) {
       body.textContent = '';

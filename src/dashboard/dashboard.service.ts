@@ -9,6 +9,7 @@ import { Listeners } from '../common/listeners';
 import { adaptiveConfig, queueConfig } from '../config/sections';
 import { QueueFigures } from '../queue/queue-figures.service';
 import { AuthService } from '../auth/auth.service';
+import { TokenBudgetsService } from '../auth/token-budgets.service';
 import { UpstreamOutcomes } from '../upstream/upstream-outcomes';
 import { DashboardSample, DashboardSampler, LiveState } from './dashboard-sampler';
 
@@ -48,6 +49,7 @@ export class DashboardService implements OnApplicationBootstrap, OnApplicationSh
     @Inject(queueConfig.KEY) private readonly queue: ConfigType<typeof queueConfig>,
     @Inject(adaptiveConfig.KEY) private readonly adaptiveSettings: ConfigType<typeof adaptiveConfig>,
     private readonly auth: AuthService,
+    private readonly budgets: TokenBudgetsService,
   ) {
     this.sampler = new DashboardSampler(clock.now());
   }
@@ -113,6 +115,10 @@ export class DashboardService implements OnApplicationBootstrap, OnApplicationSh
         .filter((k) => k.waiting > 0)
         .sort((a, b) => b.waiting - a.waiting || a.name.localeCompare(b.name))
         .slice(0, MAX_BREAKERS),
+      tokenBudgets: this.budgets
+        .snapshot()
+        .budgets.slice(0, MAX_BREAKERS)
+        .map((b) => ({ name: b.key_name, period: b.period, limit: b.limit, remaining: b.remaining })),
     };
   }
 }

@@ -3,6 +3,7 @@ import { HealthCheckResult, HealthCheckService, HealthIndicatorFunction, HealthI
 import type { FastifyRequest } from 'fastify';
 import { AdaptiveService } from '../adaptive/adaptive.service';
 import { AuthService } from '../auth/auth.service';
+import { TokenBudgetsService } from '../auth/token-budgets.service';
 import { BreakerHealthIndicator } from '../breaker/breaker.health';
 import { ShutdownService } from '../common/shutdown.service';
 import { QueueHealthIndicator } from '../queue/queue.health';
@@ -32,6 +33,7 @@ export class HealthReportService {
     private readonly adaptive: AdaptiveService,
     private readonly shutdown: ShutdownService,
     private readonly auth: AuthService,
+    private readonly budgets: TokenBudgetsService,
   ) {}
 
   /** `GET /health`: Terminus's shape plus the top-level `graceful_degradation` section (API.md §5). */
@@ -45,7 +47,14 @@ export class HealthReportService {
       () => this.queue.isHealthy(),
       () => this.breakers.isHealthy(),
     ]);
-    return this.answer(request, ok, { ...result, graceful_degradation: degradation });
+    return this.answer(request, ok, { ...result, graceful_degradation: degradation, ...this.tokenBudgets() });
+  }
+
+  /** `token_budgets`: each limited key's remaining tokens per period (read every 2 s), when any key has token limits. */
+  private tokenBudgets(): { token_budgets?: { read_at: string | null; keys: unknown[] } } {
+    const { budgets, readAt } = this.budgets.snapshot();
+    if (budgets.length === 0 && readAt === undefined) return {};
+    return { token_budgets: { read_at: readAt === undefined ? null : new Date(readAt).toISOString(), keys: budgets } };
   }
 
   /** `GET /health/ready`: Redis answers, the instance is not draining, an upstream can take traffic. */

@@ -6,12 +6,13 @@ import { UpstreamModule } from '../upstream/upstream.module';
 import { HttpMetricsHook } from './http-metrics.hook';
 import { MetricsController } from './metrics.controller';
 import { MetricsService } from './metrics.service';
+import { TokenMetrics } from './token-metrics';
 
 /** The Prometheus registry, its metric objects, the HTTP timing hook and `GET /metrics`. */
 @Module({
   imports: [QueueModule, UpstreamModule, AdaptiveModule, BreakerModule],
   controllers: [MetricsController],
-  providers: [MetricsService, HttpMetricsHook],
+  providers: [MetricsService, HttpMetricsHook, TokenMetrics],
   exports: [MetricsService, HttpMetricsHook],
 })
 export class MetricsModule {}
