@@ -15,6 +15,15 @@ export interface LiveState {
   healthScore: number;
   /** Requests waiting per client key, by configured name, largest first (fair share orders them). */
   waitingByKey: { name: string; waiting: number }[];
+  /** Per upstream: calls in flight (every instance) and what its own /metrics said; optional for callers without upstreams. */
+  upstreams?: {
+    name: string;
+    inFlight: number | null;
+    kvCacheUsage: number | null;
+    kvCachePressure: boolean;
+    prefixCacheHitRate: number | null;
+    waiting: number | null;
+  }[];
 }
 
 /** One point of the dashboard: the state at `t` plus rates over the tick that ended at `t`. */

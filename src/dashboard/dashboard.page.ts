@@ -60,6 +60,9 @@ const BODY = `
   <section class="panel"><h2>Waiting by client key (fair share within a priority)</h2>
     <table><thead><tr><th>key</th><th>waiting</th></tr></thead><tbody id="keys"><tr><td colspan="2" class="small">nothing waiting</td></tr></tbody></table>
   </section>
+  <section class="panel"><h2>Upstreams (in flight everywhere; KV cache and prefix cache from their own /metrics)</h2>
+    <table><thead><tr><th>upstream</th><th>in flight</th><th>queued there</th><th>KV cache</th><th>prefix-cache hits</th></tr></thead><tbody id="upstreams"><tr><td colspan="5" class="small">no upstream figures yet</td></tr></tbody></table>
+  </section>
   <section class="panel"><h2>Circuit breakers</h2>
     <table><thead><tr><th>upstream:model</th><th>state</th><th>failures / calls</th><th>probes in</th></tr></thead><tbody id="breakers"><tr><td colspan="4" class="small">none yet: a breaker appears with its first upstream call</td></tr></tbody></table>
   </section>

@@ -10,6 +10,7 @@ import { adaptiveConfig, queueConfig } from '../config/sections';
 import { QueueFigures } from '../queue/queue-figures.service';
 import { AuthService } from '../auth/auth.service';
 import { UpstreamOutcomes } from '../upstream/upstream-outcomes';
+import { UpstreamHealthIndicator } from '../upstream/upstream.health';
 import { DashboardSample, DashboardSampler, LiveState } from './dashboard-sampler';
 
 /** One tick a second; two minutes of history. */
@@ -48,6 +49,7 @@ export class DashboardService implements OnApplicationBootstrap, OnApplicationSh
     @Inject(queueConfig.KEY) private readonly queue: ConfigType<typeof queueConfig>,
     @Inject(adaptiveConfig.KEY) private readonly adaptiveSettings: ConfigType<typeof adaptiveConfig>,
     private readonly auth: AuthService,
+    private readonly upstreams: UpstreamHealthIndicator,
   ) {
     this.sampler = new DashboardSampler(clock.now());
   }
@@ -113,6 +115,17 @@ export class DashboardService implements OnApplicationBootstrap, OnApplicationSh
         .filter((k) => k.waiting > 0)
         .sort((a, b) => b.waiting - a.waiting || a.name.localeCompare(b.name))
         .slice(0, MAX_BREAKERS),
+      upstreams: this.upstreams
+        .details()
+        .slice(0, MAX_BREAKERS)
+        .map((u) => ({
+          name: u.name,
+          inFlight: u.in_flight ?? null,
+          kvCacheUsage: u.kv_cache_usage,
+          kvCachePressure: u.kv_cache_pressure,
+          prefixCacheHitRate: u.prefix_cache_hit_rate,
+          waiting: u.upstream_waiting,
+        })),
     };
   }
 }

@@ -4,19 +4,18 @@ import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import { describe, it } from 'node:test';
 import { FakeClock } from '../common/clock';
 import { UpstreamSimulator } from '../simulator/simulator';
-import { UpstreamRegistry } from '../upstream/upstream-registry';
-import type { AdaptiveService, UpstreamLoad } from './adaptive.service';
-import { UpstreamLoadPoller } from './upstream-load.poller';
+import { UpstreamRegistry } from './upstream-registry';
+import { PolledFleetLoad, UpstreamLoadPoller } from './upstream-load.poller';
 
 function poller(urls: Record<string, string>, clock = new FakeClock()) {
-  const loads: UpstreamLoad[] = [];
-  const adaptive = { setUpstreamLoad: (load: UpstreamLoad) => loads.push(load) } as unknown as AdaptiveService;
+  const loads: PolledFleetLoad[] = [];
   const registry = new UpstreamRegistry({
     upstreams: Object.entries(urls).map(([name, baseUrl]) => ({ name, baseUrl, models: [], weight: 1 })),
     fallbacks: {},
   });
-  const config = { url: undefined, apiKey: undefined, topology: undefined, metricsPollMs: 1000, routing: 'least-loaded' as const };
-  return { poller: new UpstreamLoadPoller(config, registry, adaptive, clock), loads, clock };
+  const p = new UpstreamLoadPoller({ metricsPollMs: 1000 }, registry, clock);
+  p.onRound((load) => loads.push(load));
+  return { poller: p, loads, clock };
 }
 
 /** A loopback port with nothing listening on it. */
