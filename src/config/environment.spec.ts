@@ -151,8 +151,8 @@ describe('validateEnvironment', () => {
       [256, 100_000, 600_000, 0.25, 0.9, 0.05],
     );
     assert.equal(validateEnvironment({ PREFIX_LOAD_EPSILON: '0.5' }).PREFIX_LOAD_EPSILON, 0.5);
-    assert.match(configError({ HEDGE_BUDGET_RATIO: '1.5' }).message, /HEDGE_BUDGET_RATIO="1.5"/);
-    assert.match(configError({ PREFIX_BLOCK_CHARS: '4' }).message, /PREFIX_BLOCK_CHARS="4"/);
+    assert.match(configError({ HEDGE_BUDGET_RATIO: '1.5' }).message, /HEDGE_BUDGET_RATIO=1.5: must not be greater than 1/);
+    assert.match(configError({ PREFIX_BLOCK_CHARS: '4' }).message, /PREFIX_BLOCK_CHARS=4: must not be less than 16/);
     assert.match(configError({ KV_CACHE_PRESSURE_THRESHOLD: 'high' }).message, /KV_CACHE_PRESSURE_THRESHOLD="high"/);
   });
 

@@ -53,8 +53,8 @@ interface Waiter {
 /**
  * In-flight attempts per upstream across every instance, as lease sets in Redis: the bulkhead of an
  * upstream's `maxConcurrency` (a permit is taken atomically, never beyond the cap) and the load that
- * least-loaded routing reads. Only upstreams that need it are tracked: those with a cap, and (with
- * `ROUTING=least-loaded`) those sharing a model with another upstream; a model served by one uncapped
+ * load-aware routing reads. Only upstreams that need it are tracked: those with a cap, and (with
+ * `ROUTING=least-loaded` or `prefix-aware`) those sharing a model with another upstream; a model served by one uncapped
  * upstream costs nothing. Uncapped leases are written without waiting for Redis; the router reads a
  * snapshot refreshed every 150 ms plus this instance's own changes since.
  */
@@ -80,7 +80,7 @@ export class UpstreamLeases implements OnApplicationBootstrap, OnApplicationShut
     private readonly clock: Clock,
   ) {
     for (const upstream of registry.all()) {
-      const shared = config.routing === 'least-loaded' && sharesAModel(upstream, registry);
+      const shared = config.routing !== 'weighted' && sharesAModel(upstream, registry);
       if (upstream.maxConcurrency !== undefined || shared) {
         this.caps.set(upstream.name, upstream.maxConcurrency);
         this.counts.set(upstream.name, { refreshed: 0, acquired: 0, released: 0, acquiredAtRefresh: 0, releasedAtRefresh: 0, held: 0, waiting: 0 });

@@ -1,0 +1,67 @@
+import { Inject, Injectable } from '@nestjs/common';
+import type { ConfigType } from '@nestjs/config';
+import { RandomSource } from '../common/random';
+import { routingConfig } from '../config/sections';
+import { KvCachePressure } from '../upstream/kv-cache-pressure';
+import { UpstreamLeases } from '../upstream/upstream-leases.service';
+import type { InferencePayload, UpstreamDefinition } from '../upstream/upstream.types';
+import { prefixChain } from './prefix-chain';
+import { PrefixIndex } from './prefix-index.service';
+import { leastLoadedOrder, prefixAwareOrder, weightedOrder } from './upstream-router';
+
+/** The route step of one request: the order to try a model's upstreams in, and what to remember once one is chosen. */
+export interface RequestRoute {
+  /** The order in which to try `upstreams` (all serving `model`). */
+  order(model: string, upstreams: readonly UpstreamDefinition[]): Promise<UpstreamDefinition[]>;
+  /** An attempt of `model` started on `upstream`: it will hold the prompt's prefix. */
+  started(model: string, upstream: string): unknown;
+}
+
+/**
+ * The route step of the dispatch pipeline (`ROUTING`): least loaded, weighted random, or prefix-aware
+ * (the shared prefix index, load per weight under the load bound, KV-cache pressure). A request's
+ * prefix chain is hashed once per model, and the index read at most once per model (a fallback model
+ * has a chain of its own).
+ */
+@Injectable()
+export class RoutePlanner {
+  constructor(
+    private readonly leases: UpstreamLeases,
+    private readonly kvCache: KvCachePressure,
+    private readonly index: PrefixIndex,
+    private readonly random: RandomSource,
+    @Inject(routingConfig.KEY) private readonly config: Pick<ConfigType<typeof routingConfig>, 'mode' | 'blockChars' | 'loadEpsilon'>,
+  ) {}
+
+  /** The route of one request. */
+  forRequest(payload: InferencePayload): RequestRoute {
+    if (this.config.mode === 'weighted') return { order: async (_model, upstreams) => weightedOrder(upstreams, this.random), started: () => undefined };
+    if (this.config.mode === 'least-loaded') {
+      return { order: async (_model, upstreams) => leastLoadedOrder(upstreams, (name) => this.leases.load(name), this.random), started: () => undefined };
+    }
+    const chains = new Map<string, string[]>();
+    const held = new Map<string, Promise<Map<string, number>>>();
+    const chainOf = (model: string) => {
+      let chain = chains.get(model);
+      if (!chain) chains.set(model, (chain = prefixChain({ ...payload, model }, this.config.blockChars)));
+      return chain;
+    };
+    return {
+      order: async (model, upstreams) => {
+        if (upstreams.length < 2) return [...upstreams];
+        let lookup = held.get(model);
+        if (!lookup) held.set(model, (lookup = this.index.lookup(chainOf(model))));
+        const matched = await lookup;
+        const candidates = upstreams.map((upstream) => ({
+          upstream,
+          matched: matched.get(upstream.name) ?? 0,
+          load: this.leases.load(upstream.name),
+          pressured: this.kvCache.pressured(upstream.name),
+        }));
+        return prefixAwareOrder(candidates, this.config.loadEpsilon, this.random);
+      },
+      // Only models with a choice of upstreams are worth remembering.
+      started: (model, upstream) => held.has(model) && this.index.record(chainOf(model), upstream),
+    };
+  }
+}
