@@ -2,6 +2,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo, Socket } from 'node:net';
 import { type GenerationKind, deliver, sendJson } from './simulator.answer';
 import { CapacityGate, Exchange } from './simulator.exchange';
+import { PrefixCache, promptWords, StallSchedule } from './simulator.prefix-cache';
 import { errorBody, metricsText, modelList, modelNotFoundBody, modelObject } from './simulator.responses';
 import { DEFAULT_OPTIONS, type ResolvedOptions, readJsonBody, resolveOptions, validateGeneration } from './simulator.validate';
 
@@ -43,6 +44,17 @@ export interface SimulatorOptions {
   apiKey?: string;
   /** Default fault per model, used when a request carries no `x_sim`. */
   modelFaults?: Record<string, SimulatedFault>;
+  /**
+   * Tokens this replica's prefix cache holds (least recently used blocks evicted first); 0 (the
+   * default) turns prefix caching off. With it on, `usage` reports the cached prompt tokens.
+   */
+  prefixCacheTokens?: number;
+  /** Tokens per prefix-cache block (vLLM's block size); default 16. */
+  blockTokens?: number;
+  /** Time to first token added per prompt token not found in the prefix cache (prefill); default 0. */
+  prefillMsPerToken?: number;
+  /** Stalls `share` (0..1, spread evenly) of generation calls for `ms` before their first byte; default none. */
+  stall?: { share: number; ms: number };
 }
 
 /** Counters and gauges observed by the simulator; see {@link UpstreamSimulator.stats}. */
@@ -64,6 +76,11 @@ export interface SimulatorStats {
   lastHeaders?: Record<string, string | string[] | undefined>;
   /** Parsed JSON body of the last /v1 POST. */
   lastBody?: unknown;
+  /** Generation calls held back by the `stall` option. */
+  stalled: number;
+  /** Prompt tokens looked up in the prefix cache, and those found (whole blocks). */
+  prefixCacheQueries: number;
+  prefixCacheHits: number;
   /** Generation requests by their OpenAI `user` field, which tests use to tag requests. */
   requestsByUser: Record<string, number>;
   /** High-water mark of requests of one `user` served at once. */
@@ -104,9 +121,14 @@ export class UpstreamSimulator {
   private readonly faultHits = new Map<string, number>();
   private nextId = 1;
   private readonly runningByUser = new Map<string, number>();
+  private readonly prefixCache: PrefixCache;
+  private readonly stalls = new StallSchedule();
+  /** Prompt tokens of the calls running now (what their KV cache holds). */
+  private runningPromptTokens = 0;
 
   constructor(options: SimulatorOptions = {}) {
     this.options = resolveOptions(DEFAULT_OPTIONS, options);
+    this.prefixCache = new PrefixCache(this.options.prefixCacheTokens, this.options.blockTokens);
     this.gate = new CapacityGate(this.options.capacity, (running) => {
       this.counters.maxInFlight = Math.max(this.counters.maxInFlight, running);
     });
@@ -166,6 +188,7 @@ export class UpstreamSimulator {
       for (const counter of [...this.faultHits.keys()]) if (counter.startsWith('model:')) this.faultHits.delete(counter);
     }
     this.gate.setCapacity(this.options.capacity);
+    this.prefixCache.configure(this.options.prefixCacheTokens, this.options.blockTokens);
   }
 
   /** A snapshot copy of the counters. */
@@ -177,6 +200,8 @@ export class UpstreamSimulator {
       requestsByUser: { ...c.requestsByUser },
       maxInFlightByUser: { ...c.maxInFlightByUser },
       inFlight: this.active.size,
+      prefixCacheQueries: this.prefixCache.queries,
+      prefixCacheHits: this.prefixCache.hits,
       running: this.gate.runningCount,
       waiting: this.gate.waitingCount,
       lastHeaders: c.lastHeaders ? { ...c.lastHeaders } : undefined,
@@ -213,6 +238,7 @@ export class UpstreamSimulator {
       requestsByUser: {} as Record<string, number>,
       maxInFlightByUser: {} as Record<string, number>,
       maxInFlight: 0,
+      stalled: 0,
       clientAborts: 0,
       completed: 0,
       lastHeaders: undefined as SimulatorStats['lastHeaders'],
@@ -273,7 +299,11 @@ export class UpstreamSimulator {
       this.counters.maxInFlightByUser[user] = Math.max(this.counters.maxInFlightByUser[user] ?? 0, running);
       exchange.res.once('close', () => this.runningByUser.set(user, (this.runningByUser.get(user) ?? 1) - 1));
     }
-    if (!(await exchange.delay(fault.latencyMs ?? this.options.latencyMs))) return;
+    const prompt = this.prefill(kind, body, exchange);
+    const stallMs = this.stalls.next(this.options.stall.share) ? this.options.stall.ms : 0;
+    if (stallMs > 0) this.counters.stalled++;
+    const firstByteMs = (fault.latencyMs ?? this.options.latencyMs) + prompt.uncachedTokens * this.options.prefillMsPerToken + stallMs;
+    if (!(await exchange.delay(firstByteMs))) return;
     await deliver(exchange, {
       kind,
       meta: { id: `${ID_PREFIX[kind]}sim${this.nextId++}`, created: Math.floor(Date.now() / 1000), model },
@@ -281,7 +311,21 @@ export class UpstreamSimulator {
       fault,
       chunkIntervalMs: this.options.chunkIntervalMs,
       defaultChunks: this.options.defaultChunks,
+      cachedTokens: prompt.cachedTokens,
     });
+  }
+
+  /**
+   * The prompt meets this replica's prefix cache: how much of it was cached (undefined with the cache
+   * off) and how many tokens the prefill computes. Its tokens count as KV-cache use while it runs.
+   */
+  private prefill(kind: GenerationKind, body: Record<string, unknown>, exchange: Exchange): { cachedTokens?: number; uncachedTokens: number } {
+    const tokens = kind === 'embedding' ? [] : promptWords(kind, body);
+    this.runningPromptTokens += tokens.length;
+    exchange.res.once('close', () => (this.runningPromptTokens -= tokens.length));
+    if (!this.prefixCache.enabled || tokens.length === 0) return { uncachedTokens: tokens.length };
+    const cachedTokens = this.prefixCache.admit(tokens);
+    return { cachedTokens, uncachedTokens: tokens.length - cachedTokens };
   }
 
   /** The fault itself, or no fault once a fault limited by `times` has hit that many requests. */
@@ -332,7 +376,13 @@ export class UpstreamSimulator {
       }
       return { running, waiting };
     };
-    const text = metricsText(this.options.models, load, this.options.capacity);
+    // With a prefix cache, KV-cache use is the running prompts' tokens against the cache's size.
+    const kvUsage = this.prefixCache.enabled ? Math.min(1, this.runningPromptTokens / this.options.prefixCacheTokens) : undefined;
+    const text = metricsText(this.options.models, load, this.options.capacity, {
+      kvUsage,
+      prefixCacheQueries: this.prefixCache.queries,
+      prefixCacheHits: this.prefixCache.hits,
+    });
     res.writeHead(200, { 'Content-Type': 'text/plain; version=0.0.4; charset=utf-8' });
     res.end(text);
   }
