@@ -15,6 +15,8 @@ export interface RequestRoute {
   order(model: string, upstreams: readonly UpstreamDefinition[]): Promise<UpstreamDefinition[]>;
   /** An attempt of `model` started on `upstream`: it will hold the prompt's prefix. */
   started(model: string, upstream: string): unknown;
+  /** The request is done with routing (served or failed): drops what it still reserved. */
+  done(): void;
 }
 
 /**
@@ -25,6 +27,13 @@ export interface RequestRoute {
  */
 @Injectable()
 export class RoutePlanner {
+  /**
+   * Picks made here whose attempt has not taken its lease yet, per upstream. A burst of requests
+   * resumes from its index reads one by one; counting each pick at once keeps the load bound true
+   * within the burst instead of sending all of it to the same holder.
+   */
+  private readonly reserved = new Map<string, number>();
+
   constructor(
     private readonly leases: UpstreamLeases,
     private readonly kvCache: KvCachePressure,
@@ -35,10 +44,19 @@ export class RoutePlanner {
 
   /** The route of one request. */
   forRequest(payload: InferencePayload): RequestRoute {
-    if (this.config.mode === 'weighted') return { order: async (_model, upstreams) => weightedOrder(upstreams, this.random), started: () => undefined };
+    const nothing = () => undefined;
+    if (this.config.mode === 'weighted') return { order: async (_model, upstreams) => weightedOrder(upstreams, this.random), started: nothing, done: nothing };
     if (this.config.mode === 'least-loaded') {
-      return { order: async (_model, upstreams) => leastLoadedOrder(upstreams, (name) => this.leases.load(name), this.random), started: () => undefined };
+      return { order: async (_model, upstreams) => leastLoadedOrder(upstreams, (name) => this.leases.load(name), this.random), started: nothing, done: nothing };
     }
+    let reservation: string | undefined;
+    const release = () => {
+      if (reservation === undefined) return;
+      const left = (this.reserved.get(reservation) ?? 1) - 1;
+      if (left > 0) this.reserved.set(reservation, left);
+      else this.reserved.delete(reservation);
+      reservation = undefined;
+    };
     const chains = new Map<string, string[]>();
     const held = new Map<string, Promise<Map<string, number>>>();
     const chainOf = (model: string) => {
@@ -52,16 +70,25 @@ export class RoutePlanner {
         let lookup = held.get(model);
         if (!lookup) held.set(model, (lookup = this.index.lookup(chainOf(model))));
         const matched = await lookup;
+        release();
         const candidates = upstreams.map((upstream) => ({
           upstream,
           matched: matched.get(upstream.name) ?? 0,
-          load: this.leases.load(upstream.name),
+          load: this.leases.load(upstream.name) + (this.reserved.get(upstream.name) ?? 0),
           pressured: this.kvCache.pressured(upstream.name),
         }));
-        return prefixAwareOrder(candidates, this.config.loadEpsilon, this.random);
+        const order = prefixAwareOrder(candidates, this.config.loadEpsilon, this.random);
+        reservation = order[0].name;
+        this.reserved.set(reservation, (this.reserved.get(reservation) ?? 0) + 1);
+        return order;
       },
-      // Only models with a choice of upstreams are worth remembering.
-      started: (model, upstream) => held.has(model) && this.index.record(chainOf(model), upstream),
+      started: (model, upstream) => {
+        // From here on the attempt's lease counts it.
+        release();
+        // Only models with a choice of upstreams are worth remembering.
+        if (held.has(model)) this.index.record(chainOf(model), upstream);
+      },
+      done: release,
     };
   }
 }

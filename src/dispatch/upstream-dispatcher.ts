@@ -94,9 +94,12 @@ export class UpstreamDispatcher {
    * through the retries becomes `upstream_rate_limited`, so that the caller backs off.
    */
   async dispatch(payload: InferencePayload, options: DispatchOptions): Promise<ServedAnswer> {
-    const answer = await this.serve(payload, options).catch((error: unknown) => {
-      throw this.rateLimited(error, options) ?? error;
-    });
+    const route = this.router.forRequest(payload);
+    const answer = await this.serve(payload, options, route)
+      .catch((error: unknown) => {
+        throw this.rateLimited(error, options) ?? error;
+      })
+      .finally(() => route.done());
     if (answer.model !== payload.model) {
       this.outcomes.fellBack({ from: payload.model, to: answer.model, upstream: answer.upstream });
       this.logger.warn({ from: payload.model, to: answer.model, upstream: answer.upstream }, `fallback: model ${answer.model} answered for ${payload.model}`);
@@ -104,14 +107,13 @@ export class UpstreamDispatcher {
     return answer;
   }
 
-  private async serve(payload: InferencePayload, options: DispatchOptions): Promise<ServedAnswer> {
+  private async serve(payload: InferencePayload, options: DispatchOptions, route: RequestRoute): Promise<ServedAnswer> {
     if (!this.registry.knows(payload.model)) {
       throw new NotFoundError('model_not_found', `The model \`${payload.model}\` does not exist`, 'model');
     }
     const startedAt = this.clock.now();
     this.budget.recordRequest();
     this.attempt.recordCall();
-    const route = this.router.forRequest(payload);
     let attempted = false;
     const counted: DispatchOptions = {
       ...options,
