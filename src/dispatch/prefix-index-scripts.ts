@@ -5,13 +5,18 @@
  */
 
 /**
- * KEYS: the chain's block keys, in order. Returns, flat, each upstream that served a block of the chain
- * and the deepest such block (1-based): `[upstream, depth, upstream, depth, …]`.
+ * KEYS: the chain's block keys, in order, then the candidates' lease sets. ARGV: how many block keys,
+ * now (epoch ms). Returns `[found, inFlight]`: each upstream that served a block of the chain and the
+ * deepest such block (1-based), flat (`[upstream, depth, …]`), and each lease set's live leases (the
+ * candidates' in-flight counts as of now, so the load bound reads fresh figures in the same trip).
  */
 export const LOOKUP_PREFIX = `
+local blocks = tonumber(ARGV[1])
 local depth = {}
 local found = {}
-for i = #KEYS, 1, -1 do
+local inFlight = {}
+for j = blocks + 1, #KEYS do inFlight[#inFlight + 1] = redis.call('ZCOUNT', KEYS[j], ARGV[2], '+inf') end
+for i = blocks, 1, -1 do
   local holders = redis.call('HKEYS', KEYS[i])
   for _, upstream in ipairs(holders) do
     if depth[upstream] == nil then
@@ -21,7 +26,7 @@ for i = #KEYS, 1, -1 do
     end
   end
 end
-return found
+return {found, inFlight}
 `;
 
 /**

@@ -4,10 +4,17 @@ import { Clock } from '../common/clock';
 import { settleWithin } from '../common/deadline';
 import { routingConfig } from '../config/sections';
 import { RedisService } from '../redis/redis.service';
+import { leaseKey } from '../upstream/upstream-leases.service';
 import { LOOKUP_PREFIX, RECORD_PREFIX } from './prefix-index-scripts';
 
+/** What one index read says: who holds how much of the chain, and the candidates' live in-flight counts. */
+export interface PrefixLookup {
+  held: Map<string, number>;
+  inFlight?: Map<string, number>;
+}
+
 /** A lookup that takes longer than this is routed without prefix figures rather than waited for. */
-const LOOKUP_TIMEOUT_MS = 100;
+const LOOKUP_TIMEOUT_MS = 250;
 const LRU_KEY = 'bulwark:prefix-lru';
 const blockKey = (hash: string) => `bulwark:prefix:${hash}`;
 
@@ -27,22 +34,27 @@ export class PrefixIndex {
     @Inject(routingConfig.KEY) private readonly config: Pick<ConfigType<typeof routingConfig>, 'indexMaxBlocks' | 'indexTtlMs'>,
   ) {}
 
-  /** Per upstream, the deepest block of `chain` it recently served (upstreams that served none are absent). */
-  async lookup(chain: readonly string[]): Promise<Map<string, number>> {
+  /**
+   * Per upstream, the deepest block of `chain` it recently served (upstreams that served none are
+   * absent), and the live in-flight count of each of `upstreams` (undefined when Redis did not answer).
+   */
+  async lookup(chain: readonly string[], upstreams: readonly string[]): Promise<PrefixLookup> {
     const held = new Map<string, number>();
-    if (chain.length === 0 || !this.redis.ready) return held;
-    const read = this.redis.client.eval(LOOKUP_PREFIX, chain.length, ...chain.map(blockKey)) as Promise<unknown>;
-    const found = await settleWithin(
+    if (!this.redis.ready || chain.length + upstreams.length === 0) return { held };
+    const keys = [...chain.map(blockKey), ...upstreams.map(leaseKey)];
+    const read = this.redis.client.eval(LOOKUP_PREFIX, keys.length, ...keys, String(chain.length), String(this.clock.now())) as Promise<unknown>;
+    const answer = await settleWithin(
       read.catch((error: Error) => {
         this.logger.debug(`prefix lookup failed: ${error.message}`);
-        return [];
+        return undefined;
       }),
       LOOKUP_TIMEOUT_MS,
-      [],
+      undefined,
     );
-    if (!Array.isArray(found)) return held;
+    if (!Array.isArray(answer) || !Array.isArray(answer[0]) || !Array.isArray(answer[1])) return { held };
+    const [found, counts] = answer as [unknown[], unknown[]];
     for (let i = 0; i + 1 < found.length; i += 2) held.set(String(found[i]), Number(found[i + 1]));
-    return held;
+    return { held, inFlight: new Map(upstreams.map((name, i) => [name, Number(counts[i] ?? 0)])) };
   }
 
   /** Marks `chain` as served by `upstream` now; fire-and-forget. */

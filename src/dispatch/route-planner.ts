@@ -6,7 +6,7 @@ import { KvCachePressure } from '../upstream/kv-cache-pressure';
 import { UpstreamLeases } from '../upstream/upstream-leases.service';
 import type { InferencePayload, UpstreamDefinition } from '../upstream/upstream.types';
 import { prefixChain } from './prefix-chain';
-import { PrefixIndex } from './prefix-index.service';
+import { PrefixIndex, PrefixLookup } from './prefix-index.service';
 import { leastLoadedOrder, prefixAwareOrder, weightedOrder } from './upstream-router';
 
 /** The route step of one request: the order to try a model's upstreams in, and what to remember once one is chosen. */
@@ -42,6 +42,18 @@ export class RoutePlanner {
     @Inject(routingConfig.KEY) private readonly config: Pick<ConfigType<typeof routingConfig>, 'mode' | 'blockChars' | 'loadEpsilon'>,
   ) {}
 
+  /**
+   * An upstream's load for the bound: in flight on every instance (read with the index when it
+   * answered, else the refreshed snapshot), this instance's picks not yet leased, and its own queue.
+   * The fresh read is only as old as the request's own lookup; this instance's leases count at once.
+   */
+  private loadOf(upstream: string, inFlight: Map<string, number> | undefined): number {
+    const reserved = this.reserved.get(upstream) ?? 0;
+    const fresh = inFlight?.get(upstream);
+    if (fresh === undefined) return this.leases.load(upstream) + reserved;
+    return Math.max(fresh, this.leases.heldHere(upstream)) + this.leases.polledQueue(upstream) + reserved;
+  }
+
   /** The route of one request. */
   forRequest(payload: InferencePayload): RequestRoute {
     const nothing = () => undefined;
@@ -58,7 +70,7 @@ export class RoutePlanner {
       reservation = undefined;
     };
     const chains = new Map<string, string[]>();
-    const held = new Map<string, Promise<Map<string, number>>>();
+    const held = new Map<string, Promise<PrefixLookup>>();
     const chainOf = (model: string) => {
       let chain = chains.get(model);
       if (!chain) chains.set(model, (chain = prefixChain({ ...payload, model }, this.config.blockChars)));
@@ -68,13 +80,13 @@ export class RoutePlanner {
       order: async (model, upstreams) => {
         if (upstreams.length < 2) return [...upstreams];
         let lookup = held.get(model);
-        if (!lookup) held.set(model, (lookup = this.index.lookup(chainOf(model))));
-        const matched = await lookup;
+        if (!lookup) held.set(model, (lookup = this.index.lookup(chainOf(model), upstreams.map((u) => u.name))));
+        const { held: matched, inFlight } = await lookup;
         release();
         const candidates = upstreams.map((upstream) => ({
           upstream,
           matched: matched.get(upstream.name) ?? 0,
-          load: this.leases.load(upstream.name) + (this.reserved.get(upstream.name) ?? 0),
+          load: this.loadOf(upstream.name, inFlight),
           pressured: this.kvCache.pressured(upstream.name),
         }));
         const order = prefixAwareOrder(candidates, this.config.loadEpsilon, this.random);

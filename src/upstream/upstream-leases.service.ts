@@ -22,7 +22,8 @@ const POLLED_STALE_MS = 30_000;
 /** A lease set with no renewal for this long is dropped by Redis itself. */
 const KEY_TTL_MS = LEASE_TTL_MS * 4;
 const RELEASED_CHANNEL = 'bulwark:upstream-permit-released';
-const leaseKey = (upstream: string) => `bulwark:upstream-leases:${upstream}`;
+/** The lease set of an upstream: members are attempts in flight, scores their expiry (epoch ms). */
+export const leaseKey = (upstream: string) => `bulwark:upstream-leases:${upstream}`;
 
 /** The right to send one attempt to an upstream; release it exactly once when the attempt ends. */
 export interface UpstreamPermit {
@@ -207,6 +208,17 @@ export class UpstreamLeases implements OnApplicationBootstrap, OnApplicationShut
     const c = this.counts.get(upstream);
     if (!c) return 0;
     return Math.max(c.held, c.refreshed + (c.acquired - c.acquiredAtRefresh) - (c.released - c.releasedAtRefresh));
+  }
+
+  /** Leases of `upstream` this instance holds now. */
+  heldHere(upstream: string): number {
+    return this.counts.get(upstream)?.held ?? 0;
+  }
+
+  /** The upstream's own polled queue (vLLM), when fresh; else 0. */
+  polledQueue(upstream: string): number {
+    const polled = this.counts.get(upstream)?.polledQueue;
+    return polled && this.clock.now() - polled.observedAt <= POLLED_STALE_MS ? polled.waiting : 0;
   }
 
   /** The routing load of `upstream`: its in-flight attempts plus its own polled queue (vLLM), when fresh. */
