@@ -77,37 +77,41 @@ export interface MultiTurnResult {
   seconds: number;
 }
 
-export const MULTI_TURN = { conversations: 100, turns: 10, replicas: 4, systemWords: 120, questionWords: 40, answerWords: 24, prefillMsPerToken: 1 };
+export const MULTI_TURN = { conversations: 100, concurrent: 25, turns: 10, replicas: 4, systemWords: 120, questionWords: 60, answerWords: 8, prefillMsPerToken: 2 };
 
 /**
- * Multi-turn chats: 100 conversations of 10 turns each run at once, every turn resending the whole
- * history (a shared system prompt, then the conversation's questions and answers), on 4 replicas with
- * 1 ms of prefill per uncached prompt token.
+ * Multi-turn chats: 100 conversations of 10 turns, 25 running at any time, every turn resending the
+ * whole history (a shared system prompt, then the conversation's questions and answers), on 4 replicas
+ * with 2 ms of prefill per uncached prompt token.
  */
 export async function multiTurn(main: string, routing: 'least-loaded' | 'prefix-aware'): Promise<MultiTurnResult> {
   const c = MULTI_TURN;
   const replica: SimulatorOptions = { latencyMs: 10, chunkIntervalMs: 2, defaultChunks: c.answerWords, prefixCacheTokens: 200_000, blockTokens: 16, prefillMsPerToken: c.prefillMsPerToken };
-  const env = { ROUTING: routing, MAX_CONCURRENT_REQUESTS: String(c.conversations), MAX_QUEUE_SIZE: String(c.conversations * 2), REQUEST_TIMEOUT_MS: '60000' };
+  const env = { ROUTING: routing, MAX_CONCURRENT_REQUESTS: String(c.concurrent), MAX_QUEUE_SIZE: String(c.conversations * 2), REQUEST_TIMEOUT_MS: '60000' };
   return withFleet(main, Array.from({ length: c.replicas }, () => replica), {}, env, async (url, simulators) => {
-    const agent = streamAgent(c.conversations);
+    const agent = streamAgent(c.concurrent);
     const turns: StreamedTurn[] = [];
     let failed = 0;
     const system = words('policy', c.systemWords);
     const started = performance.now();
     const loads = sampleLoads(simulators);
-    await Promise.all(
-      Array.from({ length: c.conversations }, async (_, conversation) => {
-        const messages: { role: string; content: string }[] = [{ role: 'system', content: system }];
-        for (let turn = 0; turn < c.turns; turn++) {
-          messages.push({ role: 'user', content: words(`c${conversation}t${turn}w`, c.questionWords) });
-          const answer = await streamChat(url, agent, { model: MODEL, messages }).catch(() => undefined);
-          if (!answer || answer.status !== 200) {
-            failed++;
-            return;
-          }
-          turns.push(answer);
-          messages.push({ role: 'assistant', content: answer.content });
+    let nextConversation = 0;
+    const converse = async (conversation: number) => {
+      const messages: { role: string; content: string }[] = [{ role: 'system', content: system }];
+      for (let turn = 0; turn < c.turns; turn++) {
+        messages.push({ role: 'user', content: words(`c${conversation}t${turn}w`, c.questionWords) });
+        const answer = await streamChat(url, agent, { model: MODEL, messages }).catch(() => undefined);
+        if (!answer || answer.status !== 200) {
+          failed++;
+          return;
         }
+        turns.push(answer);
+        messages.push({ role: 'assistant', content: answer.content });
+      }
+    };
+    await Promise.all(
+      Array.from({ length: c.concurrent }, async () => {
+        while (nextConversation < c.conversations) await converse(nextConversation++);
       }),
     );
     const averageLoads = loads.stop();
@@ -145,12 +149,12 @@ export interface StalledReplicaResult {
   seconds: number;
 }
 
-export const STALLED = { replicas: 3, requests: 900, clients: 12, stallShare: 0.1, stallMs: 5000, latencyMs: 200, hedgeMinMs: 300, hedgeMaxMs: 1000 };
+export const STALLED = { replicas: 3, requests: 900, clients: 12, stallShare: 0.1, stallMs: 5000, latencyMs: 200, hedgeMinMs: 300, hedgeMaxMs: 500 };
 
 /**
  * One replica of three stalls 10 % of its calls for 5 s before the first byte; 12 clients send 900
  * streamed requests (200 ms to the first token) in a closed loop. With `hedged`, the model has
- * `hedge: {minDelayMs: 300, maxDelayMs: 1000}` and the default 5 % budget: the minimum sits above the
+ * `hedge: {minDelayMs: 300, maxDelayMs: 500}` and the default 5 % budget: the minimum sits above the
  * ordinary spread of first-byte times, so the budget goes to the stalls, not to ordinary jitter.
  */
 export async function stalledReplica(main: string, hedged: boolean): Promise<StalledReplicaResult> {

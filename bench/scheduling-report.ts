@@ -29,7 +29,7 @@ function inferenceSections(result: SchedulingBenchResult, labels: string[]): str
     };
     const first = get(cols[0]);
     sections.push(
-      table(`Multi-turn chats`, `${first.conversations} conversations × ${first.turns} turns at once, 4 replicas with prefix caches, 1 ms prefill per uncached token`, cols, [
+      table(`Multi-turn chats`, `${first.conversations} conversations × ${first.turns} turns, 25 at a time, 4 replicas with prefix caches, 2 ms prefill per uncached token`, cols, [
         ['prefix-cache hit rate (prompt tokens)', (c) => pct(get(c).prefixCacheHitRate), '≥ 80 % (prefix-aware)'],
         ['p50 / p99 time to first token, ms', (c) => `${num(get(c).p50TtftMs, 0)} / ${num(get(c).p99TtftMs, 0)}`, 'p50 ≥ 2× lower than least-loaded'],
         ['busiest replica / average (time-averaged in flight)', (c) => num(get(c).maxLoadOverAverage, 2), '≤ 1.25'],
@@ -47,7 +47,7 @@ function inferenceSections(result: SchedulingBenchResult, labels: string[]): str
       return mode === 'no-hedge' ? stalled[b].plain : stalled[b].hedged;
     };
     sections.push(
-      table('One replica of three stalls 10 % of its calls for 5 s', '900 streamed requests, 12 clients, 200 ms to first token; hedge 300–1,000 ms, 5 % budget', cols, [
+      table('One replica of three stalls 10 % of its calls for 5 s', '900 streamed requests, 12 clients, 200 ms to first token; hedge 300–500 ms, 5 % budget', cols, [
         ['p50 / p99 time to first token, ms', (c) => `${num(get(c).p50TtftMs, 0)} / ${num(get(c).p99TtftMs, 0)}`, ''],
         ['p99 / p50', (c) => num(get(c).p99OverP50, 2), '≤ 3 (hedged)'],
         ['extra upstream calls', (c) => pct(get(c).extraCallShare), '≤ 5 %'],
