@@ -1,5 +1,5 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type SimulatorOptions, UpstreamSimulator } from '../src/simulator/simulator';
 import { startRedis } from '../test/support/redis-server';
@@ -70,6 +70,10 @@ export interface MultiTurnResult {
   prefixCacheHitRate: number;
   p50TtftMs: number;
   p99TtftMs: number;
+  /** Prefill the replicas simulated per request (uncached prompt tokens × ms per token): TTFT without the machine's own delays. */
+  meanPrefillMs: number;
+  /** The machine's 1-minute load average at the end of the run (TTFT includes its delays; prefill does not). */
+  loadAverage: number;
   /** Time-averaged calls in flight of the busiest replica, over the average of all replicas. */
   maxLoadOverAverage: number;
   /** Requests served by each replica. */
@@ -77,16 +81,17 @@ export interface MultiTurnResult {
   seconds: number;
 }
 
-export const MULTI_TURN = { conversations: 100, concurrent: 25, turns: 10, replicas: 4, systemWords: 120, questionWords: 60, answerWords: 8, prefillMsPerToken: 2 };
+export const MULTI_TURN = { conversations: 100, concurrent: 25, turns: 10, replicas: 4, systemWords: 120, questionWords: 60, answerWords: 8, prefillMsPerToken: 4, cacheTokens: 6000 };
 
 /**
  * Multi-turn chats: 100 conversations of 10 turns, 25 running at any time, every turn resending the
  * whole history (a shared system prompt, then the conversation's questions and answers), on 4 replicas
- * with 2 ms of prefill per uncached prompt token.
+ * with 4 ms of prefill per uncached prompt token and a prefix cache of 6,000 tokens each: room for a
+ * quarter of the live conversations each, not for all of them, as a real KV cache under load.
  */
 export async function multiTurn(main: string, routing: 'least-loaded' | 'prefix-aware'): Promise<MultiTurnResult> {
   const c = MULTI_TURN;
-  const replica: SimulatorOptions = { latencyMs: 10, chunkIntervalMs: 2, defaultChunks: c.answerWords, prefixCacheTokens: 200_000, blockTokens: 16, prefillMsPerToken: c.prefillMsPerToken };
+  const replica: SimulatorOptions = { latencyMs: 10, chunkIntervalMs: 2, defaultChunks: c.answerWords, prefixCacheTokens: c.cacheTokens, blockTokens: 16, prefillMsPerToken: c.prefillMsPerToken };
   const env = { ROUTING: routing, MAX_CONCURRENT_REQUESTS: String(c.concurrent), MAX_QUEUE_SIZE: String(c.conversations * 2), REQUEST_TIMEOUT_MS: '60000' };
   return withFleet(main, Array.from({ length: c.replicas }, () => replica), {}, env, async (url, simulators) => {
     const agent = streamAgent(c.concurrent);
@@ -129,6 +134,8 @@ export async function multiTurn(main: string, routing: 'least-loaded' | 'prefix-
       prefixCacheHitRate: queries > 0 ? hits / queries : 0,
       p50TtftMs: percentile(ttfts, 50),
       p99TtftMs: percentile(ttfts, 99),
+      meanPrefillMs: ((queries - hits) * c.prefillMsPerToken) / Math.max(1, turns.length),
+      loadAverage: loadavg()[0],
       maxLoadOverAverage: mean > 0 ? Math.max(...averageLoads) / mean : 0,
       servedByReplica: simulators.map((s) => s.stats.requestsByPath['/v1/chat/completions'] ?? 0),
       seconds,

@@ -29,9 +29,11 @@ function inferenceSections(result: SchedulingBenchResult, labels: string[]): str
     };
     const first = get(cols[0]);
     sections.push(
-      table(`Multi-turn chats`, `${first.conversations} conversations × ${first.turns} turns, 25 at a time, 4 replicas with prefix caches, 2 ms prefill per uncached token`, cols, [
+      table(`Multi-turn chats`, `${first.conversations} conversations × ${first.turns} turns, 25 at a time, 4 replicas with 6,000-token prefix caches, 4 ms prefill per uncached token`, cols, [
         ['prefix-cache hit rate (prompt tokens)', (c) => pct(get(c).prefixCacheHitRate), '≥ 80 % (prefix-aware)'],
         ['p50 / p99 time to first token, ms', (c) => `${num(get(c).p50TtftMs, 0)} / ${num(get(c).p99TtftMs, 0)}`, 'p50 ≥ 2× lower than least-loaded'],
+        ['mean simulated prefill per request, ms (no machine delays)', (c) => num(get(c).meanPrefillMs, 0), ''],
+        ['machine load average (1 min) at the end', (c) => num(get(c).loadAverage, 1), ''],
         ['busiest replica / average (time-averaged in flight)', (c) => num(get(c).maxLoadOverAverage, 2), '≤ 1.25'],
         ['requests per replica', (c) => get(c).servedByReplica.join(' / '), ''],
         ['answered (failed)', (c) => `${get(c).answered} (${get(c).failed})`, ''],
