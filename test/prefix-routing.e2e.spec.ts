@@ -78,6 +78,13 @@ describe('prefix-aware routing across gateway instances', () => {
     }
   });
 
+  it('refuses an X-Session-Id longer than 128 characters with the contract\'s error, not a 500', async () => {
+    const answer = await postJson(`${stack.gateways[0].url}${CHAT}`, { model: MODEL, messages: [{ role: 'user', content: 'hi' }] }, { 'x-session-id': 's'.repeat(129) });
+    assert.equal(answer.status, 400);
+    assert.equal(answer.json.error.code, 'invalid_header');
+    assert.equal(answer.json.error.param, 'X-Session-Id');
+  });
+
   it('keeps one hot prefix within the load bound: no replica carries more than (1 + ε) × the average, per instance', async () => {
     const hot = { model: MODEL, user: 'hot', messages: [{ role: 'user', content: sentence('hot', 40) }], max_tokens: 4 };
     const first = await postJson(`${stack.gateways[0].url}${CHAT}`, hot);

@@ -1,6 +1,6 @@
 import type { ServerResponse } from 'node:http';
 import type { Exchange } from './simulator.exchange';
-import type { SimulatedFault } from './simulator';
+import type { SimulatedFault } from './simulator.types';
 import { outputTokens, type PlannedOutput, planOutput } from './simulator.output';
 import { responseEvents, responseObject, responsesUsage } from './simulator.responses-api';
 import {

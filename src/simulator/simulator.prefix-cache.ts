@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { GenerationKind } from './simulator.answer';
+import type { Exchange } from './simulator.exchange';
 
 /** The prompt's tokens as the simulator counts them (the words `countTokens` counts, in prompt order). */
 export function promptWords(kind: GenerationKind, body: Record<string, unknown>): string[] {
@@ -100,5 +101,47 @@ export class StallSchedule {
   next(share: number): boolean {
     const i = this.calls++;
     return share > 0 && Math.floor((i + 1) * share) > Math.floor(i * share);
+  }
+}
+
+/**
+ * What one simulated replica keeps between calls, as an inference server does: its prefix cache, the
+ * prompt tokens of its running calls (its KV-cache use), and which calls it stalls.
+ */
+export class ReplicaState {
+  readonly cache: PrefixCache;
+  private readonly schedule = new StallSchedule();
+  private runningPromptTokens = 0;
+
+  constructor(private capacityTokens: number, blockTokens: number) {
+    this.cache = new PrefixCache(capacityTokens, blockTokens);
+  }
+
+  configure(capacityTokens: number, blockTokens: number): void {
+    this.capacityTokens = capacityTokens;
+    this.cache.configure(capacityTokens, blockTokens);
+  }
+
+  /**
+   * The prompt meets the prefix cache: how much of it was cached (undefined with the cache off) and how
+   * many tokens the prefill computes. Its tokens count as KV-cache use until the exchange closes.
+   */
+  prefill(kind: GenerationKind, body: Record<string, unknown>, exchange: Exchange): { cachedTokens?: number; uncachedTokens: number } {
+    const tokens = kind === 'embedding' ? [] : promptWords(kind, body);
+    this.runningPromptTokens += tokens.length;
+    exchange.res.once('close', () => (this.runningPromptTokens -= tokens.length));
+    if (!this.cache.enabled || tokens.length === 0) return { uncachedTokens: tokens.length };
+    const cachedTokens = this.cache.admit(tokens);
+    return { cachedTokens, uncachedTokens: tokens.length - cachedTokens };
+  }
+
+  /** Whether the next call stalls, at `share`. */
+  stalls(share: number): boolean {
+    return this.schedule.next(share);
+  }
+
+  /** With a prefix cache, KV-cache use is the running prompts' tokens against its size; else undefined. */
+  kvUsage(): number | undefined {
+    return this.cache.enabled ? Math.min(1, this.runningPromptTokens / this.capacityTokens) : undefined;
   }
 }

@@ -1,5 +1,5 @@
 import type { IncomingMessage } from 'node:http';
-import type { SimulatedFault, SimulatorOptions } from './simulator';
+import type { SimulatedFault, SimulatorOptions } from './simulator.types';
 import type { GenerationKind } from './simulator.answer';
 import { type OpenAiErrorBody, errorBody, modelNotFoundBody } from './simulator.responses';
 

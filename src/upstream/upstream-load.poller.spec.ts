@@ -84,4 +84,27 @@ describe('UpstreamLoadPoller', () => {
     assert.equal(await lonely.pollOnce(), undefined);
     assert.deepEqual(none, []);
   });
+
+  it('keeps each upstream\'s figures, with the prefix-cache hit rate over the last interval', async (t) => {
+    const sim = new UpstreamSimulator({ latencyMs: 0, prefixCacheTokens: 1000, blockTokens: 2 });
+    const { baseUrl } = await sim.start();
+    t.after(() => sim.stop());
+    const ask = () =>
+      fetch(`${baseUrl}/chat/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'sim-small', messages: [{ role: 'user', content: 'one two three four' }] }),
+      }).then((r) => r.text());
+    await ask();
+    const { poller: p, clock } = poller({ sim: baseUrl });
+    await p.pollOnce();
+    assert.equal(p.latest('sim')?.prefixCacheHitRate, 0, 'a cold cache: 4 tokens asked, none found');
+    await ask();
+    await ask();
+    await p.pollOnce();
+    assert.equal(p.latest('sim')?.prefixCacheHitRate, 1, 'since the last poll: 8 tokens asked, 8 found');
+    assert.equal(p.kvCacheUsage('sim'), 0);
+    clock.advance(31_000);
+    assert.equal(p.latest('sim'), undefined, 'figures older than 30 s describe nothing');
+  });
 });
