@@ -1,14 +1,17 @@
 /**
- * Scheduling benchmark (issue 13, "Benchmarks"): noisy neighbour, two replicas of one model, mixed
- * request sizes, run against one or more gateway builds so that a change can be compared with the main
- * it started from. Not a test: it prints figures (Markdown tables, or JSON with `--json`).
+ * Scheduling benchmark: noisy neighbour, two replicas of one model, mixed request sizes, multi-turn
+ * chats on a fleet of simulated inference servers (least-loaded against prefix-aware routing), and a
+ * replica that stalls (without and with hedging), run against one or more gateway builds so that a
+ * change can be compared with the main it started from. Not a test: it prints figures (Markdown
+ * tables, or JSON with `--json`).
  *
  * Run: `npm run bench:scheduling -- [--gateway [label=]path/to/dist/src/main.js]… [--seconds 15]
- *       [--scenario noisy-neighbour|two-replicas|mixed-sizes]… [--json]`
+ *       [--scenario noisy-neighbour|two-replicas|mixed-sizes|multi-turn|stalled-replica]… [--json]`
  * Default gateway: this checkout's build (`now`). Needs redis-server on PATH.
  */
 import { resolve } from 'node:path';
 import { MixedSizesResult, NoisyNeighbourResult, ReplicasResult, mixedSizes, noisyNeighbour, twoReplicas } from './scheduling-scenarios';
+import { MultiTurnResult, multiTurn, StalledReplicaResult, stalledReplica } from './scheduling-inference';
 import { schedulingReport } from './scheduling-report';
 
 /** A gateway build to measure: its label in the tables and its entry point. */
@@ -18,7 +21,7 @@ export interface GatewayBuild {
   main: string;
 }
 
-export const SCENARIOS = ['noisy-neighbour', 'two-replicas', 'mixed-sizes'] as const;
+export const SCENARIOS = ['noisy-neighbour', 'two-replicas', 'mixed-sizes', 'multi-turn', 'stalled-replica'] as const;
 export type ScenarioName = (typeof SCENARIOS)[number];
 
 export interface SchedulingBenchOptions {
@@ -39,6 +42,10 @@ export interface SchedulingBenchResult {
   noisyNeighbour?: Record<string, NoisyNeighbourResult>;
   twoReplicas?: Record<string, ReplicasResult>;
   mixedSizes?: Record<string, MixedSizesResult>;
+  /** Per build: today's least-loaded routing and prefix-aware routing on the same fleet. */
+  multiTurn?: Record<string, { leastLoaded: MultiTurnResult; prefixAware: MultiTurnResult }>;
+  /** Per build: without and with hedging. */
+  stalledReplica?: Record<string, { plain: StalledReplicaResult; hedged: StalledReplicaResult }>;
 }
 
 /** This checkout's build, as compiled next to this file (`dist/bench` → `dist/src/main.js`). */
@@ -65,6 +72,13 @@ export async function runSchedulingBench(options: SchedulingBenchOptions = {}): 
   if (chosen.includes('noisy-neighbour')) result.noisyNeighbour = await eachBuild('noisy-neighbour', noisyNeighbour);
   if (chosen.includes('two-replicas')) result.twoReplicas = await eachBuild('two-replicas', twoReplicas);
   if (chosen.includes('mixed-sizes')) result.mixedSizes = await eachBuild('mixed-sizes', mixedSizes);
+  // These two run a fixed amount of work (conversations, requests) rather than for `seconds`.
+  if (chosen.includes('multi-turn')) {
+    result.multiTurn = await eachBuild('multi-turn', async (main) => ({ leastLoaded: await multiTurn(main, 'least-loaded'), prefixAware: await multiTurn(main, 'prefix-aware') }));
+  }
+  if (chosen.includes('stalled-replica')) {
+    result.stalledReplica = await eachBuild('stalled-replica', async (main) => ({ plain: await stalledReplica(main, false), hedged: await stalledReplica(main, true) }));
+  }
   return result;
 }
 

@@ -17,6 +17,50 @@ function table(title: string, setup: string, labels: string[], rows: Row[]): str
   return lines.join('\n');
 }
 
+/** The multi-turn and stalled-replica tables: each build's two setups side by side. */
+function inferenceSections(result: SchedulingBenchResult, labels: string[]): string[] {
+  const sections: string[] = [];
+  const turns = result.multiTurn;
+  if (turns) {
+    const cols = labels.flatMap((b) => [`${b} least-loaded`, `${b} prefix-aware`]);
+    const get = (col: string) => {
+      const [b, mode] = col.split(' ');
+      return mode === 'least-loaded' ? turns[b].leastLoaded : turns[b].prefixAware;
+    };
+    const first = get(cols[0]);
+    sections.push(
+      table(`Multi-turn chats`, `${first.conversations} conversations × ${first.turns} turns, 25 at a time, 4 replicas with 6,000-token prefix caches, 4 ms prefill per uncached token`, cols, [
+        ['prefix-cache hit rate (prompt tokens)', (c) => pct(get(c).prefixCacheHitRate), '≥ 80 % (prefix-aware)'],
+        ['p50 / p99 time to first token, ms', (c) => `${num(get(c).p50TtftMs, 0)} / ${num(get(c).p99TtftMs, 0)}`, 'p50 ≥ 2× lower than least-loaded'],
+        ['mean simulated prefill per request, ms (no machine delays)', (c) => num(get(c).meanPrefillMs, 0), ''],
+        ['machine load average (1 min) at the end', (c) => num(get(c).loadAverage, 1), ''],
+        ['busiest replica / average (time-averaged in flight)', (c) => num(get(c).maxLoadOverAverage, 2), '≤ 1.25'],
+        ['requests per replica', (c) => get(c).servedByReplica.join(' / '), ''],
+        ['answered (failed)', (c) => `${get(c).answered} (${get(c).failed})`, ''],
+        ['run time, s', (c) => num(get(c).seconds), ''],
+      ]),
+    );
+  }
+  const stalled = result.stalledReplica;
+  if (stalled) {
+    const cols = labels.flatMap((b) => [`${b} no-hedge`, `${b} hedged`]);
+    const get = (col: string) => {
+      const [b, mode] = col.split(' ');
+      return mode === 'no-hedge' ? stalled[b].plain : stalled[b].hedged;
+    };
+    sections.push(
+      table('One replica of three stalls 10 % of its calls for 5 s', '900 streamed requests, 12 clients, 200 ms to first token; hedge 300–500 ms, 5 % budget', cols, [
+        ['p50 / p99 time to first token, ms', (c) => `${num(get(c).p50TtftMs, 0)} / ${num(get(c).p99TtftMs, 0)}`, ''],
+        ['p99 / p50', (c) => num(get(c).p99OverP50, 2), '≤ 3 (hedged)'],
+        ['extra upstream calls', (c) => pct(get(c).extraCallShare), '≤ 5 %'],
+        ['answers a hedge gave / calls stalled', (c) => `${get(c).hedgedAnswers} / ${get(c).stalledCalls}`, ''],
+        ['answered', (c) => `${get(c).answered} of ${get(c).requests}`, ''],
+      ]),
+    );
+  }
+  return sections;
+}
+
 /** The results as Markdown: one table per scenario that ran, builds side by side. */
 export function schedulingReport(result: SchedulingBenchResult): string {
   const labels = result.gateways.map((g) => g.label);
@@ -57,5 +101,6 @@ export function schedulingReport(result: SchedulingBenchResult): string {
       ]),
     );
   }
+  sections.push(...inferenceSections(result, labels));
   return [`${result.seconds} s of load per scenario and build.`, ...sections].join('\n\n');
 }

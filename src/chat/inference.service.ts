@@ -38,7 +38,7 @@ export class InferenceService {
     try {
       const shaped = path === '/embeddings' ? body : this.adaptive.shapeBody(body, path === '/responses' ? 'responses' : 'chat');
       const queued = {
-        payload: { path, model: String(shaped.model), body: shaped, stream: path !== '/embeddings' && shaped.stream === true },
+        payload: { path, model: String(shaped.model), body: shaped, stream: path !== '/embeddings' && shaped.stream === true, affinityKey: sessionId(request) },
         requestId: context.requestId,
         clientId: context.client.id,
         weight: context.client.weight,
@@ -75,6 +75,7 @@ export class InferenceService {
       try {
         const headers = {
           'x-upstream': running.answer.upstream,
+          ...(running.answer.hedged ? { 'x-hedged': 'true' } : {}),
           'x-queue-wait-ms': String(Math.round(running.queueWaitMs)),
           ...modelHeaders(queued.payload.model, running.answer.model),
         };
@@ -103,6 +104,14 @@ function idempotencyKey(request: FastifyRequest): string | undefined {
   const value = headerValue(request, 'idempotency-key');
   if (value === undefined || value === '') return undefined;
   if (value.length > 128) throw new InvalidRequestError('invalid_header', 'Idempotency-Key must be at most 128 characters', 'Idempotency-Key');
+  return value;
+}
+
+/** The `X-Session-Id` header (API.md §2): any string of 1 to 128 characters, prefix-aware routing's affinity key. */
+function sessionId(request: FastifyRequest): string | undefined {
+  const value = headerValue(request, 'x-session-id');
+  if (value === undefined || value === '') return undefined;
+  if (value.length > 128) throw new InvalidRequestError('invalid_header', 'X-Session-Id must be at most 128 characters', 'X-Session-Id');
   return value;
 }
 

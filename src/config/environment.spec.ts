@@ -137,10 +137,23 @@ describe('validateEnvironment', () => {
     assert.doesNotMatch(message, /sk-both-1/);
   });
 
-  it('takes ROUTING least-loaded (the default) or weighted, and nothing else', () => {
+  it('takes ROUTING least-loaded (the default), weighted or prefix-aware, and nothing else', () => {
     assert.equal(validateEnvironment({}).ROUTING, 'least-loaded');
     assert.equal(validateEnvironment({ ROUTING: 'weighted' }).ROUTING, 'weighted');
+    assert.equal(validateEnvironment({ ROUTING: 'prefix-aware' }).ROUTING, 'prefix-aware');
     assert.match(configError({ ROUTING: 'random' }).message, /ROUTING="random"/);
+  });
+
+  it('validates the prefix-aware routing and hedging settings, with their defaults', () => {
+    const env = validateEnvironment({});
+    assert.deepEqual(
+      [env.PREFIX_BLOCK_CHARS, env.PREFIX_INDEX_MAX_BLOCKS, env.PREFIX_INDEX_TTL_MS, env.PREFIX_LOAD_EPSILON, env.KV_CACHE_PRESSURE_THRESHOLD, env.HEDGE_BUDGET_RATIO],
+      [256, 100_000, 600_000, 0.25, 0.9, 0.05],
+    );
+    assert.equal(validateEnvironment({ PREFIX_LOAD_EPSILON: '0.5' }).PREFIX_LOAD_EPSILON, 0.5);
+    assert.match(configError({ HEDGE_BUDGET_RATIO: '1.5' }).message, /HEDGE_BUDGET_RATIO=1.5: must not be greater than 1/);
+    assert.match(configError({ PREFIX_BLOCK_CHARS: '4' }).message, /PREFIX_BLOCK_CHARS=4: must not be less than 16/);
+    assert.match(configError({ KV_CACHE_PRESSURE_THRESHOLD: 'high' }).message, /KV_CACHE_PRESSURE_THRESHOLD="high"/);
   });
 
   it('refuses UPSTREAM_URL and UPSTREAMS_FILE together', () => {

@@ -163,9 +163,36 @@ export class EnvironmentVariables {
   @Transform(emptyToUndefined) @IsOptional() @IsString() @MaxLength(512)
   ADMIN_API_KEY?: string;
 
-  /** How a model's upstreams are chosen: the least loaded (across instances, per weight) or weighted random. */
-  @IsIn(['least-loaded', 'weighted'])
-  ROUTING: 'least-loaded' | 'weighted' = 'least-loaded';
+  /**
+   * How a model's upstreams are chosen: the least loaded (across instances, per weight), weighted random,
+   * or prefix-aware (the upstream that holds the prompt's prefix, under a load bound).
+   */
+  @IsIn(['least-loaded', 'weighted', 'prefix-aware'])
+  ROUTING: 'least-loaded' | 'weighted' | 'prefix-aware' = 'least-loaded';
+
+  /** Prefix-aware routing: characters of canonical prompt text per hashed block. */
+  @Transform(toInt) @IsInt() @Min(16) @Max(65_536)
+  PREFIX_BLOCK_CHARS = 256;
+
+  /** Prefix-aware routing: block hashes the shared index keeps (oldest dropped first), across instances. */
+  @Transform(toInt) @IsInt() @Min(100) @Max(10_000_000)
+  PREFIX_INDEX_MAX_BLOCKS = 100_000;
+
+  /** Prefix-aware routing: a block hash not served again within this time leaves the index. */
+  @Transform(toInt) @IsInt() @Min(1000) @Max(86_400_000)
+  PREFIX_INDEX_TTL_MS = 600_000;
+
+  /** Prefix-aware routing: no upstream takes more than (1 + ε) × the average load per weight of its model's upstreams. */
+  @Transform(toNumber) @IsNumber() @Min(0) @Max(10)
+  PREFIX_LOAD_EPSILON = 0.25;
+
+  /** Polled KV-cache use (0..1) at or above which an upstream is scored down. */
+  @Transform(toNumber) @IsNumber() @Min(0) @Max(1)
+  KV_CACHE_PRESSURE_THRESHOLD = 0.9;
+
+  /** Hedged attempts (UPSTREAMS_FILE `hedge`) allowed as a share of recent calls, across instances. */
+  @Transform(toNumber) @IsNumber() @Min(0) @Max(1)
+  HEDGE_BUDGET_RATIO = 0.05;
 
   @Transform(toInt) @IsInt() @Min(0) @Max(1_000_000)
   RATE_LIMIT_RPM = 0;

@@ -34,6 +34,20 @@ export const upstreamConfig = registerAs('upstream', () => {
   };
 });
 
+/** How a request's upstream is chosen beyond the mode (`ROUTING`): prefix affinity, KV-cache pressure, hedge budget. */
+export const routingConfig = registerAs('routing', () => {
+  const env = loadEnvironment();
+  return {
+    mode: env.ROUTING,
+    blockChars: env.PREFIX_BLOCK_CHARS,
+    indexMaxBlocks: env.PREFIX_INDEX_MAX_BLOCKS,
+    indexTtlMs: env.PREFIX_INDEX_TTL_MS,
+    loadEpsilon: env.PREFIX_LOAD_EPSILON,
+    kvCachePressureThreshold: env.KV_CACHE_PRESSURE_THRESHOLD,
+    hedgeBudgetRatio: env.HEDGE_BUDGET_RATIO,
+  };
+});
+
 export const queueConfig = registerAs('queue', () => {
   const env = loadEnvironment();
   return {
@@ -114,6 +128,7 @@ export const allConfigSections = [
   serverConfig,
   redisConfig,
   upstreamConfig,
+  routingConfig,
   queueConfig,
   adaptiveConfig,
   breakerConfig,

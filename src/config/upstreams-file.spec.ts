@@ -204,4 +204,24 @@ describe('loadUpstreamsFile', () => {
     const path = write('fallback-any.yaml', 'upstreams:\n  - name: a\n    url: http://a/v1\n    models: ["*"]\nfallbacks:\n  big: [small]\n');
     assert.deepEqual(loadUpstreamsFile(path, {}).fallbacks, { big: ['small'] });
   });
+
+  it('reads hedge per model, with default bounds, and none when the file has no hedge', () => {
+    const two = 'upstreams:\n  - name: a\n    url: http://a/v1\n    models: [llama]\n  - name: b\n    url: http://b/v1\n    models: [llama]\n';
+    const path = write('hedge.yaml', `${two}hedge:\n  llama: {minDelayMs: 100}\n`);
+    assert.deepEqual(loadUpstreamsFile(path, {}).hedge, { llama: { minDelayMs: 100, maxDelayMs: 2000 } });
+    assert.equal(loadUpstreamsFile(write('no-hedge.yaml', two), {}).hedge, undefined);
+  });
+
+  it('refuses a hedge on a model with one upstream, unknown hedge keys and inverted bounds', () => {
+    const path = write(
+      'hedge-bad.yaml',
+      'upstreams:\n  - name: a\n    url: http://a/v1\n    models: [llama, qwen]\n  - name: b\n    url: http://b/v1\n    models: [qwen]\n' +
+        'hedge:\n  llama: {}\n  qwen: {minDelayMs: 900, maxDelayMs: 100, maxDelay: 5}\n  phi: 3\n',
+    );
+    const message = refusal(path);
+    assert.match(message, /hedge\.llama: a hedge goes to another upstream of the model, but only one upstream serves `llama`/);
+    assert.match(message, /unknown key `maxDelay` in hedge\.qwen; did you mean `maxDelayMs`\?/);
+    assert.match(message, /hedge\.qwen: minDelayMs \(900\) must be at most maxDelayMs \(100\)/);
+    assert.match(message, /hedge\.phi: must be a mapping/);
+  });
 });

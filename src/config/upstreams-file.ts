@@ -21,7 +21,10 @@ import { ConfigurationError } from './environment';
 
 /** Written as an upstream's whole model list, it sends that upstream any model it is asked for. */
 export const ANY_MODEL = '*';
-const TOP_LEVEL_KEYS = ['upstreams', 'fallbacks'];
+const TOP_LEVEL_KEYS = ['upstreams', 'fallbacks', 'hedge'];
+const HEDGE_KEYS = ['minDelayMs', 'maxDelayMs'];
+/** Hedge delay bounds when a model's `hedge` entry leaves them out. */
+export const DEFAULT_HEDGE = { minDelayMs: 50, maxDelayMs: 2000 };
 const UPSTREAM_KEYS = ['name', 'url', 'apiKeyEnv', 'models', 'maxConcurrency', 'weight'];
 
 class UpstreamEntry {
@@ -51,6 +54,18 @@ class UpstreamsFile {
 
   @IsOptional() @IsObject()
   fallbacks?: Record<string, string[]>;
+
+  @IsOptional() @IsObject()
+  hedge?: Record<string, unknown>;
+}
+
+/**
+ * A model's hedging: when an attempt has sent no byte after the model's observed p95 time to first
+ * byte, bounded to [minDelayMs, maxDelayMs], one more attempt starts on another of its upstreams.
+ */
+export interface HedgePolicy {
+  minDelayMs: number;
+  maxDelayMs: number;
 }
 
 /** One upstream as the rest of Bulwark sees it: the key is resolved, never logged. */
@@ -71,6 +86,8 @@ export interface UpstreamDefinition {
 export interface UpstreamTopology {
   upstreams: UpstreamDefinition[];
   fallbacks: Record<string, string[]>;
+  /** Models whose attempts are hedged (absent: none). */
+  hedge?: Record<string, HedgePolicy>;
 }
 
 function flatten(errors: ValidationError[], prefix = ''): string[] {
@@ -133,10 +150,15 @@ export function loadUpstreamsFile(path: string, env: Record<string, string | und
       problems.push(`fallbacks.${model}: no upstream serves model \`${name}\`${guess ? `; did you mean \`${guess}\`?` : ''} (served: ${[...served].join(', ') || 'none'})`);
     }
   }
+  const hedge = readHedge(raw, problems, (model) => {
+    if (!modelsKnown) return undefined;
+    return servesAny ? Number.POSITIVE_INFINITY : file.upstreams.filter((u) => Array.isArray(u.models) && u.models.includes(model)).length;
+  });
   if (problems.length > 0) {
     throw new ConfigurationError(`Invalid configuration: UPSTREAMS_FILE=${JSON.stringify(path)}: ${problems.join('; ')}`);
   }
   return {
+    ...(hedge ? { hedge } : {}),
     upstreams: file.upstreams.map((u) => ({
       name: u.name,
       baseUrl: u.url.replace(/\/+$/, ''),
@@ -147,6 +169,44 @@ export function loadUpstreamsFile(path: string, env: Record<string, string | und
     })),
     fallbacks: file.fallbacks ?? {},
   };
+}
+
+/**
+ * The `hedge` mapping (model → `{minDelayMs?, maxDelayMs?}`), its problems pushed to `problems`.
+ * `upstreamsServing` counts a model's upstreams (undefined when the model lists are wrong themselves):
+ * a hedge goes to another upstream, so a hedged model needs two.
+ */
+function readHedge(raw: unknown, problems: string[], upstreamsServing: (model: string) => number | undefined): Record<string, HedgePolicy> | undefined {
+  const section = (raw as { hedge?: unknown } | null)?.hedge;
+  if (section === undefined || section === null) return undefined;
+  if (typeof section !== 'object' || Array.isArray(section)) return undefined; // reported by the validation
+  const policies: Record<string, HedgePolicy> = {};
+  for (const [model, entry] of Object.entries(section as Record<string, unknown>)) {
+    const where = `hedge.${model}`;
+    if (entry !== null && (typeof entry !== 'object' || Array.isArray(entry))) {
+      problems.push(`${where}: must be a mapping such as {minDelayMs: 50, maxDelayMs: 2000} (or {} for those defaults)`);
+      continue;
+    }
+    const fields = (entry ?? {}) as Record<string, unknown>;
+    for (const key of Object.keys(fields).filter((k) => !HEDGE_KEYS.includes(k))) {
+      const guess = closestName(key, HEDGE_KEYS);
+      problems.push(`unknown key \`${key}\` in ${where}${guess ? `; did you mean \`${guess}\`?` : ` (valid: ${HEDGE_KEYS.join(', ')})`}`);
+    }
+    const policy = { ...DEFAULT_HEDGE };
+    for (const key of HEDGE_KEYS as (keyof HedgePolicy)[]) {
+      const value = fields[key];
+      if (value === undefined) continue;
+      if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > 600_000) problems.push(`${where}.${key}: must be a whole number of milliseconds from 1 to 600000`);
+      else policy[key] = value;
+    }
+    if (policy.minDelayMs > policy.maxDelayMs) problems.push(`${where}: minDelayMs (${policy.minDelayMs}) must be at most maxDelayMs (${policy.maxDelayMs})`);
+    const serving = upstreamsServing(model);
+    if (serving !== undefined && serving < 2) {
+      problems.push(`${where}: a hedge goes to another upstream of the model, but ${serving === 0 ? 'no upstream serves' : 'only one upstream serves'} \`${model}\``);
+    }
+    policies[model] = policy;
+  }
+  return policies;
 }
 
 /** Keys the file format does not have, each with the valid key it most likely meant. */

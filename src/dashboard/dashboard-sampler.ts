@@ -17,6 +17,15 @@ export interface LiveState {
   waitingByKey: { name: string; waiting: number }[];
   /** Remaining tokens of each key with token limits, per period (read from Redis every 2 s). */
   tokenBudgets?: { name: string; period: string; limit: number; remaining: number }[];
+  /** Per upstream: calls in flight (every instance) and what its own /metrics said; optional for callers without upstreams. */
+  upstreams?: {
+    name: string;
+    inFlight: number | null;
+    kvCacheUsage: number | null;
+    kvCachePressure: boolean;
+    prefixCacheHitRate: number | null;
+    waiting: number | null;
+  }[];
 }
 
 /** One point of the dashboard: the state at `t` plus rates over the tick that ended at `t`. */

@@ -63,6 +63,9 @@ const BODY = `
   <section class="panel"><h2>Token budgets by client key (across instances)</h2>
     <table><thead><tr><th>key</th><th>period</th><th>remaining</th><th>limit</th></tr></thead><tbody id="budgets"><tr><td colspan="4" class="small">no key has token limits</td></tr></tbody></table>
   </section>
+  <section class="panel"><h2>Upstreams (in flight everywhere; KV cache and prefix cache from their own /metrics)</h2>
+    <table><thead><tr><th>upstream</th><th>in flight</th><th>queued there</th><th>KV cache</th><th>prefix-cache hits</th></tr></thead><tbody id="upstreams"><tr><td colspan="5" class="small">no upstream figures yet</td></tr></tbody></table>
+  </section>
   <section class="panel"><h2>Circuit breakers</h2>
     <table><thead><tr><th>upstream:model</th><th>state</th><th>failures / calls</th><th>probes in</th></tr></thead><tbody id="breakers"><tr><td colspan="4" class="small">none yet: a breaker appears with its first upstream call</td></tr></tbody></table>
   </section>

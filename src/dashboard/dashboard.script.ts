@@ -158,6 +158,22 @@ export const DASHBOARD_SCRIPT = String.raw`
       });
     }
 
+    var ups = $('upstreams');
+    if (s.upstreams && s.upstreams.length) {
+      ups.textContent = '';
+      s.upstreams.forEach(function (u) {
+        var row = document.createElement('tr');
+        var pct = function (v) { return v === null || v === undefined ? '–' : Math.round(v * 100) + ' %'; };
+        [u.name, u.inFlight === null ? '–' : u.inFlight, u.waiting === null ? '–' : u.waiting, pct(u.kvCacheUsage) + (u.kvCachePressure ? ' (pressure)' : ''), pct(u.prefixCacheHitRate)].forEach(function (v, i) {
+          var cell = document.createElement('td');
+          cell.textContent = v;
+          if (i === 3 && u.kvCachePressure) cell.className = 'st-open';
+          row.appendChild(cell);
+        });
+        ups.appendChild(row);
+      });
+    }
+
     var body = $('breakers');
     if (s.breakers.length) {
       body.textContent = '';

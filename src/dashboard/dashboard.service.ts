@@ -11,6 +11,7 @@ import { QueueFigures } from '../queue/queue-figures.service';
 import { AuthService } from '../auth/auth.service';
 import { TokenBudgetsService } from '../auth/token-budgets.service';
 import { UpstreamOutcomes } from '../upstream/upstream-outcomes';
+import { UpstreamHealthIndicator } from '../upstream/upstream.health';
 import { DashboardSample, DashboardSampler, LiveState } from './dashboard-sampler';
 
 /** One tick a second; two minutes of history. */
@@ -50,6 +51,7 @@ export class DashboardService implements OnApplicationBootstrap, OnApplicationSh
     @Inject(adaptiveConfig.KEY) private readonly adaptiveSettings: ConfigType<typeof adaptiveConfig>,
     private readonly auth: AuthService,
     private readonly budgets: TokenBudgetsService,
+    private readonly upstreams: UpstreamHealthIndicator,
   ) {
     this.sampler = new DashboardSampler(clock.now());
   }
@@ -119,6 +121,17 @@ export class DashboardService implements OnApplicationBootstrap, OnApplicationSh
         .snapshot()
         .budgets.slice(0, MAX_BREAKERS)
         .map((b) => ({ name: b.key_name, period: b.period, limit: b.limit, remaining: b.remaining })),
+      upstreams: this.upstreams
+        .details()
+        .slice(0, MAX_BREAKERS)
+        .map((u) => ({
+          name: u.name,
+          inFlight: u.in_flight ?? null,
+          kvCacheUsage: u.kv_cache_usage,
+          kvCachePressure: u.kv_cache_pressure,
+          prefixCacheHitRate: u.prefix_cache_hit_rate,
+          waiting: u.upstream_waiting,
+        })),
     };
   }
 }

@@ -11,8 +11,8 @@ import { StreamBatcher } from './stream-batcher';
 
 /** An answer as the waiting HTTP handler receives it, wherever the job ran. */
 export type DeliveredAnswer =
-  | { kind: 'json'; status: number; body: unknown; upstream: string; model: string }
-  | { kind: 'stream'; events: AsyncIterable<string>; upstream: string; model: string };
+  | { kind: 'json'; status: number; body: unknown; upstream: string; model: string; hedged?: boolean }
+  | { kind: 'stream'; events: AsyncIterable<string>; upstream: string; model: string; hedged?: boolean };
 
 /** The handler's side of one queued sync job. */
 export interface PendingDelivery {
@@ -133,10 +133,10 @@ export class DeliveryService implements OnApplicationBootstrap, OnApplicationShu
       return;
     }
     if (answer.kind === 'json') {
-      await this.send(origin, jobId, 'json', JSON.stringify({ status: answer.status, body: answer.body, upstream: answer.upstream, model: answer.model }));
+      await this.send(origin, jobId, 'json', JSON.stringify({ status: answer.status, body: answer.body, upstream: answer.upstream, model: answer.model, hedged: answer.hedged }));
       return;
     }
-    await this.send(origin, jobId, 'stream', JSON.stringify({ upstream: answer.upstream, model: answer.model }));
+    await this.send(origin, jobId, 'stream', JSON.stringify({ upstream: answer.upstream, model: answer.model, hedged: answer.hedged }));
     const batcher = new StreamBatcher((chunks) => this.send(origin, jobId, 'chunks', JSON.stringify(chunks)));
     try {
       for (const data of answer.first) await batcher.push(data);
@@ -161,7 +161,7 @@ export class DeliveryService implements OnApplicationBootstrap, OnApplicationShu
   private deliverLocal(waiter: Waiter, answer: ServedAnswer): Promise<void> {
     if (answer.kind === 'json') {
       waiter.complete = true;
-      waiter.resolve({ kind: 'json', status: answer.status, body: answer.body, upstream: answer.upstream, model: answer.model });
+      waiter.resolve({ kind: 'json', status: answer.status, body: answer.body, upstream: answer.upstream, model: answer.model, hedged: answer.hedged });
       return Promise.resolve();
     }
     return new Promise<void>((consumed) => {
@@ -176,7 +176,7 @@ export class DeliveryService implements OnApplicationBootstrap, OnApplicationShu
           consumed();
         }
       })();
-      waiter.resolve({ kind: 'stream', events, upstream: answer.upstream, model: answer.model });
+      waiter.resolve({ kind: 'stream', events, upstream: answer.upstream, model: answer.model, hedged: answer.hedged });
     });
   }
 

@@ -29,6 +29,13 @@ import type { InferencePayload, UpstreamAnswer, UpstreamDefinition } from '../up
 import { RetryBudgetService } from './retry-budget.service';
 import { TracingService } from '../tracing/tracing.service';
 import { UpstreamDispatcher } from './upstream-dispatcher';
+import type { KvCachePressure } from '../upstream/kv-cache-pressure';
+import { FirstByteTimes } from './first-byte-times';
+import { HedgeBudgetService } from './hedge-budget.service';
+import { HedgedAttempt } from './hedged-attempt';
+import { PrefixIndex } from './prefix-index.service';
+import { RoutePlanner } from './route-planner';
+import { UpstreamAttempt } from './upstream-attempt';
 
 /** One scripted attempt: what the upstream does, and how long it takes on the fake clock. */
 type Step =
@@ -131,7 +138,7 @@ interface SetupOptions {
   scripts?: Record<string, Step[]>;
   retry?: Partial<ReturnType<typeof retryConfig>>;
   breaker?: Partial<ReturnType<typeof breakerConfig>>;
-  routing?: 'least-loaded' | 'weighted';
+  routing?: 'least-loaded' | 'weighted' | 'prefix-aware';
 }
 
 function setup(options: SetupOptions = {}) {
@@ -151,29 +158,28 @@ function setup(options: SetupOptions = {}) {
   outcomes.onFallback((event) => fallbacks.push(`${event.from}->${event.to}@${event.upstream}`));
   const sleeper = new FakeSleeper(clock);
   const server = { streamIdleTimeoutMs: 1_000 } as ReturnType<typeof serverConfig>;
-  const dispatcher = new UpstreamDispatcher(
+  const random = new FixedRandom();
+  const routing = options.routing ?? 'weighted';
+  // Redis is away here: a capped upstream is bounded by this instance's own permits.
+  const leases = new UpstreamLeases(
+    LOCAL_REDIS,
     registry,
-    client as unknown as UpstreamClient,
-    breakers,
-    budget,
-    outcomes,
+    { routing },
     clock,
-    new FixedRandom(),
-    sleeper,
-    retry,
-    server,
-    new TracingService({ enabled: false, serviceName: 'test' }),
-    // Redis is away here: a capped upstream is bounded by this instance's own permits.
-    new UpstreamLeases(
-      LOCAL_REDIS,
-      registry,
-      { routing: options.routing ?? 'weighted' },
-      clock,
-      new ClusterLeases(LOCAL_REDIS, new ClusterIdentity(), { lockMs: 5_000 }),
-      new ClusterSignals(LOCAL_REDIS, clock),
-    ),
-    { routing: options.routing ?? 'weighted' },
+    new ClusterLeases(LOCAL_REDIS, new ClusterIdentity(), { lockMs: 5_000 }),
+    new ClusterSignals(LOCAL_REDIS, clock),
   );
+  const firstBytes = new FirstByteTimes();
+  const noPressure = { pressured: () => false } as unknown as KvCachePressure;
+  const router = new RoutePlanner(leases, noPressure, new PrefixIndex(LOCAL_REDIS, clock, { indexMaxBlocks: 1000, indexTtlMs: 60_000 }), random, {
+    mode: routing,
+    blockChars: 64,
+    loadEpsilon: 0.25,
+  });
+  const tracing = new TracingService({ enabled: false, serviceName: 'test' });
+  const attempt = new UpstreamAttempt(client as unknown as UpstreamClient, breakers, outcomes, clock, tracing, server, firstBytes);
+  const hedged = new HedgedAttempt(attempt, registry, breakers, leases, new HedgeBudgetService(LOCAL_REDIS, clock, { hedgeBudgetRatio: 0.05 }), firstBytes, outcomes, clock, sleeper);
+  const dispatcher = new UpstreamDispatcher(registry, router, breakers, leases, hedged, budget, outcomes, clock, random, sleeper, retry);
   const routed: string[] = [];
   outcomes.onRouted((event) => routed.push(event.upstream));
   const controller = new AbortController();

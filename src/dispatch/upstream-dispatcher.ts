@@ -1,6 +1,6 @@
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import type { ConfigType } from '@nestjs/config';
-import { BreakerLease, BreakerService } from '../breaker/breaker.service';
+import { BreakerService } from '../breaker/breaker.service';
 import { Clock } from '../common/clock';
 import {
   BulwarkError,
@@ -9,30 +9,24 @@ import {
   QueueTimeoutError,
   RequestTimeoutError,
   UpstreamBadResponseError,
-  UpstreamClientError,
   UpstreamError,
   UpstreamRateLimitedError,
   UpstreamTimeoutError,
 } from '../common/errors';
 import { RandomSource } from '../common/random';
-import { retryConfig, serverConfig, upstreamConfig } from '../config/sections';
+import { retryConfig } from '../config/sections';
 import { planRetry } from '../retry/backoff';
 import { Sleeper } from '../retry/sleeper';
-import { RetryBudgetService } from './retry-budget.service';
-import { settleWhenEnded } from './settled-stream';
-import { UpstreamClient } from '../upstream/upstream-client';
-import { completionTokensOf, countedEvents, StreamTokenCounter } from '../upstream/completion-tokens';
-import { UpstreamOutcomes } from '../upstream/upstream-outcomes';
 import { UpstreamLeases, UpstreamPermit } from '../upstream/upstream-leases.service';
+import { UpstreamOutcomes } from '../upstream/upstream-outcomes';
 import { UpstreamRegistry } from '../upstream/upstream-registry';
-import { leastLoadedOrder, weightedOrder } from './upstream-router';
-import type { InferencePayload, ServedAnswer, UpstreamDefinition, UpstreamStreamAnswer } from '../upstream/upstream.types';
-import type { Span } from '@opentelemetry/api';
-import { TracingService } from '../tracing/tracing.service';
-import { endAttemptSpan, startAttemptSpan } from '../tracing/upstream-attempt-span';
+import type { InferencePayload, ServedAnswer, UpstreamDefinition } from '../upstream/upstream.types';
+import { HedgedAttempt, MIN_ATTEMPT_MS } from './hedged-attempt';
+import { RetryBudgetService } from './retry-budget.service';
+import { RequestRoute, RoutePlanner } from './route-planner';
+import { isUpstreamFailure } from './upstream-attempt';
 
-/** The least time left for which an upstream call is still started. */
-const MIN_ATTEMPT_MS = 50;
+export { isUpstreamFailure };
 
 export interface DispatchOptions {
   /** Aborts everything: its reason (a typed error) is what the caller gets. */
@@ -40,16 +34,8 @@ export interface DispatchOptions {
   deadlineAt: number;
   /** False in the degraded strategy: one attempt per upstream, no backoff. */
   retriesAllowed: boolean;
-  /** Called before each upstream call (retries and fallbacks included). */
+  /** Called before each upstream call (retries, hedges and fallbacks included). */
   onAttempt?: () => void;
-}
-
-/**
- * Upstream failures count against the breaker and may be retried: connection errors, 429 and 5xx,
- * timeouts, unparseable answers. Client mistakes (the upstream's other 4xx) and cancellations do not.
- */
-export function isUpstreamFailure(error: unknown): boolean {
-  return error instanceof UpstreamError || error instanceof UpstreamTimeoutError || error instanceof UpstreamBadResponseError;
 }
 
 type Attempt =
@@ -60,13 +46,14 @@ type Attempt =
   | { kind: 'full' };
 
 /**
- * Sends one request upstream, keeping callers and upstreams healthy: per upstream+model breakers,
- * retries with full-jitter backoff inside the retry budget and the deadline, the least loaded (or a
- * weighted random) upstream serving the model first, each upstream's `maxConcurrency` as a bulkhead
- * across instances (when every upstream of the model is at its cap, the request waits for a permit,
- * within its deadline), then the model's fallbacks. All of it happens before the first byte
- * reaches the caller; afterwards a failure ends the stream. When nothing serves, the caller gets the
- * first upstream failure (the root cause), or `circuit_open` when every candidate was shut off.
+ * Sends one request upstream as a pipeline of steps, keeping callers and upstreams healthy: route (the
+ * {@link RoutePlanner}: least loaded, weighted, or prefix-aware) → per upstream+model breaker → each
+ * upstream's `maxConcurrency` as a bulkhead permit across instances (when every upstream of the model is
+ * at its cap, the request waits for a permit, within its deadline) → the attempt ({@link HedgedAttempt},
+ * hedged where configured) → retries with full-jitter backoff inside the retry budget and the deadline
+ * → the model's fallbacks. All of it happens before the first byte reaches the caller; afterwards a
+ * failure ends the stream. When nothing serves, the caller gets the first upstream failure (the root
+ * cause), or `circuit_open` when every candidate was shut off.
  */
 @Injectable()
 export class UpstreamDispatcher {
@@ -74,18 +61,16 @@ export class UpstreamDispatcher {
 
   constructor(
     private readonly registry: UpstreamRegistry,
-    private readonly client: UpstreamClient,
+    private readonly router: RoutePlanner,
     private readonly breakers: BreakerService,
+    private readonly leases: UpstreamLeases,
+    private readonly attempt: HedgedAttempt,
     private readonly budget: RetryBudgetService,
     private readonly outcomes: UpstreamOutcomes,
     private readonly clock: Clock,
     private readonly random: RandomSource,
     private readonly sleeper: Sleeper,
     @Inject(retryConfig.KEY) private readonly retry: ConfigType<typeof retryConfig>,
-    @Inject(serverConfig.KEY) private readonly server: ConfigType<typeof serverConfig>,
-    private readonly tracing: TracingService,
-    private readonly leases: UpstreamLeases,
-    @Inject(upstreamConfig.KEY) private readonly upstreamSettings: Pick<ConfigType<typeof upstreamConfig>, 'routing'>,
   ) {}
 
   /**
@@ -109,9 +94,12 @@ export class UpstreamDispatcher {
    * through the retries becomes `upstream_rate_limited`, so that the caller backs off.
    */
   async dispatch(payload: InferencePayload, options: DispatchOptions): Promise<ServedAnswer> {
-    const answer = await this.serve(payload, options).catch((error: unknown) => {
-      throw this.rateLimited(error, options) ?? error;
-    });
+    const route = this.router.forRequest(payload);
+    const answer = await this.serve(payload, options, route)
+      .catch((error: unknown) => {
+        throw this.rateLimited(error, options) ?? error;
+      })
+      .finally(() => route.done());
     if (answer.model !== payload.model) {
       this.outcomes.fellBack({ from: payload.model, to: answer.model, upstream: answer.upstream });
       this.logger.warn({ from: payload.model, to: answer.model, upstream: answer.upstream }, `fallback: model ${answer.model} answered for ${payload.model}`);
@@ -119,12 +107,13 @@ export class UpstreamDispatcher {
     return answer;
   }
 
-  private async serve(payload: InferencePayload, options: DispatchOptions): Promise<ServedAnswer> {
+  private async serve(payload: InferencePayload, options: DispatchOptions, route: RequestRoute): Promise<ServedAnswer> {
     if (!this.registry.knows(payload.model)) {
       throw new NotFoundError('model_not_found', `The model \`${payload.model}\` does not exist`, 'model');
     }
     const startedAt = this.clock.now();
     this.budget.recordRequest();
+    this.attempt.recordCall();
     let attempted = false;
     const counted: DispatchOptions = {
       ...options,
@@ -139,8 +128,8 @@ export class UpstreamDispatcher {
       let pending = this.registry.servingModel(model);
       while (pending.length > 0) {
         const full: UpstreamDefinition[] = [];
-        for (const upstream of this.order(pending)) {
-          const result = await this.tryUpstream(upstream, model, payload, counted, (own) => this.timeUp(options, startedAt, firstError ?? own, attempted));
+        for (const upstream of await route.order(model, pending)) {
+          const result = await this.tryUpstream(upstream, model, payload, counted, route, (own) => this.timeUp(options, startedAt, firstError ?? own, attempted));
           if (result.kind === 'served') return result.answer;
           if (result.kind === 'full') full.push(upstream);
           else if (result.kind === 'refused') soonestRetryMs = Math.min(soonestRetryMs, result.retryInMs);
@@ -168,6 +157,7 @@ export class UpstreamDispatcher {
     model: string,
     payload: InferencePayload,
     options: DispatchOptions,
+    route: RequestRoute,
     timeUp: (lastError: unknown) => unknown,
   ): Promise<Attempt> {
     let lastError: unknown;
@@ -190,31 +180,13 @@ export class UpstreamDispatcher {
         throw timeUp(lastError);
       }
       this.outcomes.routed({ upstream: upstream.name, model });
-      const started = this.clock.now();
       options.onAttempt?.();
-      const span = startAttemptSpan(this.tracing, { upstream: upstream.name, model, requestedModel: payload.model, retry: attempt });
+      route.started(model, upstream.name);
       try {
-        const body = model === payload.model ? payload.body : { ...payload.body, model };
-        const sent = await this.tracing.withSpan(span, () =>
-          this.client.send(
-            upstream,
-            { ...payload, model, body },
-            { signal: options.signal, firstByteTimeoutMs: remainingMs, idleTimeoutMs: this.server.streamIdleTimeoutMs },
-          ),
-        );
-        if (sent.kind === 'json') {
-          permit.release();
-          const durationMs = this.clock.now() - started;
-          this.breakers.onSuccess(lease, durationMs);
-          this.outcomes.record({ upstream: upstream.name, model, outcome: 'success', durationMs, completionTokens: completionTokensOf(sent.body) });
-          endAttemptSpan(span, { status: sent.status });
-          return { kind: 'served', answer: { ...sent, upstream: upstream.name, model } };
-        }
-        return { kind: 'served', answer: { ...this.watchStream(sent, lease, permit, upstream.name, model, started, options.signal, span), upstream: upstream.name, model } };
+        const ticket = { upstream, model, lease, permit, retry: attempt };
+        const answer = await this.attempt.run(ticket, payload, { signal: options.signal, deadlineAt: options.deadlineAt, route, onAttempt: options.onAttempt });
+        return { kind: 'served', answer };
       } catch (error) {
-        permit.release();
-        endAttemptSpan(span, { error });
-        this.settleFailure(lease, upstream.name, model, error, this.clock.now() - started);
         if (!isUpstreamFailure(error)) throw error;
         lastError = error;
         if (attempt + 1 >= this.retry.maxAttempts || !options.retriesAllowed) break;
@@ -251,56 +223,6 @@ export class UpstreamDispatcher {
     return permit;
   }
 
-  /** Feeds one failed attempt to the breaker and the outcome listeners. */
-  private settleFailure(lease: BreakerLease, upstream: string, model: string, error: unknown, durationMs: number): void {
-    if (error instanceof RequestTimeoutError) {
-      // The request's deadline cut the call off while the upstream still worked: abandoned work. It
-      // judges the upstream only when the deadline was the gateway's own: a client that asks for a tight
-      // X-Request-Timeout-Ms must not be able to trip the breaker for everyone.
-      if (error.timeoutMs >= this.server.requestTimeoutMs) this.breakers.onFailure(lease, durationMs);
-      else this.breakers.release(lease);
-      this.outcomes.record({ upstream, model, outcome: 'timeout', durationMs, abandoned: true });
-    } else if (isUpstreamFailure(error)) {
-      this.breakers.onFailure(lease, durationMs, (error as BulwarkError).retryAfterMs);
-      this.outcomes.record({ upstream, model, outcome: error instanceof UpstreamTimeoutError ? 'timeout' : 'failure', durationMs });
-    } else {
-      this.breakers.release(lease);
-      this.outcomes.record({ upstream, model, outcome: error instanceof UpstreamClientError ? 'client_error' : 'cancelled', durationMs });
-    }
-  }
-
-  /**
-   * Wraps a committed stream so that its end, whatever it is, settles the breaker and the figures
-   * exactly once. A stream's length measures the answer, not the upstream, so its slowness is judged
-   * on the time to the first event.
-   */
-  private watchStream(
-    answer: UpstreamStreamAnswer,
-    lease: BreakerLease,
-    permit: UpstreamPermit,
-    upstream: string,
-    model: string,
-    started: number,
-    signal: AbortSignal,
-    span: Span,
-  ): UpstreamStreamAnswer {
-    const timeToFirstTokenMs = this.clock.now() - started;
-    const tokens = new StreamTokenCounter();
-    for (const event of answer.first) tokens.observe(event);
-    const rest = settleWhenEnded(countedEvents(answer.rest, tokens), signal, (error) => {
-      permit.release();
-      endAttemptSpan(span, { status: answer.status, error });
-      const durationMs = this.clock.now() - started;
-      if (error === undefined) {
-        this.breakers.onSuccess(lease, timeToFirstTokenMs);
-        this.outcomes.record({ upstream, model, outcome: 'success', durationMs, timeToFirstTokenMs, completionTokens: tokens.tokens });
-      } else {
-        this.settleFailure(lease, upstream, model, error, durationMs);
-      }
-    });
-    return { ...answer, rest };
-  }
-
   /**
    * What the caller gets when the request is stopped between two calls: a cancellation as is; the
    * deadline as the first upstream failure when there was one (the root cause: it is why the time ran
@@ -325,13 +247,6 @@ export class UpstreamDispatcher {
   /** The model, then its fallbacks, each once. */
   private candidateModels(model: string): string[] {
     return [...new Set([model, ...this.registry.fallbacksFor(model)])];
-  }
-
-  /** The order in which to try a model's upstreams (`ROUTING`). */
-  private order(upstreams: UpstreamDefinition[]): UpstreamDefinition[] {
-    return this.upstreamSettings.routing === 'least-loaded'
-      ? leastLoadedOrder(upstreams, (name) => this.leases.load(name), this.random)
-      : weightedOrder(upstreams, this.random);
   }
 }
 

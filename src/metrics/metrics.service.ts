@@ -109,6 +109,13 @@ export class MetricsService implements OnApplicationBootstrap {
     registers: [this.registry],
   });
 
+  private readonly hedges = new Counter({
+    name: 'bulwark_hedges_total',
+    help: 'Hedged attempts, by model and outcome: won (answered first), lost (the first attempt did), skipped (budget, deadline or no other upstream).',
+    labelNames: ['model', 'outcome'] as const,
+    registers: [this.registry],
+  });
+
   private readonly fallbacks = new Counter({
     name: 'bulwark_fallbacks_total',
     help: 'Answers served by a fallback model instead of the model asked for, by the model asked for and the one that answered.',
@@ -140,6 +147,7 @@ export class MetricsService implements OnApplicationBootstrap {
     this.admission.onAdmission((priority) => this.admissions.inc({ priority }));
     this.outcomes.onOutcome((event) => this.recordOutcome(event));
     this.outcomes.onFallback((event) => this.fallbacks.inc({ from: this.models.label(event.from), to: this.models.label(event.to) }));
+    this.outcomes.onHedge((event) => this.hedges.inc({ model: this.models.label(event.model), outcome: event.outcome }));
     this.outcomes.onRouted((event) => this.routed.inc({ upstream: this.upstream(event.upstream), model: this.models.label(event.model) }));
     this.serviceTimes.onEstimateCheck(({ model, actualMs, estimatedMs }) => {
       if (estimatedMs > 0) this.estimateRatio.observe({ model: this.models.label(model) }, actualMs / estimatedMs);

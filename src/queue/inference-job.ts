@@ -33,6 +33,8 @@ export interface InferenceJobData {
   model: string;
   body: Record<string, unknown>;
   stream: boolean;
+  /** The request's `X-Session-Id`: prefix-aware routing's affinity key when the body has none. */
+  affinityKey?: string;
   enqueuedAt: number;
   deadlineAt: number;
   /** `sync`: an HTTP handler waits for the answer; `async`: the jobs API stores it. */

@@ -224,7 +224,7 @@ export class InferenceProcessor implements OnApplicationBootstrap, OnApplication
       if (data.mode === 'sync') await this.delivery.started(data.origin, jobId, startedAt);
       const answer = await this.tracing.runWithParent(data.traceparent, () =>
         this.dispatcher.dispatch(
-          { path: data.path, model: data.model, body: data.body, stream: data.stream },
+          { path: data.path, model: data.model, body: data.body, stream: data.stream, affinityKey: data.affinityKey },
           { signal: controller.signal, deadlineAt: data.deadlineAt, retriesAllowed: data.retriesAllowed, onAttempt: () => attempts++ },
         ),
       );

@@ -162,6 +162,7 @@ export class QueueService implements OnApplicationBootstrap {
       model: request.payload.model,
       body: request.payload.body,
       stream: request.payload.stream,
+      affinityKey: request.payload.affinityKey,
       enqueuedAt,
       deadlineAt: request.deadlineAt,
       retriesAllowed: request.retriesAllowed,
@@ -222,10 +223,10 @@ export class QueueService implements OnApplicationBootstrap {
       if (served.kind === 'json') {
         // The upstream is done with it: the slot is free before the answer is even written.
         release(true);
-        return { answer: { kind: 'json', status: served.status, body: served.body, upstream: served.upstream, model: served.model }, queueWaitMs: 0, release: () => undefined };
+        return { answer: { kind: 'json', status: served.status, body: served.body, upstream: served.upstream, model: served.model, hedged: served.hedged }, queueWaitMs: 0, release: () => undefined };
       }
       const events = concatEvents(served.first, served.rest);
-      return { answer: { kind: 'stream', events, upstream: served.upstream, model: served.model }, queueWaitMs: 0, release: () => release(true) };
+      return { answer: { kind: 'stream', events, upstream: served.upstream, model: served.model, hedged: served.hedged }, queueWaitMs: 0, release: () => release(true) };
     } catch (error) {
       release(false);
       throw error;

@@ -1,6 +1,6 @@
 import type { ServerResponse } from 'node:http';
 import type { Exchange } from './simulator.exchange';
-import type { SimulatedFault } from './simulator';
+import type { SimulatedFault } from './simulator.types';
 import { outputTokens, type PlannedOutput, planOutput } from './simulator.output';
 import { responseEvents, responseObject, responsesUsage } from './simulator.responses-api';
 import {
@@ -27,6 +27,8 @@ export interface AnswerPlan {
   fault: SimulatedFault;
   chunkIntervalMs: number;
   defaultChunks: number;
+  /** Prompt tokens the replica's prefix cache held; undefined when it has none. */
+  cachedTokens?: number;
 }
 
 const DEFAULT_STALL_AFTER_CHUNKS = 2;
@@ -114,8 +116,8 @@ function completeBody(plan: AnswerPlan): unknown {
     return embeddings(meta.model, typeof input === 'string' ? [input] : (input as string[]), body.encoding_format === 'base64' ? 'base64' : 'float');
   }
   const planned = outputs(plan);
-  if (plan.kind === 'responses') return responseObject(meta, body, { output: planned[0], usage: responsesUsage(promptTokens(plan), planned[0]) });
-  const use = usage(promptTokens(plan), planned.reduce((sum, output) => sum + outputTokens(generatedText(output)), 0));
+  if (plan.kind === 'responses') return responseObject(meta, body, { output: planned[0], usage: responsesUsage(promptTokens(plan), planned[0], plan.cachedTokens) });
+  const use = usage(promptTokens(plan), planned.reduce((sum, output) => sum + outputTokens(generatedText(output)), 0), plan.cachedTokens);
   return plan.kind === 'chat'
     ? chatCompletion(meta, planned.map(chatChoice), use)
     : textCompletion(meta, planned.map((output) => ({ text: generatedText(output), finish: finishOf(output) })), use);
@@ -136,11 +138,11 @@ function chatDelta(output: PlannedOutput, piece: string): Record<string, unknown
 function streamEvents(plan: AnswerPlan): { head: unknown[]; deltas: unknown[]; tail: unknown[] } {
   const planned = outputs(plan);
   const { meta, body } = plan;
-  if (plan.kind === 'responses') return responseEvents(meta, body, planned[0], responsesUsage(promptTokens(plan), planned[0]));
+  if (plan.kind === 'responses') return responseEvents(meta, body, planned[0], responsesUsage(promptTokens(plan), planned[0], plan.cachedTokens));
   const options = body.stream_options as { include_usage?: unknown } | null | undefined;
   const use =
     options?.include_usage === true
-      ? usage(promptTokens(plan), planned.reduce((sum, output) => sum + outputTokens(generatedText(output)), 0))
+      ? usage(promptTokens(plan), planned.reduce((sum, output) => sum + outputTokens(generatedText(output)), 0), plan.cachedTokens)
       : undefined;
   const longest = Math.max(...planned.map((output) => output.pieces.length));
   const deltas: unknown[] = [];

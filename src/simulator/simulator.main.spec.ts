@@ -13,6 +13,12 @@ test('parseSimulatorArgs maps flags to options', () => {
   assert.throws(() => parseSimulatorArgs(['--bogus']));
 });
 
+test('parseSimulatorArgs reads the prefix-cache and stall flags', () => {
+  const cli = parseSimulatorArgs(['--prefix-cache-tokens', '4096', '--block-tokens', '8', '--prefill-ms-per-token', '0.5', '--stall-share', '0.1', '--stall-ms', '5000']);
+  assert.deepEqual(cli.options, { prefixCacheTokens: 4096, blockTokens: 8, prefillMsPerToken: 0.5, stall: { share: 0.1, ms: 5000 } });
+  assert.throws(() => parseSimulatorArgs(['--stall-share', '2']), /stall-share/);
+});
+
 test('simulator.main logs its URL, serves, and exits cleanly on SIGTERM', async () => {
   const child = spawn(process.execPath, [join(__dirname, 'simulator.main.js'), '--port', '0', '--models', 'm1'], {
     stdio: ['ignore', 'pipe', 'inherit'],

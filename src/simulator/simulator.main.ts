@@ -10,13 +10,28 @@ export interface SimulatorCli {
 
 const USAGE =
   'usage: simulator.main.js [--port 9000] [--host 127.0.0.1] [--latency-ms 20] [--chunk-interval-ms 10]' +
-  ' [--chunks 8] [--capacity 0] [--models a,b] [--api-key KEY]';
+  ' [--chunks 8] [--capacity 0] [--models a,b] [--api-key KEY] [--prefix-cache-tokens 0] [--block-tokens 16]' +
+  ' [--prefill-ms-per-token 0] [--stall-share 0] [--stall-ms 0]';
 
 function nonNegativeInt(name: string, raw: string | undefined): number | undefined {
   if (raw === undefined) return undefined;
   const value = Number(raw);
   if (!Number.isInteger(value) || value < 0) throw new Error(`--${name} must be a non-negative integer, got "${raw}"`);
   return value;
+}
+
+function nonNegativeNumber(name: string, raw: string | undefined): number | undefined {
+  if (raw === undefined) return undefined;
+  const value = Number(raw);
+  if (!Number.isFinite(value) || value < 0) throw new Error(`--${name} must be a non-negative number, got "${raw}"`);
+  return value;
+}
+
+function stallOf(share: string | undefined, ms: string | undefined): { share: number; ms: number } | undefined {
+  if (share === undefined && ms === undefined) return undefined;
+  const s = nonNegativeNumber('stall-share', share) ?? 0;
+  if (s > 1) throw new Error(`--stall-share must be from 0 to 1, got "${share}"`);
+  return { share: s, ms: nonNegativeNumber('stall-ms', ms) ?? 0 };
 }
 
 /** Parses `argv` (without the node and script entries); throws on invalid input. */
@@ -34,6 +49,11 @@ export function parseSimulatorArgs(argv: string[]): SimulatorCli {
       capacity: { type: 'string' },
       models: { type: 'string' },
       'api-key': { type: 'string' },
+      'prefix-cache-tokens': { type: 'string' },
+      'block-tokens': { type: 'string' },
+      'prefill-ms-per-token': { type: 'string' },
+      'stall-share': { type: 'string' },
+      'stall-ms': { type: 'string' },
     },
   });
   const port = nonNegativeInt('port', values.port)!;
@@ -50,6 +70,10 @@ export function parseSimulatorArgs(argv: string[]): SimulatorCli {
     capacity: nonNegativeInt('capacity', values.capacity),
     models,
     apiKey: values['api-key'],
+    prefixCacheTokens: nonNegativeInt('prefix-cache-tokens', values['prefix-cache-tokens']),
+    blockTokens: nonNegativeInt('block-tokens', values['block-tokens']),
+    prefillMsPerToken: nonNegativeNumber('prefill-ms-per-token', values['prefill-ms-per-token']),
+    stall: stallOf(values['stall-share'], values['stall-ms']),
   };
   for (const key of Object.keys(options) as Array<keyof SimulatorOptions>) {
     if (options[key] === undefined) delete options[key];

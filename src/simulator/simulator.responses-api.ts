@@ -16,11 +16,11 @@ export interface ResponsesUsage {
   total_tokens: number;
 }
 
-export function responsesUsage(inputTokens: number, output: PlannedOutput): ResponsesUsage {
+export function responsesUsage(inputTokens: number, output: PlannedOutput, cachedTokens = 0): ResponsesUsage {
   const outputCount = outputTokens(output.kind === 'text' ? output.text : output.arguments);
   return {
     input_tokens: inputTokens,
-    input_tokens_details: { cached_tokens: 0 },
+    input_tokens_details: { cached_tokens: Math.min(cachedTokens, inputTokens) },
     output_tokens: outputCount,
     output_tokens_details: { reasoning_tokens: 0 },
     total_tokens: inputTokens + outputCount,

@@ -20,6 +20,8 @@ export interface Usage {
   prompt_tokens: number;
   completion_tokens: number;
   total_tokens: number;
+  /** Present when the replica has a prefix cache: the prompt tokens it found cached. */
+  prompt_tokens_details?: { cached_tokens: number };
 }
 
 /** The `error` object OpenAI returns for every non-2xx answer. */
@@ -63,11 +65,12 @@ export function countTokens(value: unknown): number {
   return 0;
 }
 
-export function usage(promptTokens: number, completionTokens: number): Usage {
+export function usage(promptTokens: number, completionTokens: number, cachedTokens?: number): Usage {
   return {
     prompt_tokens: promptTokens,
     completion_tokens: completionTokens,
     total_tokens: promptTokens + completionTokens,
+    ...(cachedTokens === undefined ? {} : { prompt_tokens_details: { cached_tokens: Math.min(cachedTokens, promptTokens) } }),
   };
 }
 
@@ -191,12 +194,19 @@ export interface ModelLoad {
 }
 
 /** Prometheus text exposition of the vLLM gauges a gateway typically scrapes. */
-export function metricsText(models: readonly string[], load: (model: string) => ModelLoad, capacity: number): string {
+/** What the replica adds to its per-model gauges: its KV-cache use (when it has a prefix cache) and prefix-cache counters. */
+export interface ReplicaFigures {
+  kvUsage?: number;
+  prefixCacheQueries: number;
+  prefixCacheHits: number;
+}
+
+export function metricsText(models: readonly string[], load: (model: string) => ModelLoad, capacity: number, replica?: ReplicaFigures): string {
   const slots = capacity > 0 ? capacity : NOMINAL_CAPACITY;
   const gauges: Array<[name: string, help: string, value: (l: ModelLoad) => number]> = [
     ['vllm:num_requests_running', 'Number of requests currently running on GPU.', (l) => l.running],
     ['vllm:num_requests_waiting', 'Number of requests waiting to be processed.', (l) => l.waiting],
-    ['vllm:kv_cache_usage_perc', 'KV-cache usage. 1 means 100 percent usage.', (l) => Math.min(1, l.running / slots)],
+    ['vllm:kv_cache_usage_perc', 'KV-cache usage. 1 means 100 percent usage.', (l) => replica?.kvUsage ?? Math.min(1, l.running / slots)],
   ];
   const lines: string[] = [];
   for (const [name, help, value] of gauges) {
@@ -205,6 +215,13 @@ export function metricsText(models: readonly string[], load: (model: string) => 
       const label = model.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n');
       lines.push(`${name}{model_name="${label}"} ${value(load(model))}`);
     }
+  }
+  if (replica) {
+    // One cache per replica: the counters carry no model label (a sum over label sets stays right).
+    lines.push('# HELP vllm:prefix_cache_queries Prefix-cache queries, in tokens.', '# TYPE vllm:prefix_cache_queries counter');
+    lines.push(`vllm:prefix_cache_queries ${replica.prefixCacheQueries}`);
+    lines.push('# HELP vllm:prefix_cache_hits Prefix-cache hits, in tokens.', '# TYPE vllm:prefix_cache_hits counter');
+    lines.push(`vllm:prefix_cache_hits ${replica.prefixCacheHits}`);
   }
   return lines.join('\n') + '\n';
 }

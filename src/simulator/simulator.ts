@@ -2,73 +2,12 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo, Socket } from 'node:net';
 import { type GenerationKind, deliver, sendJson } from './simulator.answer';
 import { CapacityGate, Exchange } from './simulator.exchange';
+import { ReplicaState } from './simulator.prefix-cache';
 import { errorBody, metricsText, modelList, modelNotFoundBody, modelObject } from './simulator.responses';
+import type { SimulatedFault, SimulatorOptions, SimulatorStats } from './simulator.types';
 import { DEFAULT_OPTIONS, type ResolvedOptions, readJsonBody, resolveOptions, validateGeneration } from './simulator.validate';
 
-/** A misbehaviour to inject into one request (body field `x_sim`) or every request of a model. */
-export interface SimulatedFault {
-  fault?: 'none' | 'hang' | 'error' | 'reset' | 'stall' | 'bad_json';
-  /** Status for `error` (default 500). */
-  status?: number;
-  /** Seconds; sets `Retry-After` on `error`. */
-  retryAfter?: number;
-  /** For `stall` (default 2): content chunks sent before the stream goes silent with the socket open. */
-  stallAfterChunks?: number;
-  /** Overrides the time before the first byte. */
-  latencyMs?: number;
-  /** Content chunks in a stream / words in a completion. */
-  chunks?: number;
-  /**
-   * Applies the fault to the first `times` requests only; later ones are served normally. Counted per
-   * `key` for an `x_sim` fault, per model for a model fault (`configure({modelFaults})` restarts it).
-   */
-  times?: number;
-  /** Names the `times` counter of an `x_sim` fault: requests with the same key share it. Default: the model. */
-  key?: string;
-}
-
-/** Behaviour of an {@link UpstreamSimulator}; every field may be changed at run time via `configure`. */
-export interface SimulatorOptions {
-  /** Served model ids; default `['sim-small', 'sim-large']`. */
-  models?: string[];
-  /** Delay before the first byte / before a non-stream answer; default 20. */
-  latencyMs?: number;
-  /** Delay between stream chunks; default 10. */
-  chunkIntervalMs?: number;
-  /** Words per completion when neither `x_sim.chunks` nor `max_tokens` limit it; default 8. */
-  defaultChunks?: number;
-  /** Requests served at once (0 = unlimited, the default); the rest wait in FIFO order. */
-  capacity?: number;
-  /** When set, every /v1 route requires `Authorization: Bearer <apiKey>`. */
-  apiKey?: string;
-  /** Default fault per model, used when a request carries no `x_sim`. */
-  modelFaults?: Record<string, SimulatedFault>;
-}
-
-/** Counters and gauges observed by the simulator; see {@link UpstreamSimulator.stats}. */
-export interface SimulatorStats {
-  /** Every HTTP request to /v1/*. */
-  requestsTotal: number;
-  requestsByPath: Record<string, number>;
-  /** /v1 requests being handled now, including those waiting for capacity. */
-  inFlight: number;
-  /** High-water mark of running (not waiting) requests. */
-  maxInFlight: number;
-  running: number;
-  waiting: number;
-  /** Requests whose client closed the connection before the answer finished. */
-  clientAborts: number;
-  /** Answers sent in full. */
-  completed: number;
-  /** Headers of the last /v1 request. */
-  lastHeaders?: Record<string, string | string[] | undefined>;
-  /** Parsed JSON body of the last /v1 POST. */
-  lastBody?: unknown;
-  /** Generation requests by their OpenAI `user` field, which tests use to tag requests. */
-  requestsByUser: Record<string, number>;
-  /** High-water mark of requests of one `user` served at once. */
-  maxInFlightByUser: Record<string, number>;
-}
+export type { SimulatedFault, SimulatorOptions, SimulatorStats } from './simulator.types';
 
 const GENERATION_ROUTES: Record<string, GenerationKind> = {
   '/v1/chat/completions': 'chat',
@@ -104,9 +43,11 @@ export class UpstreamSimulator {
   private readonly faultHits = new Map<string, number>();
   private nextId = 1;
   private readonly runningByUser = new Map<string, number>();
+  private readonly replica: ReplicaState;
 
   constructor(options: SimulatorOptions = {}) {
     this.options = resolveOptions(DEFAULT_OPTIONS, options);
+    this.replica = new ReplicaState(this.options.prefixCacheTokens, this.options.blockTokens);
     this.gate = new CapacityGate(this.options.capacity, (running) => {
       this.counters.maxInFlight = Math.max(this.counters.maxInFlight, running);
     });
@@ -166,6 +107,7 @@ export class UpstreamSimulator {
       for (const counter of [...this.faultHits.keys()]) if (counter.startsWith('model:')) this.faultHits.delete(counter);
     }
     this.gate.setCapacity(this.options.capacity);
+    this.replica.configure(this.options.prefixCacheTokens, this.options.blockTokens);
   }
 
   /** A snapshot copy of the counters. */
@@ -177,6 +119,8 @@ export class UpstreamSimulator {
       requestsByUser: { ...c.requestsByUser },
       maxInFlightByUser: { ...c.maxInFlightByUser },
       inFlight: this.active.size,
+      prefixCacheQueries: this.replica.cache.queries,
+      prefixCacheHits: this.replica.cache.hits,
       running: this.gate.runningCount,
       waiting: this.gate.waitingCount,
       lastHeaders: c.lastHeaders ? { ...c.lastHeaders } : undefined,
@@ -213,6 +157,7 @@ export class UpstreamSimulator {
       requestsByUser: {} as Record<string, number>,
       maxInFlightByUser: {} as Record<string, number>,
       maxInFlight: 0,
+      stalled: 0,
       clientAborts: 0,
       completed: 0,
       lastHeaders: undefined as SimulatorStats['lastHeaders'],
@@ -273,7 +218,11 @@ export class UpstreamSimulator {
       this.counters.maxInFlightByUser[user] = Math.max(this.counters.maxInFlightByUser[user] ?? 0, running);
       exchange.res.once('close', () => this.runningByUser.set(user, (this.runningByUser.get(user) ?? 1) - 1));
     }
-    if (!(await exchange.delay(fault.latencyMs ?? this.options.latencyMs))) return;
+    const prompt = this.replica.prefill(kind, body, exchange);
+    const stallMs = this.replica.stalls(this.options.stall.share) ? this.options.stall.ms : 0;
+    if (stallMs > 0) this.counters.stalled++;
+    const firstByteMs = (fault.latencyMs ?? this.options.latencyMs) + prompt.uncachedTokens * this.options.prefillMsPerToken + stallMs;
+    if (!(await exchange.delay(firstByteMs))) return;
     await deliver(exchange, {
       kind,
       meta: { id: `${ID_PREFIX[kind]}sim${this.nextId++}`, created: Math.floor(Date.now() / 1000), model },
@@ -281,6 +230,7 @@ export class UpstreamSimulator {
       fault,
       chunkIntervalMs: this.options.chunkIntervalMs,
       defaultChunks: this.options.defaultChunks,
+      cachedTokens: prompt.cachedTokens,
     });
   }
 
@@ -332,7 +282,11 @@ export class UpstreamSimulator {
       }
       return { running, waiting };
     };
-    const text = metricsText(this.options.models, load, this.options.capacity);
+    const text = metricsText(this.options.models, load, this.options.capacity, {
+      kvUsage: this.replica.kvUsage(),
+      prefixCacheQueries: this.replica.cache.queries,
+      prefixCacheHits: this.replica.cache.hits,
+    });
     res.writeHead(200, { 'Content-Type': 'text/plain; version=0.0.4; charset=utf-8' });
     res.end(text);
   }

@@ -1,5 +1,5 @@
 import type { IncomingMessage } from 'node:http';
-import type { SimulatedFault, SimulatorOptions } from './simulator';
+import type { SimulatedFault, SimulatorOptions } from './simulator.types';
 import type { GenerationKind } from './simulator.answer';
 import { type OpenAiErrorBody, errorBody, modelNotFoundBody } from './simulator.responses';
 
@@ -13,6 +13,10 @@ export const DEFAULT_OPTIONS: ResolvedOptions = {
   defaultChunks: 8,
   capacity: 0,
   modelFaults: {},
+  prefixCacheTokens: 0,
+  blockTokens: 16,
+  prefillMsPerToken: 0,
+  stall: { share: 0, ms: 0 },
 };
 
 export type ParsedBody = { ok: true; value: unknown } | { ok: false };
@@ -109,11 +113,21 @@ export function validateGeneration(kind: GenerationKind, parsed: ParsedBody, mod
 /** Applies a partial patch onto resolved options, rejecting values the simulator cannot honour. */
 export function resolveOptions(base: ResolvedOptions, patch: Partial<SimulatorOptions>): ResolvedOptions {
   const next: ResolvedOptions = { ...base };
-  for (const key of ['latencyMs', 'chunkIntervalMs', 'defaultChunks', 'capacity'] as const) {
+  for (const key of ['latencyMs', 'chunkIntervalMs', 'defaultChunks', 'capacity', 'prefixCacheTokens', 'prefillMsPerToken'] as const) {
     const value = patch[key];
     if (value === undefined) continue;
     if (!Number.isFinite(value) || value < 0) throw new RangeError(`${key} must be a non-negative number`);
     next[key] = value;
+  }
+  if (patch.blockTokens !== undefined) {
+    if (!Number.isInteger(patch.blockTokens) || patch.blockTokens < 1) throw new RangeError('blockTokens must be a positive integer');
+    next.blockTokens = patch.blockTokens;
+  }
+  if (patch.stall !== undefined) {
+    const { share, ms } = patch.stall;
+    if (!(Number.isFinite(share) && share >= 0 && share <= 1)) throw new RangeError('stall.share must be from 0 to 1');
+    if (!(Number.isFinite(ms) && ms >= 0)) throw new RangeError('stall.ms must be a non-negative number');
+    next.stall = { share, ms };
   }
   if (patch.models !== undefined) {
     if (patch.models.length === 0) throw new RangeError('models must not be empty');

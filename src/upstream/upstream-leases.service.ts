@@ -22,7 +22,8 @@ const POLLED_STALE_MS = 30_000;
 /** A lease set with no renewal for this long is dropped by Redis itself. */
 const KEY_TTL_MS = LEASE_TTL_MS * 4;
 const RELEASED_CHANNEL = 'bulwark:upstream-permit-released';
-const leaseKey = (upstream: string) => `bulwark:upstream-leases:${upstream}`;
+/** The lease set of an upstream: members are attempts in flight, scores their expiry (epoch ms). */
+export const leaseKey = (upstream: string) => `bulwark:upstream-leases:${upstream}`;
 
 /** The right to send one attempt to an upstream; release it exactly once when the attempt ends. */
 export interface UpstreamPermit {
@@ -53,8 +54,8 @@ interface Waiter {
 /**
  * In-flight attempts per upstream across every instance, as lease sets in Redis: the bulkhead of an
  * upstream's `maxConcurrency` (a permit is taken atomically, never beyond the cap) and the load that
- * least-loaded routing reads. Only upstreams that need it are tracked: those with a cap, and (with
- * `ROUTING=least-loaded`) those sharing a model with another upstream; a model served by one uncapped
+ * load-aware routing reads. Only upstreams that need it are tracked: those with a cap, and (with
+ * `ROUTING=least-loaded` or `prefix-aware`) those sharing a model with another upstream; a model served by one uncapped
  * upstream costs nothing. Uncapped leases are written without waiting for Redis; the router reads a
  * snapshot refreshed every 150 ms plus this instance's own changes since.
  */
@@ -80,7 +81,7 @@ export class UpstreamLeases implements OnApplicationBootstrap, BeforeApplication
     // A permit taken while Redis was away is never written over the cap by a renewal (no reassert).
     this.held = leases.group({ name: 'upstream permits', ttlMs: LEASE_TTL_MS, reassert: false, setTtlMs: KEY_TTL_MS });
     for (const upstream of registry.all()) {
-      const shared = config.routing === 'least-loaded' && sharesAModel(upstream, registry);
+      const shared = config.routing !== 'weighted' && sharesAModel(upstream, registry);
       if (upstream.maxConcurrency !== undefined || shared) {
         this.caps.set(upstream.name, upstream.maxConcurrency);
         this.counts.set(upstream.name, { refreshed: 0, acquired: 0, released: 0, acquiredAtRefresh: 0, releasedAtRefresh: 0, held: 0, waiting: 0 });
@@ -195,6 +196,17 @@ export class UpstreamLeases implements OnApplicationBootstrap, BeforeApplication
     const c = this.counts.get(upstream);
     if (!c) return 0;
     return Math.max(c.held, c.refreshed + (c.acquired - c.acquiredAtRefresh) - (c.released - c.releasedAtRefresh));
+  }
+
+  /** Leases of `upstream` this instance holds now. */
+  heldHere(upstream: string): number {
+    return this.counts.get(upstream)?.held ?? 0;
+  }
+
+  /** The upstream's own polled queue (vLLM), when fresh; else 0. */
+  polledQueue(upstream: string): number {
+    const polled = this.counts.get(upstream)?.polledQueue;
+    return polled && this.clock.now() - polled.observedAt <= POLLED_STALE_MS ? polled.waiting : 0;
   }
 
   /** The routing load of `upstream`: its in-flight attempts plus its own polled queue (vLLM), when fresh. */

@@ -35,6 +35,12 @@ export interface RoutedEvent {
   model: string;
 }
 
+/** A hedge's fate: it answered first (`won`), the first attempt did (`lost`), or none could start (`skipped`: budget, deadline, no other upstream). */
+export interface HedgeEvent {
+  model: string;
+  outcome: 'won' | 'lost' | 'skipped';
+}
+
 type Listener<T> = (event: T) => unknown;
 
 /**
@@ -48,6 +54,15 @@ export class UpstreamOutcomes {
   private readonly retryListeners = new Listeners<[RetryEvent]>('retry', this.logger);
   private readonly fallbackListeners = new Listeners<[FallbackEvent]>('fallback', this.logger);
   private readonly routedListeners = new Listeners<[RoutedEvent]>('routing', this.logger);
+  private readonly hedgeListeners = new Listeners<[HedgeEvent]>('hedge', this.logger);
+
+  onHedge(listener: Listener<HedgeEvent>): void {
+    this.hedgeListeners.add(listener);
+  }
+
+  hedged(event: HedgeEvent): void {
+    this.hedgeListeners.emit(event);
+  }
 
   onOutcome(listener: Listener<UpstreamOutcome>): void {
     this.outcomeListeners.add(listener);

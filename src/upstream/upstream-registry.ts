@@ -1,6 +1,7 @@
 import { Inject, Injectable } from '@nestjs/common';
 import type { ConfigType } from '@nestjs/config';
 import { upstreamConfig } from '../config/sections';
+import type { HedgePolicy, UpstreamTopology } from '../config/upstreams-file';
 import type { UpstreamDefinition } from './upstream.types';
 
 /** Token under which the upstream list is provided once the simulator (if any) has started. */
@@ -16,7 +17,7 @@ export class UpstreamRegistry {
 
   constructor(
     @Inject(UPSTREAM_TOPOLOGY)
-    private readonly topology: { upstreams: UpstreamDefinition[]; fallbacks: Record<string, string[]> },
+    private readonly topology: UpstreamTopology,
   ) {
     for (const upstream of topology.upstreams) this.byName.set(upstream.name, upstream);
   }
@@ -44,6 +45,11 @@ export class UpstreamRegistry {
   /** The ordered fallback models for `model` (not including itself). */
   fallbacksFor(model: string): string[] {
     return (this.topology.fallbacks[model] ?? []).filter((m) => m !== model);
+  }
+
+  /** The model's hedging (UPSTREAMS_FILE `hedge`), if its attempts are hedged. */
+  hedgeFor(model: string): HedgePolicy | undefined {
+    return this.topology.hedge?.[model];
   }
 
   /** Whether any upstream may be asked for `model`. */

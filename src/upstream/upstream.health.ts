@@ -1,6 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { HealthIndicatorService } from '@nestjs/terminus';
 import { BreakerService } from '../breaker/breaker.service';
+import { KvCachePressure } from './kv-cache-pressure';
 import { UpstreamLeases } from './upstream-leases.service';
 import { UpstreamProbeService } from './upstream-probe.service';
 import { UpstreamRegistry } from './upstream-registry';
@@ -14,11 +15,13 @@ export class UpstreamHealthIndicator {
     private readonly breakers: BreakerService,
     private readonly health: HealthIndicatorService,
     private readonly leases: UpstreamLeases,
+    private readonly kvCache: KvCachePressure,
   ) {}
 
   /**
    * Per-upstream figures: reachable, whether every breaker it has is open, and for upstreams whose
-   * attempts are counted, its cap, attempts in flight on every instance and requests waiting here for a permit.
+   * attempts are counted, its cap, attempts in flight on every instance and requests waiting here for a permit;
+   * and what its own /metrics said (KV-cache use and pressure, prefix-cache hit rate, its queue).
    */
   details() {
     const views = this.breakers.list();
@@ -34,6 +37,7 @@ export class UpstreamHealthIndicator {
         breakers_open: own.filter((v) => v.state === 'open').length,
         can_take_traffic: (probe?.reachable ?? true) && !allOpen,
         ...this.leases.details(u.name),
+        ...this.kvCache.figures(u.name),
       };
     });
   }

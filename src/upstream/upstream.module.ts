@@ -3,7 +3,9 @@ import { TerminusModule } from '@nestjs/terminus';
 import { BreakerModule } from '../breaker/breaker.module';
 import { RUNTIME, Runtime } from '../runtime';
 import { UpstreamClient } from './upstream-client';
+import { KvCachePressure } from './kv-cache-pressure';
 import { UpstreamLeases } from './upstream-leases.service';
+import { UpstreamLoadPoller } from './upstream-load.poller';
 import { UpstreamOutcomes } from './upstream-outcomes';
 import { UpstreamProbeService } from './upstream-probe.service';
 import { UPSTREAM_TOPOLOGY, UpstreamRegistry } from './upstream-registry';
@@ -19,7 +21,9 @@ import { UpstreamHealthIndicator } from './upstream.health';
     UpstreamLeases,
     UpstreamProbeService,
     UpstreamHealthIndicator,
+    UpstreamLoadPoller,
+    KvCachePressure,
   ],
-  exports: [UpstreamRegistry, UpstreamClient, UpstreamOutcomes, UpstreamLeases, UpstreamProbeService, UpstreamHealthIndicator],
+  exports: [UpstreamRegistry, UpstreamClient, UpstreamOutcomes, UpstreamLeases, UpstreamProbeService, UpstreamHealthIndicator, UpstreamLoadPoller, KvCachePressure],
 })
 export class UpstreamModule {}

@@ -11,6 +11,8 @@ export interface InferencePayload {
   model: string;
   body: Record<string, unknown>;
   stream: boolean;
+  /** The `X-Session-Id` header: prefix-aware routing's affinity key when the body has no `prompt_cache_key` or `user`. */
+  affinityKey?: string;
 }
 
 export interface UpstreamJsonAnswer {
@@ -33,5 +35,5 @@ export interface UpstreamStreamAnswer {
 
 export type UpstreamAnswer = UpstreamJsonAnswer | UpstreamStreamAnswer;
 
-/** An answer and who gave it. */
-export type ServedAnswer = UpstreamAnswer & { upstream: string; model: string };
+/** An answer and who gave it; `hedged` when a hedged attempt (a second upstream, started late) gave it. */
+export type ServedAnswer = UpstreamAnswer & { upstream: string; model: string; hedged?: boolean };

@@ -39,6 +39,17 @@ describe('parseVllmLoad', () => {
     assert.deepEqual(parseVllmLoad('vllm:num_requests_waiting 3\n'), { waiting: 3, running: 0 });
   });
 
+  it('reads the prefix-cache counters, with or without the _total suffix, summed over label sets', () => {
+    const text = [
+      'vllm:num_requests_waiting 0',
+      'vllm:prefix_cache_queries_total{model_name="a"} 100',
+      'vllm:prefix_cache_queries_total{model_name="b"} 50',
+      'vllm:prefix_cache_hits_total{model_name="a"} 80',
+      'vllm:prefix_cache_hits{model_name="b"} 10',
+    ].join('\n');
+    assert.deepEqual(parseVllmLoad(text), { waiting: 0, running: 0, prefixCacheQueries: 150, prefixCacheHits: 90 });
+  });
+
   it('is undefined for a server that is not vLLM', () => {
     assert.equal(parseVllmLoad('# HELP process_cpu_seconds_total x\nprocess_cpu_seconds_total 12\n'), undefined);
     assert.equal(parseVllmLoad('<html>Not Found</html>'), undefined);

@@ -4,19 +4,18 @@ import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import { describe, it } from 'node:test';
 import { FakeClock } from '../common/clock';
 import { UpstreamSimulator } from '../simulator/simulator';
-import { UpstreamRegistry } from '../upstream/upstream-registry';
-import type { AdaptiveService, UpstreamLoad } from './adaptive.service';
-import { UpstreamLoadPoller } from './upstream-load.poller';
+import { UpstreamRegistry } from './upstream-registry';
+import { PolledFleetLoad, UpstreamLoadPoller } from './upstream-load.poller';
 
 function poller(urls: Record<string, string>, clock = new FakeClock()) {
-  const loads: UpstreamLoad[] = [];
-  const adaptive = { setUpstreamLoad: (load: UpstreamLoad) => loads.push(load) } as unknown as AdaptiveService;
+  const loads: PolledFleetLoad[] = [];
   const registry = new UpstreamRegistry({
     upstreams: Object.entries(urls).map(([name, baseUrl]) => ({ name, baseUrl, models: [], weight: 1 })),
     fallbacks: {},
   });
-  const config = { url: undefined, apiKey: undefined, topology: undefined, metricsPollMs: 1000, routing: 'least-loaded' as const };
-  return { poller: new UpstreamLoadPoller(config, registry, adaptive, clock), loads, clock };
+  const p = new UpstreamLoadPoller({ metricsPollMs: 1000 }, registry, clock);
+  p.onRound((load) => loads.push(load));
+  return { poller: p, loads, clock };
 }
 
 /** A loopback port with nothing listening on it. */
@@ -84,5 +83,28 @@ describe('UpstreamLoadPoller', () => {
     const { poller: lonely, loads: none } = poller({ gone: `http://127.0.0.1:${closed}/v1` });
     assert.equal(await lonely.pollOnce(), undefined);
     assert.deepEqual(none, []);
+  });
+
+  it('keeps each upstream\'s figures, with the prefix-cache hit rate over the last interval', async (t) => {
+    const sim = new UpstreamSimulator({ latencyMs: 0, prefixCacheTokens: 1000, blockTokens: 2 });
+    const { baseUrl } = await sim.start();
+    t.after(() => sim.stop());
+    const ask = () =>
+      fetch(`${baseUrl}/chat/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'sim-small', messages: [{ role: 'user', content: 'one two three four' }] }),
+      }).then((r) => r.text());
+    await ask();
+    const { poller: p, clock } = poller({ sim: baseUrl });
+    await p.pollOnce();
+    assert.equal(p.latest('sim')?.prefixCacheHitRate, 0, 'a cold cache: 4 tokens asked, none found');
+    await ask();
+    await ask();
+    await p.pollOnce();
+    assert.equal(p.latest('sim')?.prefixCacheHitRate, 1, 'since the last poll: 8 tokens asked, 8 found');
+    assert.equal(p.kvCacheUsage('sim'), 0);
+    clock.advance(31_000);
+    assert.equal(p.latest('sim'), undefined, 'figures older than 30 s describe nothing');
   });
 });
