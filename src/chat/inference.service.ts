@@ -5,8 +5,9 @@ import { CancelledError, InvalidRequestError } from '../common/errors';
 import { AdmissionService } from '../adaptive/admission.service';
 import { AuthService } from '../auth/auth.service';
 import { effectivePriority, RequestContext } from '../common/request-context';
+import { BackgroundResponses } from '../queue/background-responses.service';
 import { JobsService } from '../queue/jobs.service';
-import { QueueService } from '../queue/queue.service';
+import { QueuedRequest, QueueService } from '../queue/queue.service';
 import type { InferencePath } from '../upstream/upstream.types';
 import { endSseWithError, relayStream, sendJson, writeQueueStatus } from './answer-writer';
 
@@ -23,6 +24,7 @@ export class InferenceService {
   constructor(
     private readonly queue: QueueService,
     private readonly jobs: JobsService,
+    private readonly background: BackgroundResponses,
     private readonly adaptive: AdaptiveService,
     private readonly admission: AdmissionService,
     private readonly auth: AuthService,
@@ -32,7 +34,7 @@ export class InferenceService {
     const context = request.bulwark as RequestContext;
     try {
       const shaped = path === '/embeddings' ? body : this.adaptive.shapeBody(body, path === '/responses' ? 'responses' : 'chat');
-      const queued = {
+      const queued: QueuedRequest = {
         payload: { path, model: String(shaped.model), body: shaped, stream: path !== '/embeddings' && shaped.stream === true },
         requestId: context.requestId,
         clientId: context.client.id,
@@ -45,6 +47,10 @@ export class InferenceService {
         expectedServiceMs: context.expectedServiceMs,
         onAccepted: () => this.admission.recordAdmitted(effectivePriority(context)),
       };
+      if (path === '/responses' && shaped.background === true) {
+        await this.serveBackground(queued, context, reply);
+        return;
+      }
       if (context.mode === 'async' && ASYNC_PATHS.has(path)) {
         const submitted = await this.queue.submit(queued, idempotencyKey(request));
         const view = submitted.job ? await this.jobs.submitted(submitted.job) : await this.jobs.get(submitted.id, context.client.id);
@@ -79,6 +85,21 @@ export class InferenceService {
     } finally {
       context.finish();
     }
+  }
+
+  /**
+   * A background response (`background: true`): answered at once with its object, `queued`; with
+   * `stream: true`, with its events instead, live until its end (a dropped reader resumes through
+   * GET /v1/responses/{id}?stream=true&starting_after=N on any instance; the response runs on regardless).
+   */
+  private async serveBackground(queued: QueuedRequest, context: RequestContext, reply: FastifyReply): Promise<void> {
+    const object = await this.background.create(queued);
+    if (!queued.payload.stream) {
+      void reply.status(200).send(object);
+      return;
+    }
+    const events = await this.background.events(String(object.id), context.client.id, -1, context.signal);
+    await relayStream(reply, events, {}, context.signal, { namedEvents: true });
   }
 }
 

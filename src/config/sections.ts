@@ -46,6 +46,16 @@ export const queueConfig = registerAs('queue', () => {
   };
 });
 
+/** Background responses: retention and the bounds of their resumable event logs. */
+export const responsesConfig = registerAs('responses', () => {
+  const env = loadEnvironment();
+  return {
+    ttlMs: env.RESPONSE_TTL_MS,
+    maxEvents: env.RESPONSE_EVENTS_MAX,
+    maxEventBytes: env.RESPONSE_EVENTS_MAX_BYTES,
+  };
+});
+
 export const adaptiveConfig = registerAs('adaptive', () => {
   const env = loadEnvironment();
   return {
@@ -114,6 +124,7 @@ export const allConfigSections = [
   redisConfig,
   upstreamConfig,
   queueConfig,
+  responsesConfig,
   adaptiveConfig,
   breakerConfig,
   retryConfig,
