@@ -15,6 +15,8 @@ export interface LiveState {
   healthScore: number;
   /** Requests waiting per client key, by configured name, largest first (fair share orders them). */
   waitingByKey: { name: string; waiting: number }[];
+  /** Background responses across the cluster by status (queued and in_progress now; final ones so far). */
+  backgroundResponses?: Record<string, number>;
 }
 
 /** One point of the dashboard: the state at `t` plus rates over the tick that ended at `t`. */

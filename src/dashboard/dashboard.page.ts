@@ -60,6 +60,9 @@ const BODY = `
   <section class="panel"><h2>Waiting by client key (fair share within a priority)</h2>
     <table><thead><tr><th>key</th><th>waiting</th></tr></thead><tbody id="keys"><tr><td colspan="2" class="small">nothing waiting</td></tr></tbody></table>
   </section>
+  <section class="panel"><h2>Background responses (whole cluster: queued and in progress now, the rest so far)</h2>
+    <table><thead><tr><th>queued</th><th>in progress</th><th>completed</th><th>incomplete</th><th>failed</th><th>cancelled</th></tr></thead><tbody><tr id="background"><td colspan="6" class="small">–</td></tr></tbody></table>
+  </section>
   <section class="panel"><h2>Circuit breakers</h2>
     <table><thead><tr><th>upstream:model</th><th>state</th><th>failures / calls</th><th>probes in</th></tr></thead><tbody id="breakers"><tr><td colspan="4" class="small">none yet: a breaker appears with its first upstream call</td></tr></tbody></table>
   </section>

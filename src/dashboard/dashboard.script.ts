@@ -144,6 +144,16 @@ export const DASHBOARD_SCRIPT = String.raw`
     });
     if (!keys.firstChild) keys.innerHTML = '<tr><td colspan="2" class="small">nothing waiting</td></tr>';
 
+    var background = $('background');
+    if (s.backgroundResponses) {
+      background.textContent = '';
+      ['queued', 'in_progress', 'completed', 'incomplete', 'failed', 'cancelled'].forEach(function (status) {
+        var cell = document.createElement('td');
+        cell.textContent = String(s.backgroundResponses[status] || 0);
+        background.appendChild(cell);
+      });
+    }
+
     var body = $('breakers');
     if (s.breakers.length) {
       body.textContent = '';

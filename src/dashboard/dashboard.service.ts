@@ -10,6 +10,7 @@ import { adaptiveConfig, queueConfig } from '../config/sections';
 import { QueueFigures } from '../queue/queue-figures.service';
 import { AuthService } from '../auth/auth.service';
 import { UpstreamOutcomes } from '../upstream/upstream-outcomes';
+import { ResponseFigures } from '../responses/response-figures';
 import { DashboardSample, DashboardSampler, LiveState } from './dashboard-sampler';
 
 /** One tick a second; two minutes of history. */
@@ -28,8 +29,8 @@ export interface DashboardData {
 
 /**
  * Samples Bulwark's own figures once a second for the live dashboard: keeps the last two minutes and
- * hands every new sample to the open streams. Reads cached figures only; nothing here touches Redis
- * or an upstream.
+ * hands every new sample to the open streams. Reads cached figures only (the background-response
+ * figures are refreshed beside the tick, never waited for); nothing here touches an upstream.
  */
 @Injectable()
 export class DashboardService implements OnApplicationBootstrap, OnApplicationShutdown {
@@ -48,6 +49,7 @@ export class DashboardService implements OnApplicationBootstrap, OnApplicationSh
     @Inject(queueConfig.KEY) private readonly queue: ConfigType<typeof queueConfig>,
     @Inject(adaptiveConfig.KEY) private readonly adaptiveSettings: ConfigType<typeof adaptiveConfig>,
     private readonly auth: AuthService,
+    private readonly responseFigures: ResponseFigures,
   ) {
     this.sampler = new DashboardSampler(clock.now());
   }
@@ -66,6 +68,7 @@ export class DashboardService implements OnApplicationBootstrap, OnApplicationSh
 
   /** Takes a sample now, keeps it and tells every listener. */
   tick(): DashboardSample {
+    void this.responseFigures.refresh();
     const sample = this.sampler.take(this.liveState(), this.clock.now());
     this.history.push(sample);
     if (this.history.length > HISTORY) this.history.splice(0, this.history.length - HISTORY);
@@ -113,6 +116,7 @@ export class DashboardService implements OnApplicationBootstrap, OnApplicationSh
         .filter((k) => k.waiting > 0)
         .sort((a, b) => b.waiting - a.waiting || a.name.localeCompare(b.name))
         .slice(0, MAX_BREAKERS),
+      backgroundResponses: { ...this.responseFigures.snapshot() },
     };
   }
 }
