@@ -137,6 +137,9 @@ describe('background responses (openai SDK, several gateways on one Redis)', () 
     const badCursor = await getJson(`${a.url}/v1/responses/${plain.id}?stream=true&starting_after=-3`, auth);
     assert.equal(badCursor.status, 400);
     assert.equal(expectErrorShape(badCursor.json).param, 'starting_after');
+    const badFlag = await postJson(`${a.url}/v1/responses`, body({ background: 'yes' }), auth);
+    assert.equal(badFlag.status, 400);
+    assert.equal(expectErrorShape(badFlag.json).param, 'background');
   });
 
   it('cancel at one instance aborts the upstream call running on another and ends the response cancelled', async () => {

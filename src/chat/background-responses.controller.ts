@@ -24,7 +24,7 @@ export class BackgroundResponsesController {
         return;
       }
       const events = await this.responses.events(id, context.client.id, startingAfter(query.starting_after), context.signal);
-      await relayStream(reply, events, {}, context.signal, { namedEvents: true });
+      await relayStream(reply, events, {}, context.signal, { namedEvents: true, logged: true });
     } finally {
       context.finish();
     }

@@ -99,7 +99,7 @@ export class InferenceService {
       return;
     }
     const events = await this.background.events(String(object.id), context.client.id, -1, context.signal);
-    await relayStream(reply, events, {}, context.signal, { namedEvents: true });
+    await relayStream(reply, events, {}, context.signal, { namedEvents: true, logged: true });
   }
 }
 
