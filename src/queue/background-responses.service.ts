@@ -3,7 +3,8 @@ import { Injectable } from '@nestjs/common';
 import type { Queue } from 'bullmq';
 import { CancellationService } from '../cancellation/cancellation.service';
 import { Clock } from '../common/clock';
-import { InvalidRequestError, NotFoundError } from '../common/errors';
+import { settleWithin, withDeadline } from '../common/deadline';
+import { InvalidRequestError, LoadShedError, NotFoundError } from '../common/errors';
 import { ResponseEventTail } from '../responses/response-event-tail';
 import { cancelledEvent, failedResponse, LAST_EVENT_TYPES, newResponseId, queuedResponse, withStatus } from '../responses/response-object';
 import { isFinal, ResponseStore, StoredResponse } from '../responses/response-store';
@@ -19,6 +20,8 @@ const ORPHAN_MS = 60_000;
 const EVENTS_PER_READ = 500;
 /** Longest a streaming reader waits without news before it looks at the response's state again. */
 const RECHECK_MS = 1000;
+/** Longest wait for BullMQ's view of a response's job. */
+const JOB_LOOKUP_MS = 2000;
 
 /**
  * Background responses (OpenAI's `background: true`) on the durable queue: create (a job whose id is
@@ -45,7 +48,7 @@ export class BackgroundResponses {
     const id = newResponseId();
     const object = queuedResponse(id, request.payload.body, this.clock.now());
     const created = request.payload.stream ? { type: 'response.created', response: object } : undefined;
-    await this.store.create(id, request.clientId, object, created, request.deadlineAt - this.clock.now());
+    await reachable(this.store.create(id, request.clientId, object, created, request.deadlineAt - this.clock.now()));
     try {
       await this.queueService.submit(request, undefined, { id });
     } catch (error) {
@@ -68,7 +71,7 @@ export class BackgroundResponses {
   async cancel(id: string, clientId: string): Promise<Json> {
     const stored = await this.owned(id, clientId);
     if (!isFinal(stored.status)) {
-      const outcome = await this.store.finish(id, '*', 'cancelled', withStatus(stored.object, 'cancelled'), cancelledEvent());
+      const outcome = await reachable(this.store.finish(id, '*', 'cancelled', withStatus(stored.object, 'cancelled'), cancelledEvent()));
       if (outcome === 'ok') await this.stop(id);
     }
     return this.get(id, clientId);
@@ -83,7 +86,7 @@ export class BackgroundResponses {
     if (!stored.stream) {
       throw new InvalidRequestError('invalid_body', 'This response was not created with stream: true; only a streamed background response can be streamed', 'stream');
     }
-    const first = await this.store.eventsAfter(id, after, EVENTS_PER_READ);
+    const first = await reachable(this.store.eventsAfter(id, after, EVENTS_PER_READ));
     this.checkKept(first.oldestKept, after);
     return this.follow(id, after, first.events, signal);
   }
@@ -124,15 +127,15 @@ export class BackgroundResponses {
   }
 
   private async owned(id: string, clientId: string): Promise<StoredResponse> {
-    const stored = id.startsWith('resp_') ? await this.store.get(id) : undefined;
+    const stored = id.startsWith('resp_') ? await reachable(this.store.get(id)) : undefined;
     if (!stored || stored.owner !== clientId) throw new NotFoundError('response_not_found', `No response ${id.slice(0, 128)}`, 'response_id');
     return stored;
   }
 
   /** Takes a cancelled response off the queue, or aborts its upstream call where it runs. */
   private async stop(id: string): Promise<void> {
-    const job = await this.queue.getJob(id);
-    const removed = job ? await job.remove().then(() => true, () => false) : false;
+    const job = await settleWithin(this.queue.getJob(id), JOB_LOOKUP_MS, undefined);
+    const removed = job ? await settleWithin(job.remove().then(() => true), JOB_LOOKUP_MS, false) : false;
     if (removed) await this.slots.forget(id).catch(() => undefined);
     else await this.cancellation.cancel(id);
   }
@@ -143,8 +146,13 @@ export class BackgroundResponses {
    */
   private async reconcile(id: string, stored: StoredResponse): Promise<StoredResponse> {
     if (isFinal(stored.status)) return stored;
-    const job = await this.queue.getJob(id);
-    const state = job ? await job.getState() : 'unknown';
+    // No answer from BullMQ in time: the response stands as stored for now.
+    const looked = await withDeadline(
+      this.queue.getJob(id).then(async (job) => ({ job, state: job ? await job.getState() : 'unknown' })),
+      JOB_LOOKUP_MS,
+    ).catch(() => undefined);
+    if (!looked) return stored;
+    const { job, state } = looked;
     const ageMs = this.clock.now() - Number(stored.object.created_at) * 1000;
     const ended = state === 'failed' || state === 'completed' || (state === 'unknown' && ageMs > ORPHAN_MS);
     if (!ended) return stored;
@@ -153,4 +161,11 @@ export class BackgroundResponses {
     await this.store.finish(id, '*', 'failed', object, { type: 'response.failed', response: object });
     return (await this.store.get(id)) ?? stored;
   }
+}
+
+/** A store call whose failure (Redis away) is the contract's 503, as for any work while the queue store is unreachable. */
+function reachable<T>(call: Promise<T>): Promise<T> {
+  return call.catch(() => {
+    throw new LoadShedError('the queue store (Redis) did not answer', 5000);
+  });
 }
