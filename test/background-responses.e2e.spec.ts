@@ -3,6 +3,7 @@ import { after, afterEach, before, describe, it } from 'node:test';
 import OpenAI from 'openai';
 import type { ResponseStreamEvent } from 'openai/resources/responses/responses';
 import { UpstreamSimulator } from '../src/simulator/simulator';
+import type { GatewayProcess } from './support/gateway-process';
 import { expectErrorShape, getJson, postJson, send } from './support/http';
 import { Stack, startStack } from './support/stack';
 import { waitFor } from './support/wait';
@@ -125,6 +126,31 @@ describe('background responses (openai SDK, several gateways on one Redis)', () 
     const none: ResponseStreamEvent[] = [];
     await readUntil(await client(a.url).responses.retrieve(id, { stream: true, starting_after: end.sequence_number }), none);
     assert.deepEqual(none, []);
+  });
+
+  it('twenty streams dropped at random points and resumed on other instances, some twice: each one gapless and complete', async () => {
+    const gateways: GatewayProcess[] = [];
+    for (let i = 0; i < 3; i++) gateways.push(await stack.startGateway({ MAX_CONCURRENT_REQUESTS: '8' }));
+    let seed = 7;
+    const random = (n: number) => ((seed = (seed * 1103515245 + 12345) % 2147483648), seed % n);
+    const deltas = (events: ResponseStreamEvent[]) => events.filter((e) => e.type === 'response.output_text.delta').length;
+    await Promise.all(
+      Array.from({ length: 20 }, async (_, i) => {
+        const order = [i % 3, (i + 1) % 3, (i + 2) % 3].map((g) => gateways[g]);
+        const drops = [1 + random(25), 26 + random(10)].slice(0, 1 + (i % 2));
+        const all: ResponseStreamEvent[] = [];
+        await readUntil(await createStream(client(order[0].url), { chunks: 40 }), all, () => deltas(all) === drops[0]);
+        const id = (all[0] as OpenAI.Responses.ResponseCreatedEvent).response.id;
+        for (let leg = 1; leg <= drops.length; leg++) {
+          const stop = drops[leg];
+          await readUntil(await client(order[leg].url).responses.retrieve(id, { stream: true, starting_after: all[all.length - 1].sequence_number }), all, (e) => stop !== undefined && e.type === 'response.output_text.delta' && deltas(all) === stop);
+        }
+        assertGapless(all);
+        assert.equal(all[all.length - 1].type, 'response.completed', `response ${i}`);
+        const text = all.flatMap((e) => (e.type === 'response.output_text.delta' ? [e.delta] : [])).join('');
+        assert.equal(text, (await client(order[2].url).responses.retrieve(id)).output_text);
+      }),
+    );
   });
 
   it('refuses a resume it cannot serve with the contract error', async () => {
