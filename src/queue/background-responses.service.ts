@@ -95,6 +95,7 @@ export class BackgroundResponses {
     let cursor = after;
     let batch = firstEvents;
     let lastLook = false;
+    let reconciledAt = this.clock.now();
     while (!signal.aborted) {
       for (const event of batch) {
         yield event.data;
@@ -104,9 +105,13 @@ export class BackgroundResponses {
       if (batch.length === 0) {
         // Its last event and its final status are written together: final and nothing more to read is the end.
         if (lastLook) return;
-        const stored = await this.store.get(id);
-        if (!stored) return;
-        if (isFinal((await this.reconcile(id, stored)).status)) lastLook = true;
+        let stored = await this.store.get(id);
+        if (!stored) throw new NotFoundError('response_not_found', `Response ${id} expired while it was read`, 'response_id');
+        if (!isFinal(stored.status) && this.clock.now() - reconciledAt >= RECHECK_MS) {
+          reconciledAt = this.clock.now();
+          stored = await this.reconcile(id, stored);
+        }
+        if (isFinal(stored.status)) lastLook = true;
         else await this.tail.wait(id, cursor, RECHECK_MS, signal);
       }
       const next = await this.store.eventsAfter(id, cursor, EVENTS_PER_READ);
