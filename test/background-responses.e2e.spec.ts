@@ -202,17 +202,20 @@ describe('background responses (openai SDK, several gateways on one Redis)', () 
     assert.equal(simulator.stats.requestsByUser['never-runs'] ?? 0, 0);
   });
 
-  it('survives kill -9 of the instance running it: a plain one completes on another; a stream after output ends failed, gapless', async () => {
+  it('survives kill -9 of the instance running it: a plain one and a stream without output yet complete on another; a stream after output ends failed; all gapless', async () => {
     const doomed = await stack.startGateway();
     simulator.resetStats();
     const plain = await client(doomed.url).responses.create(body({ background: true, x_sim: { latencyMs: 1500, chunks: 3 } }));
     const events: ResponseStreamEvent[] = [];
     const stream = await createStream(client(doomed.url), { chunks: 400 });
     const reading = readUntil(stream, events).catch(() => undefined);
-    await waitFor('both to run on the doomed instance', () => simulator.stats.running === 2 && events.some((e) => e.type === 'response.output_text.delta'));
+    // A stream that has sent nothing of its own yet when its instance dies (its first byte is slow).
+    const early: ResponseStreamEvent[] = [];
+    const readingEarly = readUntil(await createStream(client(doomed.url), { latencyMs: 10_000, chunks: 4 }), early).catch(() => undefined);
+    await waitFor('all three to run on the doomed instance', () => simulator.stats.running === 3 && events.some((e) => e.type === 'response.output_text.delta'));
     const survivor = await stack.startGateway();
     await doomed.stop('SIGKILL');
-    await reading;
+    await Promise.all([reading, readingEarly]);
 
     const completed = await waitFor('the plain response to complete on the survivor', async () => {
       const seen = await client(survivor.url).responses.retrieve(plain.id);
@@ -229,6 +232,14 @@ describe('background responses (openai SDK, several gateways on one Redis)', () 
     assert.equal(end.type, 'response.failed');
     assert.equal(end.response.error?.code, 'server_error');
     assert.equal((await client(survivor.url).responses.retrieve(id)).status, 'failed');
+
+    // The early one is run again from the start, and its log goes on after what it had: it completes.
+    assert.deepEqual(early.map((e) => e.type), ['response.created']);
+    const earlyId = (early[0] as OpenAI.Responses.ResponseCreatedEvent).response.id;
+    await readUntil(await client(survivor.url).responses.retrieve(earlyId, { stream: true, starting_after: 0 }), early);
+    assertGapless(early);
+    assert.equal(early[early.length - 1].type, 'response.completed');
+    assert.equal(early.filter((e) => e.type === 'response.in_progress').length, 1);
   });
 
   it('runs plain requests as before when background is absent', async () => {
