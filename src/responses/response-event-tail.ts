@@ -86,7 +86,7 @@ export class ResponseEventTail implements OnApplicationShutdown {
       } catch (error) {
         if (this.stopped) return;
         this.logger.debug(`response event tail: ${(error as Error).message}`);
-        await new Promise((resolve) => setTimeout(resolve, RETRY_MS));
+        await new Promise((resolve) => setTimeout(resolve, RETRY_MS).unref());
         continue;
       }
       for (const [key, entries] of result ?? []) {
