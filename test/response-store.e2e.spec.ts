@@ -60,9 +60,16 @@ describe('ResponseStore on a real redis-server', () => {
     await store.finish('resp_a', '*', 'cancelled', object);
     await store.finish('resp_b', '*', 'cancelled', object);
     await store.discard('resp_c');
-    const counts = await store.counts();
-    assert.deepEqual(counts, { queued: 0, in_progress: 0, completed: 1, failed: 0, cancelled: 1, incomplete: 0 });
+    assert.deepEqual(await store.counts(), { queued: 0, in_progress: 0, completed: 1, failed: 0, cancelled: 1, incomplete: 0 });
     assert.equal(await store.get('resp_c'), undefined);
+    await store.create('resp_d', 'alice', object, undefined, 0);
+    await store.create('resp_e', 'alice', object, undefined, 0);
+    await store.start('resp_e', 'r', 0);
+    assert.deepEqual(await store.counts(), { queued: 1, in_progress: 1, completed: 1, failed: 0, cancelled: 1, incomplete: 0 });
+    // A record that expires unseen (its job lost) stops counting by itself.
+    await client.pexpire('bulwark:resp:resp_e', 1);
+    await client.zadd('bulwark:resp:live:in_progress', 1, 'bulwark:resp:resp_e');
+    assert.equal((await store.counts()).in_progress, 0);
   });
 
   it('keeps the log within its event and byte bounds, oldest first, and says what it no longer holds', async () => {

@@ -7,8 +7,10 @@
  *   `stage` (0: no event from a worker yet, 1: `response.in_progress` logged, 2: output logged), `bytes`.
  * - KEYS[2] `bulwark:resp:{id}:events`: a Stream whose entry ids are `0-(sequence_number + 1)`, so that
  *   "the events after N" is one XRANGE from `0-(N + 2)`; fields `t` (event type) and `d` (its JSON).
- * - KEYS[3] `bulwark:resp:counts`: responses by status across the cluster (queued and in_progress: now;
- *   the final statuses: reached so far).
+ * - KEYS[3] `bulwark:resp:counts`: a hash of the responses that reached each final status so far.
+ * - KEYS[4], KEYS[5] `bulwark:resp:live:queued`, `…:in_progress`: sorted sets of the responses in that
+ *   status now, scored by when their record expires (Redis time), so one that expires unseen stops
+ *   counting by itself.
  *
  * Sequence numbers are given here, never by a worker: an event's JSON arrives without its closing brace
  * and the script appends `,"sequence_number":N}`, so numbers stay gapless and unique across worker runs.
@@ -32,13 +34,24 @@ local function append_event(type, prefix, maxEvents, maxBytes)
   redis.call('HSET', KEYS[1], 'bytes', bytes)
   return seq
 end
+local function live(status)
+  if status == 'queued' then return KEYS[4] end
+  if status == 'in_progress' then return KEYS[5] end
+  return nil
+end
 local function keep(ttl)
   redis.call('PEXPIRE', KEYS[1], ttl)
   if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('PEXPIRE', KEYS[2], ttl) end
+  local set = live(redis.call('HGET', KEYS[1], 'status'))
+  if set then
+    local t = redis.call('TIME')
+    redis.call('ZADD', set, tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ttl), KEYS[1])
+  end
 end
 local function move(from, to)
-  redis.call('HINCRBY', KEYS[3], from, -1)
-  redis.call('HINCRBY', KEYS[3], to, 1)
+  local set = live(from)
+  if set then redis.call('ZREM', set, KEYS[1]) end
+  if not live(to) then redis.call('HINCRBY', KEYS[3], to, 1) end
 end
 `;
 
@@ -48,14 +61,13 @@ if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'status', 'queued', 'object', ARGV[2], 'stream', ARGV[3], 'seq', -1, 'run', '', 'stage', 0, 'bytes', 0)
 if ARGV[5] ~= '' then append_event('response.created', ARGV[5], 1000000, 1073741824) end
 keep(ARGV[4])
-redis.call('HINCRBY', KEYS[3], 'queued', 1)
 return 1
 `;
 
 /** Undoes a create whose job could not be queued (its caller was refused). */
 export const DISCARD = `
-local status = redis.call('HGET', KEYS[1], 'status')
-if status == 'queued' then redis.call('HINCRBY', KEYS[3], 'queued', -1) end
+redis.call('ZREM', KEYS[4], KEYS[1])
+redis.call('ZREM', KEYS[5], KEYS[1])
 redis.call('DEL', KEYS[1], KEYS[2])
 return 1
 `;
@@ -102,4 +114,13 @@ move(status, ARGV[2])
 if ARGV[4] ~= '' and redis.call('HGET', KEYS[1], 'stream') == '1' then append_event(ARGV[4], ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7])) end
 keep(ARGV[8])
 return 'ok'
+`;
+
+/** Drops the live entries whose records have expired; answers {queued, in_progress} now. KEYS[1], KEYS[2]: the live sets. */
+export const LIVE_COUNTS = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+return {redis.call('ZCARD', KEYS[1]), redis.call('ZCARD', KEYS[2])}
 `;

@@ -2,7 +2,7 @@ import { Inject, Injectable } from '@nestjs/common';
 import type { ConfigType } from '@nestjs/config';
 import { responsesConfig } from '../config/sections';
 import { RedisService } from '../redis/redis.service';
-import { APPEND, CREATE, DISCARD, FINISH, START } from './response-scripts';
+import { APPEND, CREATE, DISCARD, FINISH, LIVE_COUNTS, START } from './response-scripts';
 
 /** OpenAI's statuses of a response. */
 export type ResponseStatus = 'queued' | 'in_progress' | 'completed' | 'failed' | 'cancelled' | 'incomplete';
@@ -44,6 +44,7 @@ export interface RunStart {
 
 const RECORD = 'bulwark:resp:';
 const COUNTS = 'bulwark:resp:counts';
+const LIVE = ['bulwark:resp:live:queued', 'bulwark:resp:live:in_progress'];
 
 /** JSON of an event without its closing brace: the scripts append its sequence_number. */
 function eventPrefix(event: Record<string, unknown>): string {
@@ -64,18 +65,18 @@ export class ResponseStore {
   ) {}
 
   private keys(id: string): string[] {
-    return [RECORD + id, `${RECORD}${id}:events`, COUNTS];
+    return [RECORD + id, `${RECORD}${id}:events`, COUNTS, ...LIVE];
   }
 
   /** Stores a new queued response; `createdEvent` (streamed ones) becomes sequence_number 0. Kept at least `keepMs`. */
   async create(id: string, owner: string, object: Record<string, unknown>, createdEvent: Record<string, unknown> | undefined, keepMs: number): Promise<boolean> {
     const ttl = Math.max(this.config.ttlMs, keepMs);
     const args = [owner, JSON.stringify(object), createdEvent ? '1' : '0', String(ttl), createdEvent ? eventPrefix(createdEvent) : ''];
-    return (await this.redis.client.eval(CREATE, 3, ...this.keys(id), ...args)) === 1;
+    return (await this.redis.client.eval(CREATE, 5, ...this.keys(id), ...args)) === 1;
   }
 
   async discard(id: string): Promise<void> {
-    await this.redis.client.eval(DISCARD, 3, ...this.keys(id));
+    await this.redis.client.eval(DISCARD, 5, ...this.keys(id));
   }
 
   async get(id: string): Promise<StoredResponse | undefined> {
@@ -87,7 +88,7 @@ export class ResponseStore {
   /** A worker run begins under `run`; any earlier run may no longer write. Kept at least `keepMs` (the run's deadline). */
   async start(id: string, run: string, keepMs: number): Promise<RunStart> {
     const ttl = String(Math.max(this.config.ttlMs, keepMs));
-    const [before, , stage] = (await this.redis.client.eval(START, 3, ...this.keys(id), run, ttl)) as [string, number, number];
+    const [before, , stage] = (await this.redis.client.eval(START, 5, ...this.keys(id), run, ttl)) as [string, number, number];
     return { before: before as RunStart['before'], stage: Number(stage) };
   }
 
@@ -95,7 +96,7 @@ export class ResponseStore {
   async append(id: string, run: string, event: Record<string, unknown> & { type: string }, stage: number): Promise<number | undefined> {
     const { maxEvents, maxEventBytes, ttlMs } = this.config;
     const args = [run, event.type, eventPrefix(event), String(stage), String(maxEvents), String(maxEventBytes), String(ttlMs)];
-    const seq = Number(await this.redis.client.eval(APPEND, 3, ...this.keys(id), ...args));
+    const seq = Number(await this.redis.client.eval(APPEND, 5, ...this.keys(id), ...args));
     return seq >= 0 ? seq : undefined;
   }
 
@@ -106,7 +107,7 @@ export class ResponseStore {
   async finish(id: string, run: string, status: FinalStatus, object: Record<string, unknown>, lastEvent?: Record<string, unknown> & { type: string }): Promise<string> {
     const { maxEvents, maxEventBytes, ttlMs } = this.config;
     const args = [run, status, JSON.stringify(object), lastEvent?.type ?? '', lastEvent ? eventPrefix(lastEvent) : '', String(maxEvents), String(maxEventBytes), String(ttlMs)];
-    return String(await this.redis.client.eval(FINISH, 3, ...this.keys(id), ...args));
+    return String(await this.redis.client.eval(FINISH, 5, ...this.keys(id), ...args));
   }
 
   /** Up to `count` logged events after sequence number `after`, and the oldest sequence number still kept (undefined: none). */
@@ -126,8 +127,9 @@ export class ResponseStore {
 
   /** Background responses by status across the cluster: queued and in_progress now; final ones reached so far. */
   async counts(): Promise<Record<ResponseStatus, number>> {
-    const hash = await this.redis.client.hgetall(COUNTS);
-    return Object.fromEntries(RESPONSE_STATUSES.map((s) => [s, Math.max(0, Number(hash[s] ?? 0))])) as Record<ResponseStatus, number>;
+    const [hash, [queued, inProgress]] = await Promise.all([this.redis.client.hgetall(COUNTS), this.redis.client.eval(LIVE_COUNTS, 2, ...LIVE) as Promise<[number, number]>]);
+    const counts = Object.fromEntries(RESPONSE_STATUSES.map((s) => [s, Number(hash[s] ?? 0)])) as Record<ResponseStatus, number>;
+    return { ...counts, queued: Number(queued), in_progress: Number(inProgress) };
   }
 
   /** The Redis key of a response's event log (for the tail's XREAD). */
