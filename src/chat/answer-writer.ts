@@ -18,6 +18,12 @@ export interface RelayOptions {
    * `[DONE]`, and a failure ends it with the Responses API's `error` event.
    */
   namedEvents?: boolean;
+  /**
+   * A stored event log read back (a background response): the error event of a failure of the reading
+   * carries no sequence_number, which would otherwise be taken by the log's next event and make a
+   * client that resumes after it miss that event.
+   */
+  logged?: boolean;
 }
 
 /** Sends a JSON answer with the pipeline's headers. */
@@ -75,7 +81,7 @@ export function endSseWithError(reply: FastifyReply, error: unknown, options: Re
   if (res.destroyed || res.writableEnded) return;
   const body = toErrorResponse(error).body;
   if (options.namedEvents) {
-    res.write((framer ?? new ResponsesEventFramer()).error(body.error));
+    res.write((framer ?? new ResponsesEventFramer()).error(body.error, !options.logged));
   } else {
     res.write(sseEvent(JSON.stringify(body)));
     res.write(sseEvent(SSE_DONE));

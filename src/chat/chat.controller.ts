@@ -29,8 +29,8 @@ export class ChatController {
     return this.inference.serve('/embeddings', body, request, reply);
   }
 
-  /** OpenAI's Responses API, through the same pipeline; streams relay its typed events. */
-  @Post('responses') @Kind('inference') @HttpCode(200)
+  /** OpenAI's Responses API, through the same pipeline; streams relay its typed events. `background: true` runs it as a job. */
+  @Post('responses') @Kind('inference') @AsyncJobRoute('background') @HttpCode(200)
   responses(@Body(new OpenAIBodyPipe(ResponsesRequestDto)) body: Record<string, unknown>, @Req() request: FastifyRequest, @Res() reply: FastifyReply) {
     return this.inference.serve('/responses', body, request, reply);
   }

@@ -7,8 +7,9 @@ import { AuthService } from '../auth/auth.service';
 import { TokenUsageService } from '../auth/token-usage.service';
 import { effectivePriority, RequestContext } from '../common/request-context';
 import { refusalForTier } from '../common/service-tier';
+import { BackgroundResponses } from '../queue/background-responses.service';
 import { JobsService } from '../queue/jobs.service';
-import { QueueService } from '../queue/queue.service';
+import { QueuedRequest, QueueService } from '../queue/queue.service';
 import type { InferencePath } from '../upstream/upstream.types';
 import { AnswerAccount } from './answer-account';
 import { endSseWithError, relayStream, sendJson, writeQueueStatus } from './answer-writer';
@@ -26,6 +27,7 @@ export class InferenceService {
   constructor(
     private readonly queue: QueueService,
     private readonly jobs: JobsService,
+    private readonly background: BackgroundResponses,
     private readonly adaptive: AdaptiveService,
     private readonly admission: AdmissionService,
     private readonly auth: AuthService,
@@ -37,7 +39,7 @@ export class InferenceService {
     const account = new AnswerAccount(context, this.tokens, path, String(body.model));
     try {
       const shaped = path === '/embeddings' ? body : this.adaptive.shapeBody(body, path === '/responses' ? 'responses' : 'chat');
-      const queued = {
+      const queued: QueuedRequest = {
         payload: { path, model: String(shaped.model), body: shaped, stream: path !== '/embeddings' && shaped.stream === true, affinityKey: sessionId(request) },
         requestId: context.requestId,
         clientId: context.client.id,
@@ -50,6 +52,12 @@ export class InferenceService {
         expectedServiceMs: context.expectedServiceMs,
         onAccepted: () => this.admission.recordAdmitted(effectivePriority(context)),
       };
+      if (path === '/responses' && shaped.background === true) {
+        // Like a job's, a background response's reservation is kept whole: its answer is never read here.
+        account.keepReservation();
+        await this.serveBackground(queued, context, reply);
+        return;
+      }
       if (context.mode === 'async' && ASYNC_PATHS.has(path)) {
         const submitted = await this.queue.submit(queued, idempotencyKey(request));
         const view = submitted.job ? await this.jobs.submitted(submitted.job) : await this.jobs.get(submitted.id, context.client.id);
@@ -91,6 +99,21 @@ export class InferenceService {
       account.end();
       context.finish();
     }
+  }
+
+  /**
+   * A background response (`background: true`): answered at once with its object, `queued`; with
+   * `stream: true`, with its events instead, live until its end (a dropped reader resumes through
+   * GET /v1/responses/{id}?stream=true&starting_after=N on any instance; the response runs on regardless).
+   */
+  private async serveBackground(queued: QueuedRequest, context: RequestContext, reply: FastifyReply): Promise<void> {
+    const object = await this.background.create(queued);
+    if (!queued.payload.stream) {
+      void reply.status(200).send(object);
+      return;
+    }
+    const events = await this.background.events(String(object.id), context.client.id, -1, context.signal);
+    await relayStream(reply, events, {}, context.signal, { namedEvents: true, logged: true });
   }
 }
 

@@ -18,6 +18,7 @@ describe('ResponsesEventFramer', () => {
     assert.equal(framer.frame('{"type":"a\\nevent: b"}'), 'data: {"type":"a\\nevent: b"}\n\n');
     assert.equal(framer.frame('{"object":"x"}'), 'data: {"object":"x"}\n\n');
     assert.match(framer.error({ message: 'm', code: null, param: null }), /"sequence_number":0/);
+    assert.doesNotMatch(framer.error({ message: 'm', code: null, param: null }, false), /sequence_number/);
   });
 });
 

@@ -24,9 +24,13 @@ export class ResponsesEventFramer {
     return sseEvent(data, typeof type === 'string' && EVENT_NAME.test(type) ? type : undefined);
   }
 
-  /** The Responses API's `error` event (`{type, code, message, param, sequence_number}`) for a failure mid-stream. */
-  error(error: { message: string; code: string | null; param: string | null }): string {
-    const event = { type: 'error', code: error.code, message: error.message, param: error.param, sequence_number: this.lastSequence + 1 };
+  /**
+   * The Responses API's `error` event (`{type, code, message, param, sequence_number}`) for a failure
+   * mid-stream; `numbered: false` leaves the sequence_number out.
+   */
+  error(error: { message: string; code: string | null; param: string | null }, numbered = true): string {
+    const base = { type: 'error', code: error.code, message: error.message, param: error.param };
+    const event = numbered ? { ...base, sequence_number: this.lastSequence + 1 } : base;
     return sseEvent(JSON.stringify(event), 'error');
   }
 }

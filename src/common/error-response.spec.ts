@@ -23,6 +23,7 @@ const TABLE: Record<ErrorCode, [status: number, type: string]> = {
   admin_only: [403, 'permission_error'],
   model_not_found: [404, 'not_found_error'],
   job_not_found: [404, 'not_found_error'],
+  response_not_found: [404, 'not_found_error'],
   route_not_found: [404, 'not_found_error'],
   breaker_not_found: [404, 'not_found_error'],
   body_too_large: [413, 'invalid_request_error'],

@@ -36,6 +36,7 @@ const MAPPINGS: Record<ErrorCode, CodeMapping> = {
   admin_only: { status: 403, type: 'permission_error', shouldRetry: false, suggestions: ['Use the admin key for /admin routes'] },
   model_not_found: { status: 404, type: 'not_found_error', shouldRetry: false, suggestions: ['List the available models with GET /v1/models'] },
   job_not_found: { status: 404, type: 'not_found_error', shouldRetry: false, suggestions: ['Check the job id; results expire after their TTL'] },
+  response_not_found: { status: 404, type: 'not_found_error', shouldRetry: false, suggestions: ['Check the response id; a background response is kept for RESPONSE_TTL_MS and only its own key sees it'] },
   route_not_found: { status: 404, type: 'not_found_error', shouldRetry: false, suggestions: ['Check the path: Bulwark serves the OpenAI routes under /v1'] },
   breaker_not_found: { status: 404, type: 'not_found_error', shouldRetry: false, suggestions: ['List the breakers with GET /admin/breakers; a key is upstream:model'] },
   body_too_large: { status: 413, type: 'invalid_request_error', shouldRetry: false, suggestions: ['Send a smaller body, or ask the operator to raise MAX_BODY_BYTES'] },

@@ -12,6 +12,7 @@ export type ErrorCode =
   | 'admin_only'
   | 'model_not_found'
   | 'job_not_found'
+  | 'response_not_found'
   | 'route_not_found'
   | 'breaker_not_found'
   | 'body_too_large'
@@ -83,7 +84,7 @@ export class AdminOnlyError extends BulwarkError {
 }
 
 export class NotFoundError extends BulwarkError {
-  constructor(code: 'model_not_found' | 'job_not_found' | 'route_not_found' | 'breaker_not_found', message: string, param?: string) {
+  constructor(code: 'model_not_found' | 'job_not_found' | 'response_not_found' | 'route_not_found' | 'breaker_not_found', message: string, param?: string) {
     super(code, message, { param });
   }
 }

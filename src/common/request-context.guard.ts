@@ -4,7 +4,7 @@ import { Reflector } from '@nestjs/core';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { queueConfig, serverConfig } from '../config/sections';
 import { attachRequestContext } from './request-context';
-import { ASYNC_JOB_ROUTE, routeKindOf } from './route-kind.decorator';
+import { ASYNC_JOB_ROUTE, AsyncWhen, isAsyncRequest, routeKindOf } from './route-kind.decorator';
 
 /** First guard: gives every non-public request its context (deadline, priority, abort signal). */
 @Injectable()
@@ -18,8 +18,10 @@ export class RequestContextGuard implements CanActivate {
   canActivate(context: ExecutionContext): boolean {
     if (routeKindOf(this.reflector, context) === 'public') return true;
     const http = context.switchToHttp();
-    const asyncRoute = this.reflector.getAllAndOverride<boolean>(ASYNC_JOB_ROUTE, [context.getHandler(), context.getClass()]) ?? false;
-    attachRequestContext(http.getRequest<FastifyRequest>(), http.getResponse<FastifyReply>(), {
+    const request = http.getRequest<FastifyRequest>();
+    const asyncWhen = this.reflector.getAllAndOverride<AsyncWhen | undefined>(ASYNC_JOB_ROUTE, [context.getHandler(), context.getClass()]);
+    const asyncRoute = isAsyncRequest(asyncWhen, request.body);
+    attachRequestContext(request, http.getResponse<FastifyReply>(), {
       requestTimeoutMs: this.server.requestTimeoutMs,
       jobTimeoutMs: this.queue.jobTimeoutMs,
       asyncRoute,

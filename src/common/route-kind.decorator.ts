@@ -21,5 +21,17 @@ export function routeKindOf(reflector: Reflector, context: ExecutionContext): Ro
 
 export const ASYNC_JOB_ROUTE = 'bulwark:async-job-route';
 
-/** Marks a route whose requests become async jobs (their deadline is JOB_TIMEOUT_MS). */
-export const AsyncJobRoute = () => SetMetadata(ASYNC_JOB_ROUTE, true);
+/** When a route's requests are async work, whose deadline is JOB_TIMEOUT_MS (see {@link AsyncJobRoute}). */
+export type AsyncWhen = 'always' | 'background';
+
+/**
+ * Marks a route whose requests become async jobs or serve one (their deadline is JOB_TIMEOUT_MS):
+ * `always`, or `background` for those whose body asks for `background: true` (the Responses API).
+ */
+export const AsyncJobRoute = (when: AsyncWhen = 'always') => SetMetadata(ASYNC_JOB_ROUTE, when);
+
+/** Whether a request to a route marked `when` is async work. */
+export function isAsyncRequest(when: AsyncWhen | undefined, body: unknown): boolean {
+  if (when === 'always') return true;
+  return when === 'background' && typeof body === 'object' && body !== null && (body as { background?: unknown }).background === true;
+}

@@ -235,6 +235,21 @@ export class EnvironmentVariables {
   @Transform(toInt) @IsInt() @Min(1000) @Max(7 * 86_400_000)
   JOB_TIMEOUT_MS = 600_000;
 
+  /**
+   * How long a background response (`POST /v1/responses` with `background: true`) and its event log stay
+   * readable, counted from its last change (and never less than its deadline while it waits or runs).
+   */
+  @Transform(toInt) @IsInt() @Min(1000) @Max(30 * 86_400_000)
+  RESPONSE_TTL_MS = 3_600_000;
+
+  /** Most stream events kept per background response for resuming; the oldest go first past it. */
+  @Transform(toInt) @IsInt() @Min(10) @Max(1_000_000)
+  RESPONSE_EVENTS_MAX = 10_000;
+
+  /** Most bytes of stream events kept per background response for resuming; the oldest go first past it. */
+  @Transform(toInt) @IsInt() @Min(1024) @Max(1_073_741_824)
+  RESPONSE_EVENTS_MAX_BYTES = 4_194_304;
+
   /** `false` runs this instance as a front door only: it queues requests that other instances' workers run. */
   @IsIn(['true', 'false'])
   WORKER_ENABLED: 'true' | 'false' = 'true';

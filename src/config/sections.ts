@@ -60,6 +60,16 @@ export const queueConfig = registerAs('queue', () => {
   };
 });
 
+/** Background responses: retention and the bounds of their resumable event logs. */
+export const responsesConfig = registerAs('responses', () => {
+  const env = loadEnvironment();
+  return {
+    ttlMs: env.RESPONSE_TTL_MS,
+    maxEvents: env.RESPONSE_EVENTS_MAX,
+    maxEventBytes: env.RESPONSE_EVENTS_MAX_BYTES,
+  };
+});
+
 export const adaptiveConfig = registerAs('adaptive', () => {
   const env = loadEnvironment();
   return {
@@ -130,6 +140,7 @@ export const allConfigSections = [
   upstreamConfig,
   routingConfig,
   queueConfig,
+  responsesConfig,
   adaptiveConfig,
   breakerConfig,
   retryConfig,

@@ -26,6 +26,8 @@ export interface LiveState {
     prefixCacheHitRate: number | null;
     waiting: number | null;
   }[];
+  /** Background responses across the cluster by status (queued and in_progress now; final ones so far). */
+  backgroundResponses?: Record<string, number>;
 }
 
 /** One point of the dashboard: the state at `t` plus rates over the tick that ended at `t`. */

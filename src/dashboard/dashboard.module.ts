@@ -2,6 +2,7 @@ import { Module } from '@nestjs/common';
 import { AdaptiveModule } from '../adaptive/adaptive.module';
 import { BreakerModule } from '../breaker/breaker.module';
 import { QueueModule } from '../queue/queue.module';
+import { ResponsesModule } from '../responses/responses.module';
 import { UpstreamModule } from '../upstream/upstream.module';
 import { DashboardController } from './dashboard.controller';
 import { DashboardService } from './dashboard.service';
@@ -9,7 +10,7 @@ import { DashboardStreams } from './dashboard-streams';
 
 /** The live operator dashboard: the page, its JSON snapshot and its SSE stream. */
 @Module({
-  imports: [QueueModule, AdaptiveModule, BreakerModule, UpstreamModule],
+  imports: [QueueModule, AdaptiveModule, BreakerModule, UpstreamModule, ResponsesModule],
   controllers: [DashboardController],
   providers: [DashboardService, DashboardStreams],
 })

@@ -66,6 +66,9 @@ const BODY = `
   <section class="panel"><h2>Upstreams (in flight everywhere; KV cache and prefix cache from their own /metrics)</h2>
     <table><thead><tr><th>upstream</th><th>in flight</th><th>queued there</th><th>KV cache</th><th>prefix-cache hits</th></tr></thead><tbody id="upstreams"><tr><td colspan="5" class="small">no upstream figures yet</td></tr></tbody></table>
   </section>
+  <section class="panel"><h2>Background responses (whole cluster: queued and in progress now, the rest so far)</h2>
+    <table><thead><tr><th>queued</th><th>in progress</th><th>completed</th><th>incomplete</th><th>failed</th><th>cancelled</th></tr></thead><tbody><tr id="background"><td colspan="6" class="small">–</td></tr></tbody></table>
+  </section>
   <section class="panel"><h2>Circuit breakers</h2>
     <table><thead><tr><th>upstream:model</th><th>state</th><th>failures / calls</th><th>probes in</th></tr></thead><tbody id="breakers"><tr><td colspan="4" class="small">none yet: a breaker appears with its first upstream call</td></tr></tbody></table>
   </section>

@@ -174,6 +174,16 @@ export const DASHBOARD_SCRIPT = String.raw`
       });
     }
 
+    var background = $('background');
+    if (s.backgroundResponses) {
+      background.textContent = '';
+      ['queued', 'in_progress', 'completed', 'incomplete', 'failed', 'cancelled'].forEach(function (status) {
+        var cell = document.createElement('td');
+        cell.textContent = String(s.backgroundResponses[status] || 0);
+        background.appendChild(cell);
+      });
+    }
+
     var body = $('breakers');
     if (s.breakers.length) {
       body.textContent = '';

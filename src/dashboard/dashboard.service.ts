@@ -12,6 +12,7 @@ import { AuthService } from '../auth/auth.service';
 import { TokenBudgetsService } from '../auth/token-budgets.service';
 import { UpstreamOutcomes } from '../upstream/upstream-outcomes';
 import { UpstreamHealthIndicator } from '../upstream/upstream.health';
+import { ResponseFigures } from '../responses/response-figures';
 import { DashboardSample, DashboardSampler, LiveState } from './dashboard-sampler';
 
 /** One tick a second; two minutes of history. */
@@ -30,8 +31,8 @@ export interface DashboardData {
 
 /**
  * Samples Bulwark's own figures once a second for the live dashboard: keeps the last two minutes and
- * hands every new sample to the open streams. Reads cached figures only; nothing here touches Redis
- * or an upstream.
+ * hands every new sample to the open streams. Reads cached figures only (the background-response
+ * figures are refreshed beside the tick, never waited for); nothing here touches an upstream.
  */
 @Injectable()
 export class DashboardService implements OnApplicationBootstrap, OnApplicationShutdown {
@@ -52,6 +53,7 @@ export class DashboardService implements OnApplicationBootstrap, OnApplicationSh
     private readonly auth: AuthService,
     private readonly budgets: TokenBudgetsService,
     private readonly upstreams: UpstreamHealthIndicator,
+    private readonly responseFigures: ResponseFigures,
   ) {
     this.sampler = new DashboardSampler(clock.now());
   }
@@ -70,6 +72,7 @@ export class DashboardService implements OnApplicationBootstrap, OnApplicationSh
 
   /** Takes a sample now, keeps it and tells every listener. */
   tick(): DashboardSample {
+    void this.responseFigures.refresh();
     const sample = this.sampler.take(this.liveState(), this.clock.now());
     this.history.push(sample);
     if (this.history.length > HISTORY) this.history.splice(0, this.history.length - HISTORY);
@@ -132,6 +135,7 @@ export class DashboardService implements OnApplicationBootstrap, OnApplicationSh
           prefixCacheHitRate: u.prefix_cache_hit_rate,
           waiting: u.upstream_waiting,
         })),
+      backgroundResponses: { ...this.responseFigures.snapshot() },
     };
   }
 }

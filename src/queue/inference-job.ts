@@ -37,8 +37,12 @@ export interface InferenceJobData {
   affinityKey?: string;
   enqueuedAt: number;
   deadlineAt: number;
-  /** `sync`: an HTTP handler waits for the answer; `async`: the jobs API stores it. */
-  mode: 'sync' | 'async';
+  /**
+   * `sync`: an HTTP handler waits for the answer; `async`: the jobs API stores it; `background`: a
+   * background response (`POST /v1/responses` with `background: true`), whose id is the job's and whose
+   * record and event log the worker writes (responses/).
+   */
+  mode: 'sync' | 'async' | 'background';
   /** Instance whose handler waits (sync): where the worker delivers. */
   origin: string;
   /** Retries allowed by the strategy when the job was admitted. */

@@ -15,6 +15,8 @@ import { fairTagOf, INFERENCE_QUEUE, InferenceJobData, InferenceJobResult } from
 import { QueueFigures } from './queue-figures.service';
 import { SlotService, SlotTaker } from './slot.service';
 import { TracingService } from '../tracing/tracing.service';
+import { ResponseStore } from '../responses/response-store';
+import { BackgroundRun } from './background-run';
 
 /** How long a job whose client key is at its concurrency cap is put back before it is tried again. */
 const KEY_CAP_RETRY_MS = 100;
@@ -52,6 +54,7 @@ export class InferenceProcessor implements OnApplicationBootstrap, OnApplication
     private readonly shutdown: ShutdownService,
     private readonly redis: RedisService,
     private readonly tracing: TracingService,
+    private readonly responses: ResponseStore,
     @Inject(queueConfig.KEY) private readonly config: ConfigType<typeof queueConfig>,
   ) {}
 
@@ -200,6 +203,9 @@ export class InferenceProcessor implements OnApplicationBootstrap, OnApplication
       }
       return { outcome: 'dropped', queueWaitMs: this.clock.now() - data.enqueuedAt };
     }
+    // A background response writes its record and event log from here; it may have ended already (cancelled).
+    const background = data.mode === 'background' ? await BackgroundRun.start(this.responses, jobId, data.deadlineAt - this.clock.now()) : undefined;
+    if (data.mode === 'background' && !background) return { outcome: 'cancelled', queueWaitMs: this.clock.now() - data.enqueuedAt, attempts: 0 };
     const startedAt = this.clock.now();
     const queueWaitMs = startedAt - data.enqueuedAt;
     this.figures.jobStarted(data.priority, queueWaitMs);
@@ -211,6 +217,7 @@ export class InferenceProcessor implements OnApplicationBootstrap, OnApplication
     if (startedAt >= data.deadlineAt) {
       this.figures.jobFinished(undefined);
       if (data.mode === 'sync') await this.delivery.fail(data.origin, jobId, new QueueTimeoutError(queueWaitMs)).catch(() => undefined);
+      await background?.fail(new QueueTimeoutError(queueWaitMs)).catch(() => undefined);
       return { outcome: 'expired', queueWaitMs };
     }
     const timeoutMs = data.deadlineAt - data.enqueuedAt;
@@ -228,6 +235,11 @@ export class InferenceProcessor implements OnApplicationBootstrap, OnApplication
           { signal: controller.signal, deadlineAt: data.deadlineAt, retriesAllowed: data.retriesAllowed, onAttempt: () => attempts++ },
         ),
       );
+      if (background) {
+        await background.record(answer);
+        served = true;
+        return { outcome: 'succeeded', status: answer.status, upstream: answer.upstream, model: answer.model, queueWaitMs, durationMs: this.clock.now() - startedAt, attempts };
+      }
       if (data.mode === 'async') {
         if (answer.kind !== 'json') throw new Error('async jobs are never streamed');
         served = true;
@@ -240,11 +252,19 @@ export class InferenceProcessor implements OnApplicationBootstrap, OnApplication
     } catch (error) {
       const reason: unknown = controller.signal.aborted ? controller.signal.reason : error;
       if (reason instanceof CancelledError && reason.by === 'shutdown') {
-        if (data.mode === 'async') return 'hand_back';
+        if (data.mode !== 'sync') return 'hand_back';
         await this.delivery.fail(data.origin, jobId, new ShuttingDownError()).catch(() => undefined);
         return { outcome: 'failed', queueWaitMs, attempts, error: errorSummary(new ShuttingDownError()) };
       }
-      if (reason instanceof CancelledError) return { outcome: 'cancelled', queueWaitMs, attempts };
+      if (reason instanceof CancelledError) {
+        await background?.cancelled().catch(() => undefined);
+        return { outcome: 'cancelled', queueWaitMs, attempts };
+      }
+      if (background) {
+        // The failure is the response's state (GET /v1/responses/{id}), not an operator's dead letter.
+        await background.fail(reason).catch(() => undefined);
+        return { outcome: 'failed', queueWaitMs, attempts, error: errorSummary(reason) };
+      }
       if (data.mode === 'sync') {
         await this.delivery.fail(data.origin, jobId, reason).catch(() => undefined);
         // The caller has its answer; a sync request's failure is not an operator's dead letter.

@@ -13,11 +13,13 @@ import { QueueHealthIndicator } from './queue.health';
 import { CancellationModule } from '../cancellation/cancellation.module';
 import { DeliveryModule } from '../delivery/delivery.module';
 import { SlotService } from './slot.service';
+import { ResponsesModule } from '../responses/responses.module';
+import { BackgroundResponses } from './background-responses.service';
 
 @Module({
-  imports: [BullModule.registerQueue({ name: INFERENCE_QUEUE }), DispatchModule, DeliveryModule, CancellationModule, TerminusModule],
+  imports: [BullModule.registerQueue({ name: INFERENCE_QUEUE }), DispatchModule, DeliveryModule, CancellationModule, ResponsesModule, TerminusModule],
   controllers: [JobsController, AdminJobsController],
-  providers: [QueueService, JobsService, QueueFigures, InferenceProcessor, QueueHealthIndicator, SlotService],
-  exports: [QueueService, JobsService, QueueFigures, QueueHealthIndicator],
+  providers: [QueueService, JobsService, BackgroundResponses, QueueFigures, InferenceProcessor, QueueHealthIndicator, SlotService],
+  exports: [QueueService, JobsService, BackgroundResponses, QueueFigures, QueueHealthIndicator],
 })
 export class QueueModule {}

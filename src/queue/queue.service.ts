@@ -132,18 +132,21 @@ export class QueueService implements OnApplicationBootstrap {
 
   /**
    * Queues an async job (jobs API); answers at once. With an `idempotencyKey`, a second submission by
-   * the same client answers with the first one's job and runs nothing.
+   * the same client answers with the first one's job and runs nothing. `background`: the job is the
+   * background response of that id (its worker records the answer, streamed or not, in responses/).
    */
-  async submit(request: QueuedRequest, idempotencyKey?: string): Promise<SubmittedJob> {
-    const id = idempotencyKey ? idempotentJobId(request.clientId, idempotencyKey) : randomUUID();
-    const data: InferenceJobData = {
-      ...this.jobData(request, this.clock.now()),
-      // A job's answer is stored, not relayed: never a stream.
-      stream: false,
-      body: { ...request.payload.body, stream: false },
-      mode: 'async',
-      origin: this.delivery.instanceId,
-    };
+  async submit(request: QueuedRequest, idempotencyKey?: string, background?: { id: string }): Promise<SubmittedJob> {
+    const id = background?.id ?? (idempotencyKey ? idempotentJobId(request.clientId, idempotencyKey) : randomUUID());
+    const data: InferenceJobData = background
+      ? { ...this.jobData(request, this.clock.now()), mode: 'background', origin: this.delivery.instanceId }
+      : {
+          ...this.jobData(request, this.clock.now()),
+          // A job's answer is stored, not relayed: never a stream.
+          stream: false,
+          body: { ...request.payload.body, stream: false },
+          mode: 'async',
+          origin: this.delivery.instanceId,
+        };
     const admitted = await this.admit(id, request, false, idempotencyKey !== undefined);
     if (admitted.kind === 'duplicate') return { id, replayed: true, job: await this.queue.getJob(id) };
     if (admitted.kind === 'fast') throw new Error('async jobs never take the fast lane');

@@ -105,6 +105,10 @@ export class ResponsesRequestDto {
   @IsOptional() @IsInt() @Min(1) @Max(10_000_000)
   max_output_tokens?: number;
 
+  /** `true`: answered at once with the response object, run on the durable queue (a background response). */
+  @IsOptional() @IsBoolean()
+  background?: boolean;
+
   @IsOptional() @IsNumber() @Min(0) @Max(2)
   temperature?: number;
 
