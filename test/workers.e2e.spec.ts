@@ -2,9 +2,10 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { request as httpRequest } from 'node:http';
+import { createServer, request as httpRequest } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { embeddedRedisPid, GatewayProcess, processGone, runToExit, startGateway } from './support/gateway-process';
+import { embeddedRedisPid, GatewayProcess, nonJsonLines, processGone, runToExit, startGateway } from './support/gateway-process';
 import { chatBody, parseSse, send, words } from './support/http';
 import { waitFor } from './support/wait';
 
@@ -130,11 +131,31 @@ describe('WORKERS=2: one port, two gateway workers under a node:cluster primary'
   });
 });
 
-describe('WORKERS validation', () => {
+describe('WORKERS: a start that fails', () => {
   it('refuses a bad WORKERS before starting anything, naming the variable', async () => {
     const run = await runToExit({ WORKERS: 'many', UPSTREAM_URL: 'http://127.0.0.1:9/v1' });
     assert.equal(run.code, 78);
     assert.match(run.stdout, /WORKERS=\\"many\\": must be a whole number of processes from 1 to 1024, or auto/);
     assert.doesNotMatch(run.stdout, /redis-server started|Bulwark listening/);
+  });
+
+  it('exits with the failing worker\'s code and line when the port is taken, stopping the other worker and the redis-server', async () => {
+    const taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+    const port = (taken.address() as AddressInfo).port;
+    const dir = mkdtempSync(join(tmpdir(), 'bulwark-workers-taken-'));
+    try {
+      const run = await runToExit({ WORKERS: '2', PORT: String(port), DATA_DIR: dir, UPSTREAM_URL: 'http://127.0.0.1:9/v1' }, 60_000);
+      assert.equal(run.code, 1, run.stdout);
+      assert.match(run.stdout, new RegExp(`PORT=${port} on HOST=127.0.0.1 is already in use`));
+      assert.match(run.stdout, /a worker failed to start: stopping/);
+      const redisPid = embeddedRedisPid(run.stdout);
+      assert.ok(redisPid, 'the primary started no redis-server');
+      await waitFor('the embedded redis-server to exit', () => processGone(redisPid), 10_000, 50);
+      assert.deepEqual(nonJsonLines(run.stdout + run.stderr), []);
+    } finally {
+      taken.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
