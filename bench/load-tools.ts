@@ -47,12 +47,13 @@ export interface WrkResult {
   p99: number;
 }
 
-/** Runs `wrk` (one thread: the load generator shares the machine) sending {@link SMALL_CHAT_BODY}. */
-export async function wrk(url: string, connections: number, seconds: number): Promise<WrkResult> {
+/** Runs `wrk` (one thread: the load generator shares the machine) sending {@link SMALL_CHAT_BODY}, with `headers` on top. */
+export async function wrk(url: string, connections: number, seconds: number, headers: Record<string, string> = {}): Promise<WrkResult> {
   const dir = mkdtempSync(join(tmpdir(), 'bulwark-wrk-'));
   try {
     const script = join(dir, 'post.lua');
-    writeFileSync(script, `wrk.method = "POST"\nwrk.body = '${SMALL_CHAT_BODY}'\nwrk.headers["Content-Type"] = "application/json"\n`);
+    const extra = Object.entries(headers).map(([name, value]) => `wrk.headers[${JSON.stringify(name)}] = ${JSON.stringify(value)}\n`).join('');
+    writeFileSync(script, `wrk.method = "POST"\nwrk.body = '${SMALL_CHAT_BODY}'\nwrk.headers["Content-Type"] = "application/json"\n${extra}`);
     const output = await runCommand('wrk', ['-t1', `-c${connections}`, `-d${seconds}s`, '--latency', '-s', script, url], (seconds + 30) * 1000);
     return parseWrk(output);
   } finally {

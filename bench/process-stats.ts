@@ -81,3 +81,40 @@ export function listenOverflows(): number {
   const values = lines[1]?.split(/\s+/) ?? [];
   return Number(values[names.indexOf('ListenOverflows')] ?? NaN);
 }
+
+/** The pids of a process's children (`/proc/<pid>/task/<pid>/children`). */
+export function childPids(pid: number): number[] {
+  try {
+    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}
+
+/**
+ * Waits until `pid` has `count` children and none of them has used CPU for `quietMs` (a worker that
+ * finished starting sits idle); throws after `timeoutMs`.
+ */
+export async function untilChildrenIdle(pid: number, count: number, quietMs = 1000, timeoutMs = 60_000): Promise<number[]> {
+  const deadline = Date.now() + timeoutMs;
+  let last = '';
+  let quietSince = Date.now();
+  for (;;) {
+    const children = childPids(pid).filter((child) => {
+      try {
+        return readFileSync(`/proc/${child}/cmdline`, 'utf8').includes('main.js');
+      } catch {
+        return false;
+      }
+    });
+    const usage = children.map((child) => Math.round(cpuMicros(child, false) / 20_000)).join(',');
+    if (children.length < count || usage !== last) {
+      last = usage;
+      quietSince = Date.now();
+    } else if (Date.now() - quietSince >= quietMs) {
+      return children;
+    }
+    if (Date.now() > deadline) throw new Error(`${count} idle workers of ${pid} not seen within ${timeoutMs} ms (children: ${children.join(', ')})`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}

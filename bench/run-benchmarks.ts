@@ -9,7 +9,9 @@
  *    evenly paced.
  * 3. 1,000 concurrent streams (50 chunks, 100 ms apart) through one gateway: completion, peak RSS.
  * 4. Crash recovery: kill -9 of the instance holding every slot; time to the survivor's first upstream call.
- * 5. Cost of a refusal at overload (queue held full).
+ * 5. Cost of a refusal at overload: queue held full, and a key at its queue share.
+ * 6. WORKERS=1 against WORKERS=2: saturation throughput, and a clean drain on SIGTERM.
+ * The scheduling scenarios (fair share with `/health/live` probed meanwhile, routing, mixed sizes) end the run.
  *
  * Run: `npm run bench` (needs redis-server, haproxy, wrk and hey on PATH). Run some parts only:
  * `npm run build && node dist/bench/run-benchmarks.js saturation streams` (names as in {@link PARTS}).
@@ -24,6 +26,7 @@ import { refusalCost } from './refusals';
 import { type BenchResults, markdown, printPart } from './report';
 import { saturation } from './saturation';
 import { concurrentStreams } from './streams';
+import { workersThroughput } from './workers';
 import { runSchedulingBench } from './scheduling-bench';
 import { schedulingReport } from './scheduling-report';
 import { tokenLimitsBench, tokenLimitsReport } from './token-limits';
@@ -33,15 +36,16 @@ const SATURATION = { connections: 64, seconds: 10, warmUpSeconds: 2 };
 const FIXED_RATE = { rate: 500, connections: 64, seconds: 10 };
 const STREAMS = { count: 1000, chunks: 50, intervalMs: 100 };
 const CRASH = { leaseMs: 5000, queuedJobs: 4 };
-const REFUSALS = { seconds: 10, connections: [8, 64] };
+const REFUSALS = { seconds: 10, connections: [8, 60], keyShareConnections: 60 };
+const WORKERS = { counts: [1, 2], connections: 64, seconds: 10, warmUpSeconds: 2 };
 
-const PARTS = ['sequential', 'saturation', 'fixed-rate', 'streams', 'crash', 'refusals', 'scheduling', 'token-limits'] as const;
+const PARTS = ['sequential', 'saturation', 'fixed-rate', 'streams', 'crash', 'refusals', 'workers', 'scheduling', 'token-limits'] as const;
 type Part = (typeof PARTS)[number];
 
 function checkTools(parts: Set<Part>): void {
   const needed: [string, string][] = [['redis-server', '--version']];
   if (parts.has('sequential') || parts.has('saturation') || parts.has('fixed-rate')) needed.push(['haproxy', '-v']);
-  if (parts.has('saturation') || parts.has('refusals')) needed.push(['wrk', '--version']);
+  if (parts.has('saturation') || parts.has('refusals') || parts.has('workers')) needed.push(['wrk', '--version']);
   if (parts.has('fixed-rate')) needed.push(['hey', '-h']);
   const missing = needed.filter(([command, flag]) => !installed(command, flag)).map(([command]) => command);
   if (missing.length) throw new Error(`not installed: ${missing.join(', ')} (Debian: apt-get install -y redis-server haproxy wrk hey)`);
@@ -96,8 +100,13 @@ async function main(): Promise<void> {
     printPart(results, 'crash');
   }
   if (parts.has('refusals')) {
-    results.refusals = { seconds: REFUSALS.seconds, rows: await refusalCost(REFUSALS.seconds, REFUSALS.connections) };
+    results.refusals = { seconds: REFUSALS.seconds, rows: await refusalCost(REFUSALS.seconds, REFUSALS.connections, REFUSALS.keyShareConnections) };
     printPart(results, 'refusals');
+  }
+  if (parts.has('workers')) {
+    const rows = await workersThroughput(WORKERS.counts, WORKERS.connections, WORKERS.seconds, WORKERS.warmUpSeconds);
+    results.workers = { connections: WORKERS.connections, seconds: WORKERS.seconds, rows };
+    printPart(results, 'workers');
   }
   // Issue 13's scenarios (fair share, routing, mixed sizes), against this build; `npm run bench:scheduling
   // -- --gateway before=… --gateway now=…` runs them side by side with another build.

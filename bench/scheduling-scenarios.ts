@@ -1,6 +1,8 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { Agent, request } from 'undici';
 import { UpstreamSimulator } from '../src/simulator/simulator';
 import { startRedis } from '../test/support/redis-server';
 import { ClientRequest, Outcome, percentile, runClosedLoop, sendSequentially, statusMix } from './support/closed-loop';
@@ -61,8 +63,39 @@ export interface NoisyNeighbourResult {
   seconds: number;
   capacityPerS: number;
   goodputPerS: number;
+  /** `GET /health/live` every 100 ms on a connection of its own meanwhile: its p99 and slowest answer, ms. */
+  liveP99Ms: number;
+  liveMaxMs: number;
   light: KeyFigures;
   noisy: KeyFigures;
+}
+
+const LIVENESS_PERIOD_MS = 100;
+
+/**
+ * What a Kubernetes liveness probe sees: `GET /health/live` every `periodMs`, one at a time, on one
+ * keep-alive connection of its own; `latencies` (ms, a failed probe counts as 10 s) once stopped.
+ */
+function probeLiveness(origin: string, periodMs: number): { stop(): void; latencies: Promise<number[]> } {
+  const dispatcher = new Agent({ connections: 1 });
+  let running = true;
+  const latencies = (async () => {
+    const measured: number[] = [];
+    while (running) {
+      const started = performance.now();
+      try {
+        const answer = await request(`${origin}/health/live`, { dispatcher, signal: AbortSignal.timeout(10_000) });
+        await answer.body.text();
+        measured.push(answer.statusCode === 200 ? performance.now() - started : 10_000);
+      } catch {
+        measured.push(10_000);
+      }
+      await new Promise((r) => setTimeout(r, periodMs));
+    }
+    await dispatcher.close();
+    return measured;
+  })();
+  return { stop: () => (running = false), latencies };
 }
 
 const NOISY = { slots: 3, serviceMs: 200, queue: 30, noisyClients: 60, lightClients: 2, lightPauseMs: 200 };
@@ -76,6 +109,7 @@ export async function noisyNeighbour(main: string, seconds: number): Promise<Noi
   return withSimulators([NOISY.serviceMs], ([upstream]) =>
     withGateway(main, { ...env, UPSTREAM_URL: upstream }, async (url) => {
       const request = (key: string) => (): ClientRequest => ({ headers: { authorization: `Bearer ${key}` }, body: { model: MODEL, messages: MESSAGES, max_tokens: 8 } });
+      const probe = probeLiveness(url, LIVENESS_PERIOD_MS);
       const run = await runClosedLoop(
         url,
         [
@@ -83,7 +117,8 @@ export async function noisyNeighbour(main: string, seconds: number): Promise<Noi
           { name: 'light', clients: NOISY.lightClients, request: request('lightkey'), pauseMs: NOISY.lightPauseMs },
         ],
         seconds * 1000,
-      );
+      ).finally(() => probe.stop());
+      const live = await probe.latencies;
       const figures = (group: string): KeyFigures => {
         const answered = run.outcomes.filter((o) => o.group === group);
         const latencies = served(answered).map((o) => o.latencyMs / NOISY.serviceMs);
@@ -100,6 +135,8 @@ export async function noisyNeighbour(main: string, seconds: number): Promise<Noi
         seconds: run.elapsedMs / 1000,
         capacityPerS: NOISY.slots / (NOISY.serviceMs / 1000),
         goodputPerS: perSecond(served(run.outcomes).length, run.elapsedMs),
+        liveP99Ms: percentile(live, 99),
+        liveMaxMs: Math.max(...live),
         light: figures('light'),
         noisy: figures('noisy'),
       };

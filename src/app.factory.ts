@@ -14,6 +14,7 @@ import { toErrorResponse } from './common/error-response';
 import { ShuttingDownError } from './common/errors';
 import { HttpMetricsHook } from './metrics/http-metrics.hook';
 import { NestStartupQuietLogger } from './logging';
+import { registerRequestLog } from './request-log';
 import type { EnvironmentVariables } from './config/environment';
 import { tracingSettings } from './config/sections';
 import { registerServerSpanHooks } from './tracing/server-span.hooks';
@@ -64,6 +65,7 @@ export async function createApp(runtime: Runtime, env: EnvironmentVariables): Pr
   // Before the front door, so that requests it sheds are traced too.
   if (tracing) registerServerSpanHooks(adapter.getInstance(), () => door.tracing);
   registerFrontDoor(adapter.getInstance(), () => door.services);
+  registerRequestLog(adapter.getInstance(), env.LOG_LEVEL);
   const app = await NestFactory.create<NestFastifyApplication>(AppModule.forRoot(runtime, env.LOG_LEVEL, tracing), adapter, {
     bufferLogs: true,
     abortOnError: false,

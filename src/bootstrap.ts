@@ -7,6 +7,7 @@ import { describeTarget, RedisTarget } from './redis/redis-target';
 import { waitForRedis } from './redis/wait-for-redis';
 import type { Runtime } from './runtime';
 import { UpstreamSimulator } from './simulator/simulator';
+import type { WorkerHandover } from './config/worker-handover';
 
 /** What the process started around Nest, and how to stop it once Nest has closed. */
 export interface PreparedRuntime {
@@ -15,6 +16,8 @@ export interface PreparedRuntime {
   stop(): Promise<void>;
   /** For a forced exit: stops only the child processes, with a short bound; in-process servers die with the process. */
   halt(): Promise<void>;
+  /** What this process started that cluster workers should use rather than start again. */
+  handover: WorkerHandover;
 }
 
 /** Thrown by {@link prepareRuntime} when a stop signal arrived while it worked; what it started is stopped. */
@@ -22,17 +25,24 @@ export class StartAbortedError extends Error {
   override readonly name = 'StartAbortedError';
 }
 
-export function bootstrapLogger(level: EnvironmentVariables['LOG_LEVEL']): Logger {
-  return pino({ level, base: { context: 'Bootstrap' } });
+/** The logger of start-up and shutdown, before and after Nest's; `context` names the part of the process. */
+export function bootstrapLogger(level: EnvironmentVariables['LOG_LEVEL'], context = 'Bootstrap'): Logger {
+  return pino({ level, base: { pid: process.pid, context } });
+}
+
+/** The built-in simulator's upstreams, wherever it listens. */
+function simulatorTopology(baseUrl: string) {
+  return { upstreams: [{ name: 'simulator', baseUrl, models: ['sim-small', 'sim-large'], weight: 1 }], fallbacks: { 'sim-large': ['sim-small'] } };
 }
 
 /**
  * Starts what Bulwark needs and the environment does not provide: a private `redis-server` when
  * neither REDIS_URL nor REDIS_SENTINELS is set (else waits for the Redis of REDIS_URL to answer, for
- * REDIS_CONNECT_TIMEOUT_MS), the simulated upstream when no upstream is configured. On any failure, or
- * when `signal` aborts, it stops what it started before throwing.
+ * REDIS_CONNECT_TIMEOUT_MS), the simulated upstream when no upstream is configured. A cluster worker
+ * uses what its primary started instead (`handover`). On any failure, or when `signal` aborts, it stops
+ * what it started before throwing.
  */
-export async function prepareRuntime(env: EnvironmentVariables, logger: Logger, signal?: AbortSignal): Promise<PreparedRuntime> {
+export async function prepareRuntime(env: EnvironmentVariables, logger: Logger, signal?: AbortSignal, handover: WorkerHandover = {}): Promise<PreparedRuntime> {
   const stops: (() => Promise<void>)[] = [];
   let embedded: EmbeddedRedis | undefined;
   let stopping: Promise<void> | undefined;
@@ -56,7 +66,11 @@ export async function prepareRuntime(env: EnvironmentVariables, logger: Logger, 
       topology: env.UPSTREAMS_FILE ? loadUpstreamTopology(env.UPSTREAMS_FILE) : undefined,
     });
     let redis: RedisTarget;
-    if (env.REDIS_SENTINELS && env.REDIS_SENTINEL_NAME) {
+    const started: WorkerHandover = {};
+    if (handover.redisUrl) {
+      // The primary's embedded redis-server, already answering.
+      redis = { kind: 'url', url: handover.redisUrl };
+    } else if (env.REDIS_SENTINELS && env.REDIS_SENTINEL_NAME) {
       redis = {
         kind: 'sentinel',
         sentinels: parseSentinels(env.REDIS_SENTINELS),
@@ -70,24 +84,29 @@ export async function prepareRuntime(env: EnvironmentVariables, logger: Logger, 
       logger.info({ ...describeTarget(redis), timeoutMs: env.REDIS_CONNECT_TIMEOUT_MS }, 'using the shared Redis of REDIS_URL');
       await waitForRedis(env.REDIS_URL, env.REDIS_CONNECT_TIMEOUT_MS, logger, signal);
     } else {
-      embedded = new EmbeddedRedis(env.DATA_DIR, logger);
-      const started = embedded;
-      stops.push(() => started.stop());
-      await embedded.start();
-      redis = { kind: 'url', url: embedded.url };
+      const child = new EmbeddedRedis(env.DATA_DIR, logger);
+      embedded = child;
+      stops.push(() => child.stop());
+      await child.start();
+      redis = { kind: 'url', url: child.url };
+      started.redisUrl = child.url;
     }
     checkAborted();
     let simulated = false;
-    if (!topology) {
+    if (!topology && handover.simulatorUrl) {
+      simulated = true;
+      topology = simulatorTopology(handover.simulatorUrl);
+    } else if (!topology) {
       const simulator = new UpstreamSimulator();
       const { baseUrl } = await simulator.start(0, '127.0.0.1');
       stops.push(() => simulator.stop());
       simulated = true;
-      topology = { upstreams: [{ name: 'simulator', baseUrl, models: ['sim-small', 'sim-large'], weight: 1 }], fallbacks: { 'sim-large': ['sim-small'] } };
+      started.simulatorUrl = baseUrl;
+      topology = simulatorTopology(baseUrl);
       logger.warn({ upstream: baseUrl }, 'no UPSTREAM_URL or UPSTREAMS_FILE: serving from the built-in simulated upstream (models sim-small, sim-large)');
     }
     checkAborted();
-    return { runtime: { redis, topology, simulated }, stop, halt };
+    return { runtime: { redis, topology, simulated }, stop, halt, handover: started };
   } catch (error) {
     await stop();
     throw error;

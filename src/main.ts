@@ -1,18 +1,20 @@
 import 'reflect-metadata';
+import cluster from 'node:cluster';
+import { availableParallelism } from 'node:os';
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import { createApp } from './app.factory';
 import { bootstrapLogger, PreparedRuntime, prepareRuntime, StartAbortedError } from './bootstrap';
 import { ShutdownService } from './common/shutdown.service';
 import { effectiveSettings } from './config/effective-settings';
-import { ConfigurationError, EnvironmentVariables } from './config/environment';
-import { loadEnvironment } from './config/load-environment';
+import { ConfigurationError, EnvironmentVariables, workerCount } from './config/environment';
+import { loadEnvironment, loadWorkerHandover } from './config/load-environment';
+import { runPrimary } from './lifecycle/cluster-primary';
+import { EXIT } from './lifecycle/exit-codes';
 import { routeConsoleTo } from './logging';
 import { listenFailureMessage } from './lifecycle/listen-failure';
 import { StopSignals } from './lifecycle/stop-signals';
 import { RedisUnavailableError } from './redis/embedded-redis';
 
-/** Exit codes (sysexits.h where one fits); README "Start and stop" lists them. */
-const EXIT = { ok: 0, failure: 1, unavailable: 69, config: 78 } as const;
 // Not SIGHUP: a handler would override the ignore that `nohup` sets up.
 const STOP_SIGNALS: NodeJS.Signals[] = ['SIGTERM', 'SIGINT'];
 /** Bound on closing a Nest application that never served (failed or aborted start). */
@@ -44,7 +46,14 @@ async function main(): Promise<void> {
     }
     throw error;
   }
-  const logger = bootstrapLogger(env.LOG_LEVEL);
+  const workers = workerCount(env.WORKERS, availableParallelism());
+  if (cluster.isPrimary && workers > 1) return runPrimary(env, workers);
+  await runInstance(env);
+}
+
+/** One gateway instance: the whole process when WORKERS=1, else one of the primary's workers. */
+async function runInstance(env: EnvironmentVariables): Promise<void> {
+  const logger = bootstrapLogger(env.LOG_LEVEL, cluster.isWorker ? 'Worker' : 'Bootstrap');
   const signals = new StopSignals();
   const starting = new AbortController();
   /** What prepareRuntime started, once it has: stopped on every way out. */
@@ -84,14 +93,14 @@ async function main(): Promise<void> {
   routeConsoleTo(logger);
   const die = (event: string) => (error: unknown) => {
     logger.fatal({ err: error }, `${event}: exiting`);
-    void exit(70, 'halt'); // EX_SOFTWARE
+    void exit(EXIT.software, 'halt');
   };
   process.on('unhandledRejection', die('unhandled promise rejection'));
   process.on('uncaughtException', die('uncaught exception'));
 
   let prepared: PreparedRuntime;
   try {
-    prepared = started = await prepareRuntime(env, logger, starting.signal);
+    prepared = started = await prepareRuntime(env, logger, starting.signal, loadWorkerHandover());
   } catch (error) {
     // prepareRuntime has already stopped what it started.
     if (error instanceof StartAbortedError) process.exit(EXIT.ok);

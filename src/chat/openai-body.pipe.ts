@@ -2,6 +2,7 @@ import { Injectable, PipeTransform } from '@nestjs/common';
 import { plainToInstance } from 'class-transformer';
 import { validateSync, ValidationError } from 'class-validator';
 import { InvalidRequestError } from '../common/errors';
+import { FAST_CHECKS, type FastCheck } from './dto/fast-checks';
 
 type Constructor = new () => object;
 
@@ -27,16 +28,22 @@ function firstProblem(errors: ValidationError[], prefix = ''): { param: string; 
 
 /**
  * Validates an OpenAI request body against its DTO and returns the body itself, untouched, so that
- * fields the gateway does not know still reach the upstream.
+ * fields the gateway does not know still reach the upstream. A body that the DTO's hand-written check
+ * passes (see fast-checks.ts) skips class-validator; any other is judged, and its error worded, by it.
  */
 @Injectable()
 export class OpenAIBodyPipe implements PipeTransform<unknown, Record<string, unknown>> {
-  constructor(private readonly dto: Constructor) {}
+  private readonly fastCheck?: FastCheck;
+
+  constructor(private readonly dto: Constructor) {
+    this.fastCheck = FAST_CHECKS.get(dto);
+  }
 
   transform(body: unknown): Record<string, unknown> {
     if (body === undefined || body === null || typeof body !== 'object' || Array.isArray(body)) {
       throw new InvalidRequestError('invalid_body', 'The body must be a JSON object');
     }
+    if (this.fastCheck?.(body as Record<string, unknown>)) return body as Record<string, unknown>;
     const problem = firstProblem(validateSync(plainToInstance(this.dto, body), { forbidUnknownValues: false }));
     if (problem) throw new InvalidRequestError('invalid_body', problem.message, problem.param);
     return body as Record<string, unknown>;

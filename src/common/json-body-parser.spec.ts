@@ -94,6 +94,13 @@ describe('jsonDepthExceeds', () => {
     assert.equal(jsonDepthExceeds(`{"a":"\\"${'{'.repeat(100)}"}`, 2), false);
     assert.equal(jsonDepthExceeds(`{"a":"\\\\", "b": ${nested(5)}}`, 3), true);
   });
+
+  it('tells a quote after an even run of backslashes (closing) from one after an odd run (escaped)', () => {
+    assert.equal(jsonDepthExceeds(`{"a":"\\\\\\"[[[[", "b": 1}`, 2), false);
+    assert.equal(jsonDepthExceeds(`{"a":"\\\\\\\\", "b": [[[1]]]}`, 2), true);
+    assert.equal(jsonDepthExceeds(`{"":[[[1]]], "x": ""}`, 3), true);
+    assert.equal(jsonDepthExceeds(`{"a": "unterminated [[[[`, 1), false);
+  });
 });
 
 describe('registerJsonBodyParser', () => {

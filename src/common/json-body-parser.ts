@@ -4,17 +4,25 @@ import { InvalidRequestError } from './errors';
 const MAX_DEPTH = 64;
 const decoder = new TextDecoder('utf-8', { fatal: true });
 
-/** Deepest nesting of objects/arrays in a JSON text, stopping early past `limit`. */
+/**
+ * Whether objects/arrays in a JSON text nest deeper than `limit`, stopping early past it. Strings (where
+ * most of a prompt's bytes are) are skipped with `indexOf`, not walked character by character.
+ */
 export function jsonDepthExceeds(text: string, limit: number): boolean {
   let depth = 0;
-  let inString = false;
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i);
-    if (inString) {
-      if (c === 92 /* \ */) i++;
-      else if (c === 34 /* " */) inString = false;
-    } else if (c === 34) inString = true;
-    else if (c === 123 /* { */ || c === 91 /* [ */) {
+    if (c === 34 /* " */) {
+      // The closing quote is the next one not escaped by an odd run of backslashes.
+      for (;;) {
+        const end = text.indexOf('"', i + 1);
+        if (end === -1) return false; // unterminated: JSON.parse refuses it
+        let backslashes = 0;
+        while (text.charCodeAt(end - 1 - backslashes) === 92 /* \ */) backslashes++;
+        i = end;
+        if (backslashes % 2 === 0) break;
+      }
+    } else if (c === 123 /* { */ || c === 91 /* [ */) {
       if (++depth > limit) return true;
     } else if (c === 125 || c === 93) depth--;
   }

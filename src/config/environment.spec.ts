@@ -1,7 +1,7 @@
 import 'reflect-metadata';
 import assert from 'node:assert/strict';
 import { afterEach, beforeEach, describe, it } from 'node:test';
-import { ConfigurationError, parseSentinels, redactUrl, validateEnvironment } from './environment';
+import { ConfigurationError, parseSentinels, redactUrl, validateEnvironment, workerCount } from './environment';
 import { adaptiveConfig } from './sections';
 
 /** The ConfigurationError that `raw` causes; fails the test if it validates. */
@@ -265,4 +265,25 @@ describe('adaptiveConfig: the abandoned-capacity threshold and its alias', () =>
     process.env.VLLM_REJECTION_THRESHOLD = '0';
     assert.equal(adaptiveConfig().abandonedRejectionThreshold, 0);
   });
+});
+
+describe('WORKERS', () => {
+  it('defaults to one process', () => {
+    const env = validateEnvironment({});
+    assert.equal(workerCount(env.WORKERS, 8), 1);
+  });
+
+  it('takes a whole number, or auto for one per core', () => {
+    assert.equal(workerCount(validateEnvironment({ WORKERS: '4' }).WORKERS, 2), 4);
+    assert.equal(workerCount(validateEnvironment({ WORKERS: 'auto' }).WORKERS, 6), 6);
+    assert.equal(workerCount('auto', 0), 1);
+  });
+
+  for (const bad of ['0', '-1', '1.5', 'two', 'AUTO', '01', '1025', '']) {
+    it(`refuses WORKERS=${JSON.stringify(bad)}, naming the variable and what it accepts`, () => {
+      const error = configError({ WORKERS: bad });
+      assert.match(error.message, /WORKERS=/);
+      assert.match(error.message, /whole number of processes from 1 to 1024, or auto/);
+    });
+  }
 });

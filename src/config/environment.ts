@@ -255,6 +255,14 @@ export class EnvironmentVariables {
   WORKER_ENABLED: 'true' | 'false' = 'true';
 
   /**
+   * Gateway processes on this machine, sharing one port through `node:cluster`: a whole number, or `auto`
+   * for one per core. Each is a full instance on the same Redis.
+   */
+  @Matches(/^(auto|[1-9]\d{0,2}|10[01]\d|102[0-4])$/, { message: 'must be a whole number of processes from 1 to 1024, or auto (one per core)' })
+  @IsString()
+  WORKERS = '1';
+
+  /**
    * Lease of a running request's slot and lock of its job: renewed while it runs, so a crashed instance's
    * slots come back and its async jobs are picked up by another instance about this long after the crash.
    */
@@ -358,6 +366,14 @@ export function validateEnvironment(raw: Record<string, unknown>): EnvironmentVa
     );
   }
   return env;
+}
+
+/** The largest WORKERS a start accepts; `auto` never asks for more. */
+const MAX_WORKERS = 1024;
+
+/** How many gateway processes WORKERS asks for (`auto`: one per core, `cores` being what the machine offers). */
+export function workerCount(workers: string, cores: number): number {
+  return workers === 'auto' ? Math.max(1, Math.min(MAX_WORKERS, cores)) : Number(workers);
 }
 
 /** Sentinel settings come as a pair, replace REDIS_URL, and have ports in range. Names no password. */

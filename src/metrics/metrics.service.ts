@@ -19,6 +19,9 @@ const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10
 /** What became of one upstream-bound request of a client key. */
 export type KeyOutcome = 'served' | 'accepted' | 'refused' | 'client_error' | 'failed';
 
+/** Bound of each cache of label children (the label sets themselves are bounded far below it). */
+const MAX_CACHED_SERIES = 10_000;
+
 const RETRY_REASON = /^(timeout|bad_response|connection|other|status_\d{3})$/;
 
 /**
@@ -32,6 +35,12 @@ export class MetricsService implements OnApplicationBootstrap {
   readonly models: ModelLabels;
   private readonly upstreamNames: Set<string>;
 
+  /**
+   * The children of the per-request series by their label values: prom-client hashes a label object on
+   * every call, a child does it once.
+   */
+  private readonly httpSeries = new Map<string, { requests: Counter.Internal; duration: Histogram.Internal<'route'> }>();
+  private readonly keySeries = new Map<string, Counter.Internal>();
   private readonly requests = new Counter({
     name: 'bulwark_requests_total',
     help: 'HTTP requests answered, by route pattern, status and model.',
@@ -159,8 +168,16 @@ export class MetricsService implements OnApplicationBootstrap {
 
   /** Records one finished HTTP exchange; `route` and `status` must already be bounded labels. */
   recordHttp(route: string, status: string, model: unknown, durationSeconds: number): void {
-    this.requests.inc({ route, status, model: this.models.label(model) });
-    this.requestDuration.observe({ route }, durationSeconds);
+    const modelLabel = this.models.label(model);
+    const key = `${route}\n${status}\n${modelLabel}`;
+    let series = this.httpSeries.get(key);
+    if (!series) {
+      series = { requests: this.requests.labels({ route, status, model: modelLabel }), duration: this.requestDuration.labels({ route }) };
+      // Every label is bounded, so is this map; the cap only guards against a mistake.
+      if (this.httpSeries.size < MAX_CACHED_SERIES) this.httpSeries.set(key, series);
+    }
+    series.requests.inc();
+    series.duration.observe(durationSeconds);
   }
 
   /**
@@ -168,7 +185,13 @@ export class MetricsService implements OnApplicationBootstrap {
    * hash-prefix id, `anonymous`, `admin`): a bounded set fixed at start-up, never the key itself.
    */
   recordKeyRequest(keyName: string, outcome: KeyOutcome): void {
-    this.keyRequests.inc({ key_name: keyName, outcome });
+    const key = `${keyName}\n${outcome}`;
+    let series = this.keySeries.get(key);
+    if (!series) {
+      series = this.keyRequests.labels({ key_name: keyName, outcome });
+      if (this.keySeries.size < MAX_CACHED_SERIES) this.keySeries.set(key, series);
+    }
+    series.inc();
   }
 
   /** Counts a refusal made outside admission control (rate limit, authentication). */

@@ -38,6 +38,7 @@ export const FAILURE_STATUSES = new Set([429, 500, 502, 503, 504]);
 @Injectable()
 export class UpstreamClient implements OnModuleDestroy {
   private readonly pools = new Map<string, Pool>();
+  private readonly basePaths = new Map<string, string>();
 
   constructor(
     @Inject(queueConfig.KEY) private readonly queue: ConfigType<typeof queueConfig>,
@@ -71,20 +72,34 @@ export class UpstreamClient implements OnModuleDestroy {
     return headers;
   }
 
+  /** The path of an upstream's base URL (`/v1`), parsed once per base URL rather than per call. */
+  private basePath(upstream: UpstreamDefinition): string {
+    let path = this.basePaths.get(upstream.baseUrl);
+    if (path === undefined) {
+      path = new URL(upstream.baseUrl).pathname.replace(/\/+$/, '');
+      this.basePaths.set(upstream.baseUrl, path);
+    }
+    return path;
+  }
+
   /** Sends one attempt to one upstream. Retries, breakers and fallbacks are the caller's business. */
   async send(upstream: UpstreamDefinition, payload: InferencePayload, options: UpstreamCallOptions): Promise<UpstreamAnswer> {
-    const basePath = new URL(upstream.baseUrl).pathname.replace(/\/+$/, '');
-    const firstByte = new AbortController();
+    // One controller per attempt, aborted by the caller's signal or the first-byte timer (cheaper than
+    // AbortSignal.any, whose composite signals V8 tracks through weak references). A stream's body
+    // keeps following the caller's signal until it ends.
+    const attempt = new AbortController();
+    const unlink = follow(options.signal, attempt);
+    let streaming = false;
     const timer = setTimeout(
-      () => firstByte.abort(new UpstreamTimeoutError(`Upstream ${upstream.name} sent no answer within ${options.firstByteTimeoutMs} ms`)),
+      () => attempt.abort(new UpstreamTimeoutError(`Upstream ${upstream.name} sent no answer within ${options.firstByteTimeoutMs} ms`)),
       // setTimeout fires at once for delays past 2^31-1 ms.
       Math.min(options.firstByteTimeoutMs, MAX_TIMER_MS),
     );
-    const signal = AbortSignal.any([options.signal, firstByte.signal]);
+    const signal = attempt.signal;
     try {
       const response = await this.pool(upstream)
         .request({
-          path: basePath + payload.path,
+          path: this.basePath(upstream) + payload.path,
           method: 'POST',
           headers: this.headers(upstream, payload.stream),
           body: JSON.stringify(payload.body),
@@ -115,7 +130,8 @@ export class UpstreamClient implements OnModuleDestroy {
         response.body.destroy();
         throw new UpstreamBadResponseError(`Upstream ${upstream.name} answered a stream request with ${contentType || 'no content type'}`);
       }
-      const events = readEvents(response.body, upstream, options.signal, options.idleTimeoutMs, payload.path === '/responses');
+      const events = readEvents(response.body, upstream, options.signal, options.idleTimeoutMs, payload.path === '/responses', unlink);
+      streaming = true;
       const first = await events.next().catch((error: unknown) => {
         throw translate(error, upstream, signal);
       });
@@ -123,14 +139,14 @@ export class UpstreamClient implements OnModuleDestroy {
       return { kind: 'stream', status: response.statusCode, first: [first.value], rest: { [Symbol.asyncIterator]: () => events } };
     } finally {
       clearTimeout(timer);
+      if (!streaming) unlink();
     }
   }
 
   /** The upstream's own model list (`GET /models`), for upstreams configured without one. */
   async listModels(upstream: UpstreamDefinition, timeoutMs: number): Promise<string[]> {
-    const basePath = new URL(upstream.baseUrl).pathname.replace(/\/+$/, '');
     const response = await this.pool(upstream).request({
-      path: `${basePath}/models`,
+      path: `${this.basePath(upstream)}/models`,
       method: 'GET',
       headers: upstream.apiKey ? { authorization: `Bearer ${upstream.apiKey}` } : {},
       signal: AbortSignal.timeout(timeoutMs),
@@ -163,6 +179,8 @@ async function* readEvents(
   signal: AbortSignal,
   idleTimeoutMs: number,
   typedEvents: boolean,
+  /** Stops the call's controller from following the caller's signal: called when the stream is over. */
+  unlink: () => void,
 ): AsyncGenerator<string> {
   const parser = new SseParser();
   let sawDone = false;
@@ -203,7 +221,19 @@ async function* readEvents(
     throw translate(error, upstream, signal);
   } finally {
     if (!sawDone) body.destroy();
+    unlink();
   }
+}
+
+/** Aborts `controller` with `signal`'s reason when `signal` aborts (at once if it has); returns the undo. */
+function follow(signal: AbortSignal, controller: AbortController): () => void {
+  if (signal.aborted) {
+    controller.abort(signal.reason);
+    return () => undefined;
+  }
+  const abort = () => controller.abort(signal.reason);
+  signal.addEventListener('abort', abort, { once: true });
+  return () => signal.removeEventListener('abort', abort);
 }
 
 /** Turns an undici failure into Bulwark's typed error; an aborted call rethrows its abort reason. */
