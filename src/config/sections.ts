@@ -46,6 +46,18 @@ export const queueConfig = registerAs('queue', () => {
   };
 });
 
+export const batchConfig = registerAs('batch', () => {
+  const env = loadEnvironment();
+  return {
+    maxFileBytes: env.FILES_MAX_BYTES,
+    maxLines: env.BATCH_MAX_LINES,
+    lineTimeoutMs: env.BATCH_LINE_TIMEOUT_MS,
+    lineMaxStarts: env.BATCH_LINE_MAX_STARTS,
+    completionWindowMs: env.BATCH_COMPLETION_WINDOW_MS,
+    idleHeadroom: env.BATCH_IDLE_HEADROOM,
+  };
+});
+
 export const adaptiveConfig = registerAs('adaptive', () => {
   const env = loadEnvironment();
   return {
@@ -114,6 +126,7 @@ export const allConfigSections = [
   redisConfig,
   upstreamConfig,
   queueConfig,
+  batchConfig,
   adaptiveConfig,
   breakerConfig,
   retryConfig,

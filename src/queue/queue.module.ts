@@ -18,6 +18,6 @@ import { SlotService } from './slot.service';
   imports: [BullModule.registerQueue({ name: INFERENCE_QUEUE }), DispatchModule, DeliveryModule, CancellationModule, TerminusModule],
   controllers: [JobsController, AdminJobsController],
   providers: [QueueService, JobsService, QueueFigures, InferenceProcessor, QueueHealthIndicator, SlotService],
-  exports: [QueueService, JobsService, QueueFigures, QueueHealthIndicator],
+  exports: [QueueService, JobsService, QueueFigures, QueueHealthIndicator, SlotService],
 })
 export class QueueModule {}

@@ -9,7 +9,7 @@ import { queueConfig } from '../config/sections';
 import { RedisService } from '../redis/redis.service';
 import { INFERENCE_QUEUE } from './inference-job';
 import { ClusterIdentity } from '../cluster/cluster-identity';
-import { AdmitResult, QueueClient, SlotFigures, SlotStore } from './slot-store';
+import { AdmitResult, QueueClient, SlotFigures, SlotKeys, SlotStore } from './slot-store';
 
 /** Whoever runs queued work on this instance. */
 export interface SlotTaker {
@@ -36,10 +36,13 @@ function keyRunningSet(clientId: string): string {
 export class SlotService implements OnApplicationBootstrap, OnApplicationShutdown {
   private readonly logger = new Logger(SlotService.name);
   private readonly store: SlotStore;
+  /** The queue core's Redis keys, for scripts of other modules that must see what waits (the batch runner's). */
+  readonly keys: SlotKeys;
   /** This instance's leases, each with the running-lease set of its client key when it counts there. */
   private readonly leases = new Map<string, string | undefined>();
   private readonly wakeListeners: (() => void)[] = [];
   private readonly renewListeners: (() => Promise<void>)[] = [];
+  private readonly freedListeners: (() => void)[] = [];
   private subscriber?: Redis;
   private taker?: SlotTaker;
   private renewTimer?: NodeJS.Timeout;
@@ -51,7 +54,7 @@ export class SlotService implements OnApplicationBootstrap, OnApplicationShutdow
     private readonly identity: ClusterIdentity,
   ) {
     const keys = queue.keys;
-    this.store = new SlotStore(redis.client, {
+    this.keys = {
       slots: 'bulwark:slots',
       adding: 'bulwark:slots:adding',
       instances: 'bulwark:instances',
@@ -64,7 +67,8 @@ export class SlotService implements OnApplicationBootstrap, OnApplicationShutdow
       jobKey: 'bulwark:keys:job',
       delayed: keys.delayed,
       keyRunning: (clientId) => keyRunningSet(clientId),
-    });
+    };
+    this.store = new SlotStore(redis.client, this.keys);
   }
 
   async onApplicationBootstrap(): Promise<void> {
@@ -127,11 +131,27 @@ export class SlotService implements OnApplicationBootstrap, OnApplicationShutdow
         this.taker?.take(next);
       } else if (waiting > 0) {
         this.wakeWorkers();
+      } else {
+        for (const listener of this.freedListeners) listener();
       }
     } catch (error) {
       // Not renewed any more, the lease lapses by itself within QUEUE_LOCK_MS.
       this.logger.debug(`slot release failed: ${(error as Error).message}`);
     }
+  }
+
+  /**
+   * Holds `lease`, taken in Redis by another module's script (the batch runner's), as one of this
+   * instance's: renewed with the others and given back through {@link release}, which hands the slot to
+   * waiting work.
+   */
+  adopt(lease: string): void {
+    this.leases.set(lease, undefined);
+  }
+
+  /** Called when this instance gave a slot back and nothing waited for it (idle capacity). */
+  onFreed(listener: () => void): void {
+    this.freedListeners.push(listener);
   }
 
   /** The worker of this instance, to which freed slots are handed while work waits. */

@@ -68,7 +68,14 @@ export interface SimulatorStats {
   requestsByUser: Record<string, number>;
   /** High-water mark of requests of one `user` served at once. */
   maxInFlightByUser: Record<string, number>;
+  /** The `user` of each generation request, in the order they started running (the first 100,000). */
+  startedUsers: string[];
+  /** Generation requests answered in full, by their `user`. */
+  completedByUser: Record<string, number>;
 }
+
+/** Most entries of `startedUsers` kept. */
+const STARTED_USERS_KEPT = 100_000;
 
 const GENERATION_ROUTES: Record<string, GenerationKind> = {
   '/v1/chat/completions': 'chat',
@@ -176,6 +183,8 @@ export class UpstreamSimulator {
       requestsByPath: { ...c.requestsByPath },
       requestsByUser: { ...c.requestsByUser },
       maxInFlightByUser: { ...c.maxInFlightByUser },
+      startedUsers: [...c.startedUsers],
+      completedByUser: { ...c.completedByUser },
       inFlight: this.active.size,
       running: this.gate.runningCount,
       waiting: this.gate.waitingCount,
@@ -212,6 +221,8 @@ export class UpstreamSimulator {
       requestsByPath: {} as Record<string, number>,
       requestsByUser: {} as Record<string, number>,
       maxInFlightByUser: {} as Record<string, number>,
+      startedUsers: [] as string[],
+      completedByUser: {} as Record<string, number>,
       maxInFlight: 0,
       clientAborts: 0,
       completed: 0,
@@ -271,7 +282,12 @@ export class UpstreamSimulator {
       const running = (this.runningByUser.get(user) ?? 0) + 1;
       this.runningByUser.set(user, running);
       this.counters.maxInFlightByUser[user] = Math.max(this.counters.maxInFlightByUser[user] ?? 0, running);
-      exchange.res.once('close', () => this.runningByUser.set(user, (this.runningByUser.get(user) ?? 1) - 1));
+      if (this.counters.startedUsers.length < STARTED_USERS_KEPT) this.counters.startedUsers.push(user);
+      const counters = this.counters;
+      exchange.res.once('close', () => {
+        this.runningByUser.set(user, (this.runningByUser.get(user) ?? 1) - 1);
+        if (exchange.res.writableFinished) counters.completedByUser[user] = (counters.completedByUser[user] ?? 0) + 1;
+      });
     }
     if (!(await exchange.delay(fault.latencyMs ?? this.options.latencyMs))) return;
     await deliver(exchange, {

@@ -1,0 +1,199 @@
+import { Inject, Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
+import type { ConfigType } from '@nestjs/config';
+import { randomUUID } from 'node:crypto';
+import { Clock } from '../common/clock';
+import { CancelledError, RequestTimeoutError } from '../common/errors';
+import { ShutdownService } from '../common/shutdown.service';
+import { batchConfig, queueConfig } from '../config/sections';
+import { UpstreamDispatcher } from '../dispatch/upstream-dispatcher';
+import { SlotService } from '../queue/slot.service';
+import { RedisService } from '../redis/redis.service';
+import { BATCH_ENDPOINTS } from './batch-object';
+import { answeredLine, BatchOutputLine, customIdOf, failedLine, unansweredLine } from './batch-output';
+import { BatchFinalizer } from './batch-finalizer';
+import { BatchLineCounters } from './batch-line-counters';
+import { BatchStore, ClaimedLine } from './batch-store';
+
+/** How often each instance looks for idle slots it was not told about, and for batches that may end. */
+const SWEEP_MS = 500;
+
+interface RunningLine {
+  claimed: ClaimedLine;
+  controller: AbortController;
+}
+
+/**
+ * Runs batch lines on idle capacity, one runner per instance. A line starts only through one atomic
+ * step in Redis that takes a free global slot while no interactive request of any priority waits (see
+ * batch-scripts.ts), together with the next line's lease; it runs through the same dispatcher as any
+ * request (breakers, retries within the budget, fallbacks); its outcome is recorded once; its slot goes
+ * back through the queue core, which hands it to interactive work that waits. The runner fills freed
+ * slots at once (the queue core tells it when a slot freed with nothing waiting) and polls for the rest.
+ */
+@Injectable()
+export class BatchRunner implements OnApplicationBootstrap, OnApplicationShutdown {
+  private readonly logger = new Logger(BatchRunner.name);
+  private readonly running = new Map<string, RunningLine>();
+  private filling = false;
+  private fillAgain = false;
+  private stopped = true;
+  private sweepTimer?: NodeJS.Timeout;
+  private renewTimer?: NodeJS.Timeout;
+
+  constructor(
+    private readonly store: BatchStore,
+    private readonly finalizer: BatchFinalizer,
+    private readonly slots: SlotService,
+    private readonly dispatcher: UpstreamDispatcher,
+    private readonly shutdown: ShutdownService,
+    private readonly redis: RedisService,
+    private readonly clock: Clock,
+    private readonly counters: BatchLineCounters,
+    @Inject(queueConfig.KEY) private readonly queue: ConfigType<typeof queueConfig>,
+    @Inject(batchConfig.KEY) private readonly config: ConfigType<typeof batchConfig>,
+  ) {}
+
+  onApplicationBootstrap(): void {
+    if (!this.queue.workerEnabled) return;
+    this.stopped = false;
+    this.slots.onFreed(() => this.fill());
+    this.shutdown.onDrain(() => (this.stopped = true));
+    this.shutdown.onGraceOver(() => this.handBack());
+    this.sweepTimer = setInterval(() => void this.sweep(), SWEEP_MS);
+    this.sweepTimer.unref();
+    this.renewTimer = setInterval(() => void this.renew(), Math.max(200, Math.floor(this.queue.lockMs / 3)));
+    this.renewTimer.unref();
+  }
+
+  async onApplicationShutdown(): Promise<void> {
+    this.stopped = true;
+    clearInterval(this.sweepTimer);
+    clearInterval(this.renewTimer);
+    await this.handBack();
+  }
+
+  /** Lines running on this instance now. */
+  get runningLines(): number {
+    return this.running.size;
+  }
+
+  /** Starts batch lines while this instance may and idle global slots are there. */
+  fill(): void {
+    if (this.filling) {
+      this.fillAgain = true;
+      return;
+    }
+    this.filling = true;
+    void (async () => {
+      try {
+        while (!this.stopped && this.redis.ready && this.running.size < this.queue.maxConcurrent) {
+          const result = await this.store.claim(this.slots.keys, `batch-${randomUUID()}`, {
+            maxConcurrent: this.queue.maxConcurrent,
+            slotLeaseMs: this.queue.lockMs,
+            headroom: this.config.idleHeadroom,
+            lineLeaseMs: this.queue.lockMs,
+            maxStarts: this.config.lineMaxStarts,
+          });
+          if (result.kind !== 'line') break;
+          this.start(result.claimed);
+        }
+      } catch (error) {
+        this.logger.debug(`batch fill failed: ${(error as Error).message}`);
+      } finally {
+        this.filling = false;
+        if (this.fillAgain) {
+          this.fillAgain = false;
+          this.fill();
+        }
+      }
+    })();
+  }
+
+  private start(claimed: ClaimedLine): void {
+    this.slots.adopt(claimed.slotLease);
+    const key = `${claimed.batchId}:${claimed.index}`;
+    const controller = new AbortController();
+    this.running.set(key, { claimed, controller });
+    const done = this.shutdown.trackWork();
+    void this.run(claimed, controller.signal).finally(() => {
+      this.running.delete(key);
+      done();
+      void this.slots.release(claimed.slotLease);
+    });
+  }
+
+  /** Runs one line and records its outcome (unless it was handed back at shutdown). */
+  private async run(claimed: ClaimedLine, signal: AbortSignal): Promise<void> {
+    const { batchId, index } = claimed;
+    try {
+      const batch = await this.store.get(batchId);
+      if (!batch) return;
+      const outcome = claimed.line === undefined
+        ? { ok: false, line: unansweredLine(`line-${index + 1}`, 'input_file_deleted', 'The batch\'s input file was deleted before this line ran') }
+        : await this.execute(claimed.line, index, batch.endpoint, signal);
+      if (outcome === 'handed_back') return;
+      const { recorded, done, total } = await this.store.record(batchId, index, (outcome.ok ? 'o' : 'e') + JSON.stringify(outcome.line), outcome.ok ? 'completed' : 'failed');
+      if (recorded) this.counters.lineDone(outcome.ok ? 'completed' : 'failed');
+      if (recorded && done >= total) await this.finalizer.finalize(batchId);
+    } catch (error) {
+      // Redis failed us: the line's lease lapses and the line starts again elsewhere.
+      this.logger.warn({ batchId, line: index + 1 }, `batch line not recorded: ${(error as Error).message}`);
+    }
+  }
+
+  private async execute(raw: string, index: number, endpoint: string, signal: AbortSignal): Promise<{ ok: boolean; line: BatchOutputLine } | 'handed_back'> {
+    const input = JSON.parse(raw) as { custom_id: string; body: Record<string, unknown> & { model: string } };
+    const customId = customIdOf(raw, index);
+    const deadlineAt = this.clock.now() + this.config.lineTimeoutMs;
+    const controller = new AbortController();
+    const stop = () => controller.abort(signal.reason);
+    signal.addEventListener('abort', stop, { once: true });
+    const timer = setTimeout(() => controller.abort(new RequestTimeoutError(this.config.lineTimeoutMs)), this.config.lineTimeoutMs);
+    try {
+      const answer = await this.dispatcher.dispatch(
+        { path: BATCH_ENDPOINTS[endpoint], model: input.body.model, body: { ...input.body, stream: false }, stream: false },
+        { signal: controller.signal, deadlineAt, retriesAllowed: true },
+      );
+      if (answer.kind !== 'json') throw new Error('a batch line is never streamed');
+      return { ok: true, line: answeredLine(customId, answer.status, answer.body) };
+    } catch (error) {
+      const reason: unknown = controller.signal.aborted ? controller.signal.reason : error;
+      if (reason instanceof CancelledError && reason.by === 'shutdown') return 'handed_back';
+      return { ok: false, line: failedLine(customId, reason) };
+    } finally {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', stop);
+    }
+  }
+
+  /** Ends the batches that may end; starts lines on slots that freed elsewhere. */
+  private async sweep(): Promise<void> {
+    if (!this.redis.ready) return;
+    try {
+      const now = this.clock.now();
+      for (const batch of await this.store.active()) {
+        const mayEnd =
+          batch.sealed ||
+          (batch.status === 'in_progress' && (batch.done >= batch.total || now >= batch.expiresAtMs)) ||
+          batch.status === 'cancelling';
+        if (mayEnd) await this.finalizer.finalize(batch.id);
+      }
+    } catch (error) {
+      this.logger.debug(`batch sweep failed: ${(error as Error).message}`);
+    }
+    this.fill();
+  }
+
+  private async renew(): Promise<void> {
+    const lines = [...this.running.values()].map(({ claimed }) => [claimed.batchId, claimed.index] as [string, number]);
+    await this.store.renew(this.queue.lockMs, lines).catch((error: Error) => this.logger.debug(`batch lease renewal failed: ${error.message}`));
+  }
+
+  /** Stops the lines still running here and gives them back at once, for any instance to start again. */
+  private async handBack(): Promise<void> {
+    if (this.running.size === 0) return;
+    const lines = [...this.running.values()];
+    for (const { controller } of lines) controller.abort(new CancelledError('shutdown'));
+    await this.store.handBack(lines.map(({ claimed }) => [claimed.batchId, claimed.index])).catch(() => undefined);
+  }
+}

@@ -1,0 +1,22 @@
+import { Module } from '@nestjs/common';
+import { DispatchModule } from '../dispatch/dispatch.module';
+import { FilesModule } from '../files/files.module';
+import { MetricsModule } from '../metrics/metrics.module';
+import { QueueModule } from '../queue/queue.module';
+import { UpstreamModule } from '../upstream/upstream.module';
+import { BatchFinalizer } from './batch-finalizer';
+import { BatchLineCounters } from './batch-line-counters';
+import { BatchRunner } from './batch-runner';
+import { BatchStore } from './batch-store';
+import { BatchMetrics } from './batch.metrics';
+import { BatchesController } from './batches.controller';
+import { BatchesService } from './batches.service';
+
+/** OpenAI's Batch API: lines run on idle capacity, below every interactive priority. */
+@Module({
+  imports: [QueueModule, DispatchModule, UpstreamModule, FilesModule, MetricsModule],
+  controllers: [BatchesController],
+  providers: [BatchStore, BatchRunner, BatchFinalizer, BatchesService, BatchLineCounters, BatchMetrics],
+  exports: [BatchStore, BatchRunner, BatchLineCounters],
+})
+export class BatchModule {}
