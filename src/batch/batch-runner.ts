@@ -134,7 +134,8 @@ export class BatchRunner implements OnApplicationBootstrap, OnApplicationShutdow
       if (outcome === 'handed_back') return;
       const { recorded, done, total } = await this.store.record(batchId, index, (outcome.ok ? 'o' : 'e') + JSON.stringify(outcome.line), outcome.ok ? 'completed' : 'failed');
       if (recorded) this.counters.lineDone(outcome.ok ? 'completed' : 'failed');
-      if (recorded && done >= total) await this.finalizer.finalize(batchId);
+      // Not awaited: writing a large output must not hold the line's slot.
+      if (recorded && done >= total) void this.finalizer.finalize(batchId);
     } catch (error) {
       // Redis failed us: the line's lease lapses and the line starts again elsewhere.
       this.logger.warn({ batchId, line: index + 1 }, `batch line not recorded: ${(error as Error).message}`);
