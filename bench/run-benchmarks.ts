@@ -10,6 +10,9 @@
  * 3. 1,000 concurrent streams (50 chunks, 100 ms apart) through one gateway: completion, peak RSS.
  * 4. Crash recovery: kill -9 of the instance holding every slot; time to the survivor's first upstream call.
  * 5. Cost of a refusal at overload (queue held full).
+ * 6. The scheduling scenarios.
+ * 7. Batch lines on idle capacity: interactive p99 without and with a 10,000-line batch running, the share
+ *    of the free capacity the batch uses, Redis memory per byte of batch files.
  *
  * Run: `npm run bench` (needs redis-server, haproxy, wrk and hey on PATH). Run some parts only:
  * `npm run build && node dist/bench/run-benchmarks.js saturation streams` (names as in {@link PARTS}).
@@ -26,6 +29,7 @@ import { saturation } from './saturation';
 import { concurrentStreams } from './streams';
 import { runSchedulingBench } from './scheduling-bench';
 import { schedulingReport } from './scheduling-report';
+import { batchIdleCapacity, batchReport } from './batch-idle-capacity';
 
 const SEQUENTIAL_REQUESTS = 2000;
 const SATURATION = { connections: 64, seconds: 10, warmUpSeconds: 2 };
@@ -33,8 +37,9 @@ const FIXED_RATE = { rate: 500, connections: 64, seconds: 10 };
 const STREAMS = { count: 1000, chunks: 50, intervalMs: 100 };
 const CRASH = { leaseMs: 5000, queuedJobs: 4 };
 const REFUSALS = { seconds: 10, connections: [8, 64] };
+const BATCH = { lines: 10_000, slots: 16, upstreamMs: 200, interactiveShare: 0.8, seconds: 30, connections: 64 };
 
-const PARTS = ['sequential', 'saturation', 'fixed-rate', 'streams', 'crash', 'refusals', 'scheduling'] as const;
+const PARTS = ['sequential', 'saturation', 'fixed-rate', 'streams', 'crash', 'refusals', 'scheduling', 'batch'] as const;
 type Part = (typeof PARTS)[number];
 
 function checkTools(parts: Set<Part>): void {
@@ -101,9 +106,11 @@ async function main(): Promise<void> {
   // Issue 13's scenarios (fair share, routing, mixed sizes), against this build; `npm run bench:scheduling
   // -- --gateway before=… --gateway now=…` runs them side by side with another build.
   const scheduling = parts.has('scheduling') ? await runSchedulingBench() : undefined;
+  const batch = parts.has('batch') ? await batchIdleCapacity(BATCH) : undefined;
   console.log(`\nAll parts took ${((Date.now() - started) / 1000).toFixed(0)} s. As Markdown:\n`);
   console.log(markdown(results));
   if (scheduling) console.log(schedulingReport(scheduling));
+  if (batch) console.log(`\n${batchReport(batch)}`);
 }
 
 void main().then(
