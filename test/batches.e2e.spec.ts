@@ -4,6 +4,7 @@ import OpenAI from 'openai';
 import { chatLine, fileLines, InputLine, jsonl, OutputLine, untilStatus, upload } from './support/batch-files';
 import { GatewayProcess } from './support/gateway-process';
 import { Stack, startStack } from './support/stack';
+import { waitFor } from './support/wait';
 
 /** The APIError `promise` rejects with; fails the test if it resolves or rejects with anything else. */
 async function apiError(promise: Promise<unknown>): Promise<InstanceType<typeof OpenAI.APIError>> {
@@ -87,6 +88,17 @@ describe('files and batches through the openai client', () => {
     assert.ok(listed.data.some((b) => b.id === created.id));
     const files = await client.files.list();
     assert.ok(files.data.some((f) => f.id === input.id));
+
+    const metrics = await (await fetch(`${gateway.url}/metrics`)).text();
+    assert.match(metrics, /^bulwark_batches\{status="completed"\} [1-9]/m);
+    assert.match(metrics, /^bulwark_batch_lines_total\{outcome="completed"\} (1[2-9]|[2-9]\d)/m);
+    assert.match(metrics, /^bulwark_batch_lines_total\{outcome="failed"\} [2-9]/m);
+    const dashboard = await waitFor('the dashboard to show the lines done', async () => {
+      const data = (await (await fetch(`${gateway.url}/dashboard/data`)).json()) as { history: { batches: { linesWaiting: number; linesDone: { completed: number } } }[] };
+      const last = data.history.at(-1)?.batches;
+      return last && last.linesDone.completed >= 12 ? last : undefined;
+    });
+    assert.equal(dashboard.linesWaiting, 0);
   });
 
   it('shows files and batches only to the key that made them', async () => {

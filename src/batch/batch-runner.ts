@@ -11,7 +11,7 @@ import { RedisService } from '../redis/redis.service';
 import { BATCH_ENDPOINTS } from './batch-object';
 import { answeredLine, BatchOutputLine, customIdOf, failedLine, unansweredLine } from './batch-output';
 import { BatchFinalizer } from './batch-finalizer';
-import { BatchLineCounters } from './batch-line-counters';
+import { BatchFigures } from './batch-figures';
 import { BatchStore, ClaimedLine } from './batch-store';
 
 /** How often each instance looks for idle slots it was not told about, and for batches that may end. */
@@ -48,7 +48,7 @@ export class BatchRunner implements OnApplicationBootstrap, OnApplicationShutdow
     private readonly shutdown: ShutdownService,
     private readonly redis: RedisService,
     private readonly clock: Clock,
-    private readonly counters: BatchLineCounters,
+    private readonly figures: BatchFigures,
     @Inject(queueConfig.KEY) private readonly queue: ConfigType<typeof queueConfig>,
     @Inject(batchConfig.KEY) private readonly config: ConfigType<typeof batchConfig>,
   ) {}
@@ -70,11 +70,6 @@ export class BatchRunner implements OnApplicationBootstrap, OnApplicationShutdow
     clearInterval(this.sweepTimer);
     clearInterval(this.renewTimer);
     await this.handBack();
-  }
-
-  /** Lines running on this instance now. */
-  get runningLines(): number {
-    return this.running.size;
   }
 
   /** Starts batch lines while this instance may and idle global slots are there. */
@@ -114,9 +109,11 @@ export class BatchRunner implements OnApplicationBootstrap, OnApplicationShutdow
     const key = `${claimed.batchId}:${claimed.index}`;
     const controller = new AbortController();
     this.running.set(key, { claimed, controller });
+    this.figures.lineStarted();
     const done = this.shutdown.trackWork();
     void this.run(claimed, controller.signal).finally(() => {
       this.running.delete(key);
+      this.figures.lineEnded();
       done();
       void this.slots.release(claimed.slotLease);
     });
@@ -133,7 +130,7 @@ export class BatchRunner implements OnApplicationBootstrap, OnApplicationShutdow
         : await this.execute(claimed.line, index, batch.endpoint, signal);
       if (outcome === 'handed_back') return;
       const { recorded, done, total } = await this.store.record(batchId, index, (outcome.ok ? 'o' : 'e') + JSON.stringify(outcome.line), outcome.ok ? 'completed' : 'failed');
-      if (recorded) this.counters.lineDone(outcome.ok ? 'completed' : 'failed');
+      if (recorded) this.figures.lineDone(outcome.ok ? 'completed' : 'failed');
       // Not awaited: writing a large output must not hold the line's slot.
       if (recorded && done >= total) void this.finalizer.finalize(batchId);
     } catch (error) {
@@ -172,7 +169,9 @@ export class BatchRunner implements OnApplicationBootstrap, OnApplicationShutdow
     if (!this.redis.ready) return;
     try {
       const now = this.clock.now();
-      for (const batch of await this.store.active()) {
+      const active = await this.store.active();
+      this.figures.sweptActive(active);
+      for (const batch of active) {
         const mayEnd =
           batch.sealed ||
           (batch.status === 'in_progress' && (batch.done >= batch.total || now >= batch.expiresAtMs)) ||

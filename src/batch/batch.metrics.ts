@@ -2,8 +2,7 @@ import { Injectable, OnModuleInit } from '@nestjs/common';
 import { Counter, Gauge } from 'prom-client';
 import { MetricsService } from '../metrics/metrics.service';
 import { BATCH_STATUSES } from './batch-object';
-import { BatchLineCounters } from './batch-line-counters';
-import { BatchRunner } from './batch-runner';
+import { BatchFigures } from './batch-figures';
 import { BatchStore } from './batch-store';
 
 /**
@@ -15,12 +14,11 @@ export class BatchMetrics implements OnModuleInit {
   constructor(
     private readonly metrics: MetricsService,
     private readonly store: BatchStore,
-    private readonly runner: BatchRunner,
-    private readonly counters: BatchLineCounters,
+    private readonly figures: BatchFigures,
   ) {}
 
   onModuleInit(): void {
-    const { store, runner, counters } = this;
+    const { store, figures } = this;
     const registers = [this.metrics.registry];
     new Gauge({
       name: 'bulwark_batches',
@@ -47,7 +45,7 @@ export class BatchMetrics implements OnModuleInit {
       help: 'Batch lines running on this instance now.',
       registers,
       collect() {
-        this.set(runner.runningLines);
+        this.set(figures.snapshot().linesRunning);
       },
     });
     new Counter({
@@ -56,9 +54,10 @@ export class BatchMetrics implements OnModuleInit {
       labelNames: ['outcome'] as const,
       registers,
       collect() {
+        const { completed, failed } = figures.snapshot().linesDone;
         this.reset();
-        this.inc({ outcome: 'completed' }, counters.done.completed);
-        this.inc({ outcome: 'failed' }, counters.done.failed);
+        this.inc({ outcome: 'completed' }, completed);
+        this.inc({ outcome: 'failed' }, failed);
       },
     });
   }

@@ -5,7 +5,7 @@ import { MetricsModule } from '../metrics/metrics.module';
 import { QueueModule } from '../queue/queue.module';
 import { UpstreamModule } from '../upstream/upstream.module';
 import { BatchFinalizer } from './batch-finalizer';
-import { BatchLineCounters } from './batch-line-counters';
+import { BatchFigures } from './batch-figures';
 import { BatchRunner } from './batch-runner';
 import { BatchStore } from './batch-store';
 import { BatchMetrics } from './batch.metrics';
@@ -16,7 +16,7 @@ import { BatchesService } from './batches.service';
 @Module({
   imports: [QueueModule, DispatchModule, UpstreamModule, FilesModule, MetricsModule],
   controllers: [BatchesController],
-  providers: [BatchStore, BatchRunner, BatchFinalizer, BatchesService, BatchLineCounters, BatchMetrics],
-  exports: [BatchStore, BatchRunner, BatchLineCounters],
+  providers: [BatchStore, BatchRunner, BatchFinalizer, BatchesService, BatchFigures, BatchMetrics],
+  exports: [BatchStore, BatchRunner, BatchFigures],
 })
 export class BatchModule {}

@@ -3,13 +3,14 @@ import { AdaptiveModule } from '../adaptive/adaptive.module';
 import { BreakerModule } from '../breaker/breaker.module';
 import { QueueModule } from '../queue/queue.module';
 import { UpstreamModule } from '../upstream/upstream.module';
+import { BatchModule } from '../batch/batch.module';
 import { DashboardController } from './dashboard.controller';
 import { DashboardService } from './dashboard.service';
 import { DashboardStreams } from './dashboard-streams';
 
 /** The live operator dashboard: the page, its JSON snapshot and its SSE stream. */
 @Module({
-  imports: [QueueModule, AdaptiveModule, BreakerModule, UpstreamModule],
+  imports: [QueueModule, AdaptiveModule, BreakerModule, UpstreamModule, BatchModule],
   controllers: [DashboardController],
   providers: [DashboardService, DashboardStreams],
 })

@@ -9,6 +9,7 @@ import { Listeners } from '../common/listeners';
 import { adaptiveConfig, queueConfig } from '../config/sections';
 import { QueueFigures } from '../queue/queue-figures.service';
 import { AuthService } from '../auth/auth.service';
+import { BatchFigures } from '../batch/batch-figures';
 import { UpstreamOutcomes } from '../upstream/upstream-outcomes';
 import { DashboardSample, DashboardSampler, LiveState } from './dashboard-sampler';
 
@@ -48,6 +49,7 @@ export class DashboardService implements OnApplicationBootstrap, OnApplicationSh
     @Inject(queueConfig.KEY) private readonly queue: ConfigType<typeof queueConfig>,
     @Inject(adaptiveConfig.KEY) private readonly adaptiveSettings: ConfigType<typeof adaptiveConfig>,
     private readonly auth: AuthService,
+    private readonly batches: BatchFigures,
   ) {
     this.sampler = new DashboardSampler(clock.now());
   }
@@ -113,6 +115,7 @@ export class DashboardService implements OnApplicationBootstrap, OnApplicationSh
         .filter((k) => k.waiting > 0)
         .sort((a, b) => b.waiting - a.waiting || a.name.localeCompare(b.name))
         .slice(0, MAX_BREAKERS),
+      batches: this.batches.snapshot(),
     };
   }
 }
