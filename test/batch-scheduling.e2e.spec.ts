@@ -36,8 +36,42 @@ describe('batch lines on idle capacity', () => {
   afterEach(() => stack.stopGateways());
   after(() => stack?.stop());
 
-  it('gives every freed slot to a waiting interactive request, of any priority, before the next batch line', async () => {
+  it('stops the batch line started last when an interactive request of any priority finds every slot taken', async () => {
     const gateway = await stack.startGateway({ MAX_CONCURRENT_REQUESTS: '1' });
+    const client = sdk(gateway.url);
+    stack.simulator.resetStats();
+    const started = () => stack.simulator.stats.startedUsers;
+    const batch = await runBatch(client, [slowLine('line-0', 3000), chatLine('line-1'), chatLine('line-2')]);
+    for (const [n, priority] of [[1, 'normal'], [2, 'low']] as const) {
+      await waitFor(`line-0 to start (time ${n})`, () => started().length === 2 * n - 1 && started().at(-1) === 'line-0');
+      await client.chat.completions.create({ model: 'sim-small', messages, max_tokens: 2, user: `interactive-${n}` }, { headers: { 'X-Priority': priority } });
+    }
+    const done = await untilStatus(client, batch.id, ['completed']);
+    // line-0 held the only slot each time; it gave it up, ran again, and was answered once.
+    assert.deepEqual(started(), ['line-0', 'interactive-1', 'line-0', 'interactive-2', 'line-0', 'line-1', 'line-2']);
+    assert.equal(stack.simulator.stats.clientAborts, 2);
+    assert.equal(stack.simulator.stats.completedByUser['line-0'], 1);
+    const output = await fileLines<OutputLine>(client, done.output_file_id as string);
+    assert.deepEqual(output.map((l) => l.custom_id), ['line-0', 'line-1', 'line-2']);
+  });
+
+  it('stops a line running on another instance for a request queued by a front door that runs no work', async () => {
+    const worker = await stack.startGateway({ MAX_CONCURRENT_REQUESTS: '1' });
+    const front = await stack.startGateway({ MAX_CONCURRENT_REQUESTS: '1', WORKER_ENABLED: 'false' });
+    stack.simulator.resetStats();
+    const started = () => stack.simulator.stats.startedUsers;
+    const batch = await runBatch(sdk(front.url), [slowLine('line-0', 3000), chatLine('line-1')]);
+    await waitFor('line-0 to start', () => started()[0] === 'line-0');
+    // Give the front door's sweep a moment to see the batch: it preempts only while batches run.
+    await waitFor('the front door to count the batch', async () => /^bulwark_batch_lines_waiting [1-9]/m.test(await (await fetch(`${front.url}/metrics`)).text()));
+    await sdk(front.url).chat.completions.create({ model: 'sim-small', messages, max_tokens: 2, user: 'interactive-1' });
+    await untilStatus(sdk(worker.url), batch.id, ['completed']);
+    assert.deepEqual(started(), ['line-0', 'interactive-1', 'line-0', 'line-1']);
+    assert.equal(stack.simulator.stats.completedByUser['line-0'], 1);
+  });
+
+  it('without preemption, gives every freed slot to a waiting interactive request before the next batch line', async () => {
+    const gateway = await stack.startGateway({ MAX_CONCURRENT_REQUESTS: '1', BATCH_PREEMPT: 'false' });
     const client = sdk(gateway.url);
     stack.simulator.resetStats();
     const started = () => stack.simulator.stats.startedUsers;
@@ -53,6 +87,7 @@ describe('batch lines on idle capacity', () => {
     }
     await untilStatus(client, batch.id, ['completed']);
     assert.deepEqual(started(), ['line-0', 'interactive-1', 'line-1', 'interactive-2', 'line-2', 'line-3']);
+    assert.equal(stack.simulator.stats.clientAborts, 0);
   });
 
   it('stops new lines at once on cancel and ends cancelled with the lines done in its output', async () => {

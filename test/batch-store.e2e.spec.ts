@@ -26,7 +26,7 @@ describe('BatchStore scripts', () => {
     await store.create(id, 'owner', { endpoint: '/v1/chat/completions', input_file_id: `file-${id}`, created_at: 1, expires_at_ms: Date.now() + 60_000, total: lines, ...fields }, Date.now());
   }
 
-  const claim = (limits: Partial<typeof LIMITS> = {}) => store.claim(CORE, `lease-${Math.random()}`, { ...LIMITS, ...limits });
+  const claim = (limits: Partial<typeof LIMITS> = {}, instance = 'instance-1') => store.claim(CORE, instance, `lease-${Math.random()}`, { ...LIMITS, ...limits });
 
   before(async () => {
     redis = await startRedis();
@@ -118,6 +118,26 @@ describe('BatchStore scripts', () => {
     assert.equal(await store.seal('a', 'f', 10_000), undefined, 'a line still runs');
     await store.record('a', 0, 'o{}', 'completed');
     assert.equal(await store.seal('a', 'f', 10_000), 'cancelled');
+  });
+
+  it('picks the line started last to stop, only while every slot is taken and interactive work waits', async () => {
+    await addBatch('a', 5);
+    const older = await claim({}, 'instance-1');
+    await new Promise((r) => setTimeout(r, 2));
+    const younger = await claim({}, 'instance-2');
+    assert.ok(older.kind === 'line' && younger.kind === 'line');
+    assert.equal(await store.preempt(CORE, 2), undefined, 'nothing interactive waits');
+    await client.zadd(CORE.prioritized, 2 ** 32, 'job-high');
+    assert.equal(await store.preempt(CORE, 3), undefined, 'a slot is free for it');
+    assert.deepEqual(await store.preempt(CORE, 2), { instanceId: 'instance-2', slotLease: younger.claimed.slotLease });
+    // The slot has not been given back yet: the next pick is the other line, never the same one twice.
+    assert.deepEqual(await store.preempt(CORE, 2), { instanceId: 'instance-1', slotLease: older.claimed.slotLease });
+    assert.equal(await store.preempt(CORE, 2), undefined);
+    // A stopped line runs again later, and the stop does not count as one of its starts.
+    await store.handBack([['a', younger.claimed.index]], true);
+    await client.del(CORE.prioritized, CORE.slots);
+    const again = await claim();
+    assert.ok(again.kind === 'line' && again.claimed.index === younger.claimed.index && again.claimed.starts === 1);
   });
 
   it('starts no line past the window, and ends the batch expired', async () => {

@@ -1,11 +1,13 @@
 import { Inject, Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
 import type { ConfigType } from '@nestjs/config';
+import type Redis from 'ioredis';
 import { randomUUID } from 'node:crypto';
 import { Clock } from '../common/clock';
 import { CancelledError, RequestTimeoutError } from '../common/errors';
 import { ShutdownService } from '../common/shutdown.service';
 import { batchConfig, queueConfig } from '../config/sections';
 import { UpstreamDispatcher } from '../dispatch/upstream-dispatcher';
+import { ClusterIdentity } from '../cluster/cluster-identity';
 import { SlotService } from '../queue/slot.service';
 import { RedisService } from '../redis/redis.service';
 import { BATCH_ENDPOINTS } from './batch-object';
@@ -16,6 +18,9 @@ import { BatchStore, ClaimedLine } from './batch-store';
 
 /** How often each instance looks for idle slots it was not told about, and for batches that may end. */
 const SWEEP_MS = 500;
+
+/** A line stopped so that interactive work gets its slot; it runs again later and the stop is not counted. */
+class LinePreempted extends Error {}
 
 interface RunningLine {
   claimed: ClaimedLine;
@@ -39,6 +44,7 @@ export class BatchRunner implements OnApplicationBootstrap, OnApplicationShutdow
   private stopped = true;
   private sweepTimer?: NodeJS.Timeout;
   private renewTimer?: NodeJS.Timeout;
+  private subscriber?: Redis;
 
   constructor(
     private readonly store: BatchStore,
@@ -49,18 +55,27 @@ export class BatchRunner implements OnApplicationBootstrap, OnApplicationShutdow
     private readonly redis: RedisService,
     private readonly clock: Clock,
     private readonly figures: BatchFigures,
+    private readonly identity: ClusterIdentity,
     @Inject(queueConfig.KEY) private readonly queue: ConfigType<typeof queueConfig>,
     @Inject(batchConfig.KEY) private readonly config: ConfigType<typeof batchConfig>,
   ) {}
 
-  onApplicationBootstrap(): void {
+  async onApplicationBootstrap(): Promise<void> {
+    // Any instance that queues interactive work may stop a line, even one that runs none itself.
+    if (this.config.preempt) this.slots.onQueued(() => void this.preemptForWaiting());
+    // Every instance sweeps (ends batches, keeps the figures); only workers run lines.
+    this.sweepTimer = setInterval(() => void this.sweep(), SWEEP_MS);
+    this.sweepTimer.unref();
     if (!this.queue.workerEnabled) return;
     this.stopped = false;
     this.slots.onFreed(() => this.fill());
+    if (this.config.preempt) {
+      this.subscriber = this.redis.create('batch-preempt', { enableOfflineQueue: true, maxRetriesPerRequest: null });
+      this.subscriber.on('message', (_channel: string, slotLease: string) => this.stop(slotLease));
+      await this.subscriber.subscribe(preemptChannel(this.identity.id)).catch((error: Error) => this.logger.warn(`batch preempt channel: ${error.message}`));
+    }
     this.shutdown.onDrain(() => (this.stopped = true));
     this.shutdown.onGraceOver(() => this.handBack());
-    this.sweepTimer = setInterval(() => void this.sweep(), SWEEP_MS);
-    this.sweepTimer.unref();
     this.renewTimer = setInterval(() => void this.renew(), Math.max(200, Math.floor(this.queue.lockMs / 3)));
     this.renewTimer.unref();
   }
@@ -82,7 +97,7 @@ export class BatchRunner implements OnApplicationBootstrap, OnApplicationShutdow
     void (async () => {
       try {
         while (!this.stopped && this.redis.ready && this.running.size < this.queue.maxConcurrent) {
-          const result = await this.store.claim(this.slots.keys, `batch-${randomUUID()}`, {
+          const result = await this.store.claim(this.slots.keys, this.identity.id, `batch-${randomUUID()}`, {
             maxConcurrent: this.queue.maxConcurrent,
             slotLeaseMs: this.queue.lockMs,
             headroom: this.config.idleHeadroom,
@@ -115,8 +130,33 @@ export class BatchRunner implements OnApplicationBootstrap, OnApplicationShutdow
       this.running.delete(key);
       this.figures.lineEnded();
       done();
+      void this.store.lineEnded(claimed.runningMember).catch(() => undefined);
       void this.slots.release(claimed.slotLease);
     });
+  }
+
+  /**
+   * A request was queued here: when it waits because batch lines hold every slot, the line started last
+   * (anywhere in the cluster) stops and gives its slot back, which the queue core hands to the request.
+   */
+  private async preemptForWaiting(): Promise<void> {
+    if (this.figures.snapshot().activeBatches === 0 && this.running.size === 0) return;
+    try {
+      const picked = await this.store.preempt(this.slots.keys, this.queue.maxConcurrent);
+      if (!picked) return;
+      if (picked.instanceId === this.identity.id) this.stop(picked.slotLease);
+      else await this.redis.client.publish(preemptChannel(picked.instanceId), picked.slotLease);
+    } catch (error) {
+      // The request waits for the next slot that frees, as it would without preemption.
+      this.logger.debug(`batch preemption failed: ${(error as Error).message}`);
+    }
+  }
+
+  /** Stops the line running here under `slotLease`, if it still runs. */
+  private stop(slotLease: string): void {
+    for (const { claimed, controller } of this.running.values()) {
+      if (claimed.slotLease === slotLease) controller.abort(new LinePreempted());
+    }
   }
 
   /** Runs one line and records its outcome (unless it was handed back at shutdown). */
@@ -128,7 +168,10 @@ export class BatchRunner implements OnApplicationBootstrap, OnApplicationShutdow
       const outcome = claimed.line === undefined
         ? { ok: false, line: unansweredLine(`line-${index + 1}`, 'input_file_deleted', 'The batch\'s input file was deleted before this line ran') }
         : await this.execute(claimed.line, index, batch.endpoint, signal);
-      if (outcome === 'handed_back') return;
+      if (outcome === 'handed_back') {
+        if (signal.reason instanceof LinePreempted) await this.store.handBack([[batchId, index]], true);
+        return;
+      }
       const { recorded, done, total } = await this.store.record(batchId, index, (outcome.ok ? 'o' : 'e') + JSON.stringify(outcome.line), outcome.ok ? 'completed' : 'failed');
       if (recorded) this.figures.lineDone(outcome.ok ? 'completed' : 'failed');
       // Not awaited: writing a large output must not hold the line's slot.
@@ -156,7 +199,7 @@ export class BatchRunner implements OnApplicationBootstrap, OnApplicationShutdow
       return { ok: true, line: answeredLine(customId, answer.status, answer.body) };
     } catch (error) {
       const reason: unknown = controller.signal.aborted ? controller.signal.reason : error;
-      if (reason instanceof CancelledError && reason.by === 'shutdown') return 'handed_back';
+      if ((reason instanceof CancelledError && reason.by === 'shutdown') || reason instanceof LinePreempted) return 'handed_back';
       return { ok: false, line: failedLine(customId, reason) };
     } finally {
       clearTimeout(timer);
@@ -196,4 +239,8 @@ export class BatchRunner implements OnApplicationBootstrap, OnApplicationShutdow
     for (const { controller } of lines) controller.abort(new CancelledError('shutdown'));
     await this.store.handBack(lines.map(({ claimed }) => [claimed.batchId, claimed.index])).catch(() => undefined);
   }
+}
+
+function preemptChannel(instanceId: string): string {
+  return `bulwark:batch:preempt:${instanceId}`;
 }

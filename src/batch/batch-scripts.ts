@@ -20,11 +20,22 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 `;
 
+/** Whether interactive work of any priority waits: queued, put back and due, or on its way into the queue. */
+const INTERACTIVE_WAITS = `
+local function interactiveWaits(adding, prioritized, wait, delayed, staleMs, B)
+  if redis.call('ZCARD', prioritized) + redis.call('LLEN', wait) + redis.call('ZCOUNT', delayed, '-inf', (now + 1) * 4096 - 1) > 0 then return true end
+  for b = 1, 3 do
+    if redis.call('ZCOUNT', adding, b * B + now - staleMs, (b + 1) * B - 1) > 0 then return true end
+  end
+  return false
+end
+`;
+
 /**
  * Takes an idle global slot and the next line of the oldest batch that has one, in one step. KEYS:
- * slots, adding, prioritized, wait, delayed (the queue core's), active batches. ARGV: maxConcurrent,
- * slot lease ms, slot lease id, headroom (slots left free), line lease ms, most starts of a line,
- * reservation staleness ms, the band factor of \`adding\` scores.
+ * slots, adding, prioritized, wait, delayed (the queue core's), active batches, running lines. ARGV:
+ * maxConcurrent, slot lease ms, slot lease id, headroom (slots left free), line lease ms, most starts of
+ * a line, reservation staleness ms, the band factor of \`adding\` scores, this instance's id.
  * A slot is idle only when every slot in use leaves `headroom` free and no interactive request of any
  * priority waits (queued, put back, or on its way into the queue).
  * Returns {0} (no idle slot or no line), {-1} (interactive work waits), or
@@ -32,13 +43,10 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
  */
 export const CLAIM_LINE = `${NOW}
 ${BATCH_KEY}
+${INTERACTIVE_WAITS}
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 if redis.call('ZCARD', KEYS[1]) + tonumber(ARGV[4]) >= tonumber(ARGV[1]) then return {0} end
-if redis.call('ZCARD', KEYS[3]) + redis.call('LLEN', KEYS[4]) + redis.call('ZCOUNT', KEYS[5], '-inf', (now + 1) * 4096 - 1) > 0 then return {-1} end
-local B = tonumber(ARGV[8])
-for b = 1, 3 do
-  if redis.call('ZCOUNT', KEYS[2], b * B + now - tonumber(ARGV[7]), (b + 1) * B - 1) > 0 then return {-1} end
-end
+if interactiveWaits(KEYS[2], KEYS[3], KEYS[4], KEYS[5], tonumber(ARGV[7]), tonumber(ARGV[8])) then return {-1} end
 local maxStarts = tonumber(ARGV[6])
 for _, id in ipairs(redis.call('ZRANGE', KEYS[6], 0, 99)) do
   local b = batchKey(id)
@@ -69,12 +77,40 @@ for _, id in ipairs(redis.call('ZRANGE', KEYS[6], 0, 99)) do
       redis.call('ZADD', leases, now + tonumber(ARGV[5]), idx)
       local started = redis.call('HINCRBY', starts, idx, 1)
       redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[3])
+      redis.call('ZADD', KEYS[7], now, ARGV[9] .. '|' .. ARGV[3])
       local line = redis.call('LINDEX', 'bulwark:file:' .. f[5] .. ':lines', tonumber(idx))
       return {1, id, tonumber(idx), started, line}
     end
   end
 end
 return {0}
+`;
+
+/**
+ * Picks the batch line to stop so that waiting interactive work gets its slot: only when no slot is free
+ * and interactive work waits, the line started last (the least work lost), whose slot lease still lives.
+ * KEYS: slots, adding, prioritized, wait, delayed, running lines. ARGV: maxConcurrent, reservation
+ * staleness ms, the band factor of \`adding\` scores. Returns {1, instance id, slot lease} or {0}.
+ */
+export const PREEMPT_LINE = `${NOW}
+${INTERACTIVE_WAITS}
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[1]) then return {0} end
+if not interactiveWaits(KEYS[2], KEYS[3], KEYS[4], KEYS[5], tonumber(ARGV[2]), tonumber(ARGV[3])) then return {0} end
+for _ = 1, 32 do
+  local top = redis.call('ZPOPMAX', KEYS[6])
+  if #top == 0 then return {0} end
+  local sep = string.find(top[1], '|', 1, true)
+  local lease = string.sub(top[1], sep + 1)
+  if redis.call('ZSCORE', KEYS[1], lease) then return {1, string.sub(top[1], 1, sep - 1), lease} end
+end
+return {0}
+`;
+
+/** A line ended (or was stopped): it no longer holds a slot that could be taken back. KEYS: running lines. ARGV: member. */
+export const LINE_ENDED = `
+redis.call('ZREM', KEYS[1], ARGV[1])
+return 1
 `;
 
 /**
@@ -106,13 +142,16 @@ return 1
 `;
 
 /**
- * Gives lines back at once (shutdown): their leases lapse now, so any instance starts them again.
- * ARGV: pairs of (batch id, line index).
+ * Gives lines back at once (shutdown, or stopped for interactive work): their leases lapse now, so any
+ * instance starts them again. ARGV: 1 when the stopped start does not count against the line's most
+ * starts (it was stopped on purpose), then pairs of (batch id, line index).
  */
 export const HAND_BACK_LINES = `
 ${BATCH_KEY}
-for i = 1, #ARGV - 1, 2 do
-  redis.call('ZADD', batchKey(ARGV[i]) .. ':leases', 'XX', 0, ARGV[i + 1])
+for i = 2, #ARGV - 1, 2 do
+  if redis.call('ZADD', batchKey(ARGV[i]) .. ':leases', 'XX', 'CH', 0, ARGV[i + 1]) == 1 and ARGV[1] == '1' then
+    redis.call('HINCRBY', batchKey(ARGV[i]) .. ':starts', ARGV[i + 1], -1)
+  end
 end
 return 1
 `;

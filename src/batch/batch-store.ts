@@ -2,7 +2,7 @@ import { Injectable } from '@nestjs/common';
 import type Redis from 'ioredis';
 import { RedisService } from '../redis/redis.service';
 import { BatchHash, BatchStatus } from './batch-object';
-import { CANCEL_BATCH, CLAIM_LINE, END_BATCH, HAND_BACK_LINES, RECORD_LINE, RENEW_LINES, SEAL_BATCH } from './batch-scripts';
+import { CANCEL_BATCH, CLAIM_LINE, END_BATCH, HAND_BACK_LINES, LINE_ENDED, PREEMPT_LINE, RECORD_LINE, RENEW_LINES, SEAL_BATCH } from './batch-scripts';
 
 /** Redis keys of the batches (see batch-scripts.ts for what each holds). */
 export const BATCH_KEYS = {
@@ -13,6 +13,8 @@ export const BATCH_KEYS = {
   finalizer: (id: string) => `bulwark:batch:${id}:finalizer`,
   owned: (owner: string) => `bulwark:batches:${owner}`,
   active: 'bulwark:batches:active',
+  /** ZSET of the lines running anywhere (member: instance id|slot lease, score: start time ms). */
+  running: 'bulwark:batches:running',
   byStatus: 'bulwark:batches:by-status',
 };
 
@@ -34,6 +36,8 @@ export interface ClaimedLine {
   /** The input line; undefined when the input file was deleted. */
   line?: string;
   slotLease: string;
+  /** Its entry among the running lines (see BATCH_KEYS.running). */
+  runningMember: string;
 }
 
 export type ClaimResult = { kind: 'line'; claimed: ClaimedLine } | { kind: 'none' } | { kind: 'interactive_waits' };
@@ -41,7 +45,9 @@ export type ClaimResult = { kind: 'line'; claimed: ClaimedLine } | { kind: 'none
 type ScriptedRedis = Redis & Record<string, (...args: (string | number)[]) => Promise<unknown>>;
 
 const SCRIPTS = {
-  bulwarkBatchClaim: { numberOfKeys: 6, lua: CLAIM_LINE },
+  bulwarkBatchClaim: { numberOfKeys: 7, lua: CLAIM_LINE },
+  bulwarkBatchPreempt: { numberOfKeys: 6, lua: PREEMPT_LINE },
+  bulwarkBatchLineEnded: { numberOfKeys: 1, lua: LINE_ENDED },
   bulwarkBatchRecord: { numberOfKeys: 3, lua: RECORD_LINE },
   bulwarkBatchRenew: { numberOfKeys: 0, lua: RENEW_LINES },
   bulwarkBatchHandBack: { numberOfKeys: 0, lua: HAND_BACK_LINES },
@@ -96,14 +102,41 @@ export class BatchStore {
     return this.redis.zrevrange(key, start, start + count - 1);
   }
 
-  async claim(keys: QueueCoreKeys, slotLease: string, limits: { maxConcurrent: number; slotLeaseMs: number; headroom: number; lineLeaseMs: number; maxStarts: number }): Promise<ClaimResult> {
+  /** Takes an idle slot and the next line for instance `instanceId`, when no interactive work waits. */
+  async claim(
+    keys: QueueCoreKeys,
+    instanceId: string,
+    slotLease: string,
+    limits: { maxConcurrent: number; slotLeaseMs: number; headroom: number; lineLeaseMs: number; maxStarts: number },
+  ): Promise<ClaimResult> {
     const reply = (await this.redis.bulwarkBatchClaim(
-      keys.slots, keys.adding, keys.prioritized, keys.wait, keys.delayed, BATCH_KEYS.active,
-      limits.maxConcurrent, limits.slotLeaseMs, slotLease, limits.headroom, limits.lineLeaseMs, limits.maxStarts, STALE_RESERVATION_MS, ADDING_BAND_FACTOR,
+      keys.slots, keys.adding, keys.prioritized, keys.wait, keys.delayed, BATCH_KEYS.active, BATCH_KEYS.running,
+      limits.maxConcurrent, limits.slotLeaseMs, slotLease, limits.headroom, limits.lineLeaseMs, limits.maxStarts, STALE_RESERVATION_MS, ADDING_BAND_FACTOR, instanceId,
     )) as [number, string?, number?, number?, string?];
     if (reply[0] === -1) return { kind: 'interactive_waits' };
     if (reply[0] !== 1) return { kind: 'none' };
-    return { kind: 'line', claimed: { batchId: String(reply[1]), index: Number(reply[2]), starts: Number(reply[3]), line: reply[4] ?? undefined, slotLease } };
+    return {
+      kind: 'line',
+      claimed: { batchId: String(reply[1]), index: Number(reply[2]), starts: Number(reply[3]), line: reply[4] ?? undefined, slotLease, runningMember: `${instanceId}|${slotLease}` },
+    };
+  }
+
+  /**
+   * The line to stop so that waiting interactive work gets a slot (none while a slot is free or nothing
+   * interactive waits): its instance and slot lease. The line leaves the running set at once, so it is
+   * picked once.
+   */
+  async preempt(keys: QueueCoreKeys, maxConcurrent: number): Promise<{ instanceId: string; slotLease: string } | undefined> {
+    const [picked, instanceId, slotLease] = (await this.redis.bulwarkBatchPreempt(
+      keys.slots, keys.adding, keys.prioritized, keys.wait, keys.delayed, BATCH_KEYS.running,
+      maxConcurrent, STALE_RESERVATION_MS, ADDING_BAND_FACTOR,
+    )) as [number, string?, string?];
+    return picked === 1 ? { instanceId: String(instanceId), slotLease: String(slotLease) } : undefined;
+  }
+
+  /** The line no longer runs (ended, stopped or handed back). */
+  async lineEnded(runningMember: string): Promise<void> {
+    await this.redis.bulwarkBatchLineEnded(BATCH_KEYS.running, runningMember);
   }
 
   /** Records line `index`'s outcome once; `done`/`total` when this call recorded it. */
@@ -116,8 +149,9 @@ export class BatchStore {
     if (lines.length > 0) await this.redis.bulwarkBatchRenew(leaseMs, ...lines.flat());
   }
 
-  async handBack(lines: [batchId: string, index: number][]): Promise<void> {
-    if (lines.length > 0) await this.redis.bulwarkBatchHandBack(...lines.flat());
+  /** Gives lines back for any instance to start again; `stoppedOnPurpose`: the stop does not count as a start. */
+  async handBack(lines: [batchId: string, index: number][], stoppedOnPurpose = false): Promise<void> {
+    if (lines.length > 0) await this.redis.bulwarkBatchHandBack(stoppedOnPurpose ? 1 : 0, ...lines.flat());
   }
 
   /** Marks the batch cancelling (when it runs); the status it had. */

@@ -239,6 +239,10 @@ export class EnvironmentVariables {
   @Transform(toInt) @IsInt() @Min(0) @Max(10_000)
   BATCH_IDLE_HEADROOM = 0;
 
+  /** `true`: an interactive request that finds every slot taken stops the batch line started last (it runs again later). */
+  @IsIn(['true', 'false'])
+  BATCH_PREEMPT: 'true' | 'false' = 'true';
+
   /** Poll period of the upstreams' own /metrics (vLLM load figures); 0 turns polling off. */
   @Transform(toInt) @IsInt() @Min(0) @Max(3_600_000)
   UPSTREAM_METRICS_POLL_MS = 5000;

@@ -55,6 +55,7 @@ export const batchConfig = registerAs('batch', () => {
     lineMaxStarts: env.BATCH_LINE_MAX_STARTS,
     completionWindowMs: env.BATCH_COMPLETION_WINDOW_MS,
     idleHeadroom: env.BATCH_IDLE_HEADROOM,
+    preempt: env.BATCH_PREEMPT === 'true',
   };
 });
 

@@ -43,6 +43,7 @@ export class SlotService implements OnApplicationBootstrap, OnApplicationShutdow
   private readonly wakeListeners: (() => void)[] = [];
   private readonly renewListeners: (() => Promise<void>)[] = [];
   private readonly freedListeners: (() => void)[] = [];
+  private readonly queuedListeners: (() => void)[] = [];
   private subscriber?: Redis;
   private taker?: SlotTaker;
   private renewTimer?: NodeJS.Timeout;
@@ -171,8 +172,15 @@ export class SlotService implements OnApplicationBootstrap, OnApplicationShutdow
   }
 
   /** The add of `id` landed in time: it may run for `ttlMs`. False when it came too late to run at all. */
-  commit(id: string, ttlMs: number): Promise<boolean> {
-    return this.store.commit(id, ttlMs);
+  async commit(id: string, ttlMs: number): Promise<boolean> {
+    const committed = await this.store.commit(id, ttlMs);
+    if (committed) for (const listener of this.queuedListeners) listener();
+    return committed;
+  }
+
+  /** Called when a request was queued here (its add confirmed): it may be waiting for a slot that work below it holds. */
+  onQueued(listener: () => void): void {
+    this.queuedListeners.push(listener);
   }
 
   /** Job `id` left the queue before it started (removed, or its add failed). */
