@@ -29,7 +29,7 @@ import { saturation } from './saturation';
 import { concurrentStreams } from './streams';
 import { runSchedulingBench } from './scheduling-bench';
 import { schedulingReport } from './scheduling-report';
-import { batchIdleCapacity, batchReport } from './batch-idle-capacity';
+import { BATCH_BENCH_SHAPE, batchIdleCapacity, batchReport } from './batch-idle-capacity';
 
 const SEQUENTIAL_REQUESTS = 2000;
 const SATURATION = { connections: 64, seconds: 10, warmUpSeconds: 2 };
@@ -37,7 +37,6 @@ const FIXED_RATE = { rate: 500, connections: 64, seconds: 10 };
 const STREAMS = { count: 1000, chunks: 50, intervalMs: 100 };
 const CRASH = { leaseMs: 5000, queuedJobs: 4 };
 const REFUSALS = { seconds: 10, connections: [8, 64] };
-const BATCH = { lines: 10_000, slots: 16, upstreamMs: 200, interactiveShare: 0.8, seconds: 30, connections: 64 };
 
 const PARTS = ['sequential', 'saturation', 'fixed-rate', 'streams', 'crash', 'refusals', 'scheduling', 'batch'] as const;
 type Part = (typeof PARTS)[number];
@@ -106,7 +105,7 @@ async function main(): Promise<void> {
   // Issue 13's scenarios (fair share, routing, mixed sizes), against this build; `npm run bench:scheduling
   // -- --gateway before=… --gateway now=…` runs them side by side with another build.
   const scheduling = parts.has('scheduling') ? await runSchedulingBench() : undefined;
-  const batch = parts.has('batch') ? await batchIdleCapacity(BATCH) : undefined;
+  const batch = parts.has('batch') ? await batchIdleCapacity(BATCH_BENCH_SHAPE) : undefined;
   console.log(`\nAll parts took ${((Date.now() - started) / 1000).toFixed(0)} s. As Markdown:\n`);
   console.log(markdown(results));
   if (scheduling) console.log(schedulingReport(scheduling));
