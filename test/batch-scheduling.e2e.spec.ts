@@ -133,16 +133,16 @@ describe('batch lines on idle capacity', () => {
 
   it('loses no line and records none twice when the instance running lines is killed (kill -9)', async () => {
     const env = { MAX_CONCURRENT_REQUESTS: '4', QUEUE_LOCK_MS: '1000' };
-    const [front, ...workers] = [await stack.startGateway(env), await stack.startGateway(env), await stack.startGateway(env)];
-    const client = sdk(front.url);
+    const gateways = [await stack.startGateway(env), await stack.startGateway(env), await stack.startGateway(env)];
     stack.simulator.resetStats();
     const ids = Array.from({ length: 40 }, (_, i) => `k-${i}`);
-    const batch = await runBatch(client, ids.map((id) => slowLine(id, 300)));
-    const victim = await waitFor('a gateway other than the client\'s to run lines', async () => {
-      for (const gateway of workers) if ((await linesRunning(gateway.url)) > 0) return gateway;
+    const batch = await runBatch(sdk(gateways[0].url), ids.map((id) => slowLine(id, 300)));
+    const victim = await waitFor('a gateway to run lines', async () => {
+      for (const gateway of gateways) if ((await linesRunning(gateway.url)) > 0) return gateway;
       return undefined;
     });
     await victim.stop('SIGKILL');
+    const client = sdk(gateways.find((g) => g !== victim)!.url);
     const done = await untilStatus(client, batch.id, ['completed'], 60_000);
     assert.deepEqual(done.request_counts, { total: ids.length, completed: ids.length, failed: 0 });
     const output = await fileLines<OutputLine>(client, done.output_file_id as string);

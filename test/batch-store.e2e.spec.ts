@@ -120,19 +120,19 @@ describe('BatchStore scripts', () => {
     assert.equal(await store.seal('a', 'f', 10_000), 'cancelled');
   });
 
-  it('picks the line started last to stop, only while every slot is taken and interactive work waits', async () => {
+  it('picks the line started last to stop, only while every slot is taken and the job still waits', async () => {
     await addBatch('a', 5);
     const older = await claim({}, 'instance-1');
     await new Promise((r) => setTimeout(r, 2));
     const younger = await claim({}, 'instance-2');
     assert.ok(older.kind === 'line' && younger.kind === 'line');
-    assert.equal(await store.preempt(CORE, 2), undefined, 'nothing interactive waits');
+    assert.equal(await store.preempt(CORE, 2, 'job-high'), undefined, 'the job does not wait (any more)');
     await client.zadd(CORE.prioritized, 2 ** 32, 'job-high');
-    assert.equal(await store.preempt(CORE, 3), undefined, 'a slot is free for it');
-    assert.deepEqual(await store.preempt(CORE, 2), { instanceId: 'instance-2', slotLease: younger.claimed.slotLease });
+    assert.equal(await store.preempt(CORE, 3, 'job-high'), undefined, 'a slot is free for it');
+    assert.deepEqual(await store.preempt(CORE, 2, 'job-high'), { instanceId: 'instance-2', slotLease: younger.claimed.slotLease });
     // The slot has not been given back yet: the next pick is the other line, never the same one twice.
-    assert.deepEqual(await store.preempt(CORE, 2), { instanceId: 'instance-1', slotLease: older.claimed.slotLease });
-    assert.equal(await store.preempt(CORE, 2), undefined);
+    assert.deepEqual(await store.preempt(CORE, 2, 'job-high'), { instanceId: 'instance-1', slotLease: older.claimed.slotLease });
+    assert.equal(await store.preempt(CORE, 2, 'job-high'), undefined);
     // A stopped line runs again later, and the stop does not count as one of its starts.
     await store.handBack([['a', younger.claimed.index]], true);
     await client.del(CORE.prioritized, CORE.slots);

@@ -87,18 +87,17 @@ return {0}
 `;
 
 /**
- * Picks the batch line to stop so that waiting interactive work gets its slot: only when no slot is free
- * and interactive work waits, the line started last (the least work lost), whose slot lease still lives.
- * KEYS: slots, adding, prioritized, wait, delayed, running lines. ARGV: maxConcurrent, reservation
- * staleness ms, the band factor of \`adding\` scores. Returns {1, instance id, slot lease} or {0}.
+ * Picks the batch line to stop so that a queued interactive job gets its slot: only while that job still
+ * waits in the queue and no slot is free; the line started last (the least work lost) whose slot lease
+ * still lives. KEYS: slots, prioritized, running lines. ARGV: maxConcurrent, the job's id.
+ * Returns {1, instance id, slot lease} or {0}.
  */
 export const PREEMPT_LINE = `${NOW}
-${INTERACTIVE_WAITS}
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[1]) then return {0} end
-if not interactiveWaits(KEYS[2], KEYS[3], KEYS[4], KEYS[5], tonumber(ARGV[2]), tonumber(ARGV[3])) then return {0} end
+if not redis.call('ZSCORE', KEYS[2], ARGV[2]) then return {0} end
 for _ = 1, 32 do
-  local top = redis.call('ZPOPMAX', KEYS[6])
+  local top = redis.call('ZPOPMAX', KEYS[3])
   if #top == 0 then return {0} end
   local sep = string.find(top[1], '|', 1, true)
   local lease = string.sub(top[1], sep + 1)

@@ -46,7 +46,7 @@ type ScriptedRedis = Redis & Record<string, (...args: (string | number)[]) => Pr
 
 const SCRIPTS = {
   bulwarkBatchClaim: { numberOfKeys: 7, lua: CLAIM_LINE },
-  bulwarkBatchPreempt: { numberOfKeys: 6, lua: PREEMPT_LINE },
+  bulwarkBatchPreempt: { numberOfKeys: 3, lua: PREEMPT_LINE },
   bulwarkBatchLineEnded: { numberOfKeys: 1, lua: LINE_ENDED },
   bulwarkBatchRecord: { numberOfKeys: 3, lua: RECORD_LINE },
   bulwarkBatchRenew: { numberOfKeys: 0, lua: RENEW_LINES },
@@ -122,15 +122,11 @@ export class BatchStore {
   }
 
   /**
-   * The line to stop so that waiting interactive work gets a slot (none while a slot is free or nothing
-   * interactive waits): its instance and slot lease. The line leaves the running set at once, so it is
-   * picked once.
+   * The line to stop so that queued job `jobId` gets a slot (none once the job left the queue or while a
+   * slot is free): its instance and slot lease. The line leaves the running set at once, so it is picked once.
    */
-  async preempt(keys: QueueCoreKeys, maxConcurrent: number): Promise<{ instanceId: string; slotLease: string } | undefined> {
-    const [picked, instanceId, slotLease] = (await this.redis.bulwarkBatchPreempt(
-      keys.slots, keys.adding, keys.prioritized, keys.wait, keys.delayed, BATCH_KEYS.running,
-      maxConcurrent, STALE_RESERVATION_MS, ADDING_BAND_FACTOR,
-    )) as [number, string?, string?];
+  async preempt(keys: QueueCoreKeys, maxConcurrent: number, jobId: string): Promise<{ instanceId: string; slotLease: string } | undefined> {
+    const [picked, instanceId, slotLease] = (await this.redis.bulwarkBatchPreempt(keys.slots, keys.prioritized, BATCH_KEYS.running, maxConcurrent, jobId)) as [number, string?, string?];
     return picked === 1 ? { instanceId: String(instanceId), slotLease: String(slotLease) } : undefined;
   }
 

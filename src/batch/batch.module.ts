@@ -5,6 +5,9 @@ import { MetricsModule } from '../metrics/metrics.module';
 import { QueueModule } from '../queue/queue.module';
 import { UpstreamModule } from '../upstream/upstream.module';
 import { BatchFinalizer } from './batch-finalizer';
+import { BatchLineExecutor } from './batch-line-executor';
+import { BatchPreemption } from './batch-preemption';
+import { BatchSweeper } from './batch-sweeper';
 import { BatchFigures } from './batch-figures';
 import { BatchRunner } from './batch-runner';
 import { BatchStore } from './batch-store';
@@ -16,7 +19,7 @@ import { BatchesService } from './batches.service';
 @Module({
   imports: [QueueModule, DispatchModule, UpstreamModule, FilesModule, MetricsModule],
   controllers: [BatchesController],
-  providers: [BatchStore, BatchRunner, BatchFinalizer, BatchesService, BatchFigures, BatchMetrics],
+  providers: [BatchStore, BatchRunner, BatchLineExecutor, BatchPreemption, BatchSweeper, BatchFinalizer, BatchesService, BatchFigures, BatchMetrics],
   exports: [BatchStore, BatchRunner, BatchFigures],
 })
 export class BatchModule {}

@@ -243,6 +243,10 @@ export class EnvironmentVariables {
   @IsIn(['true', 'false'])
   BATCH_PREEMPT: 'true' | 'false' = 'true';
 
+  /** How long a queued interactive request waits for a slot to free by itself before a batch line is stopped for it. */
+  @Transform(toInt) @IsInt() @Min(0) @Max(60_000)
+  BATCH_PREEMPT_AFTER_MS = 100;
+
   /** Poll period of the upstreams' own /metrics (vLLM load figures); 0 turns polling off. */
   @Transform(toInt) @IsInt() @Min(0) @Max(3_600_000)
   UPSTREAM_METRICS_POLL_MS = 5000;

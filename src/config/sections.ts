@@ -56,6 +56,7 @@ export const batchConfig = registerAs('batch', () => {
     completionWindowMs: env.BATCH_COMPLETION_WINDOW_MS,
     idleHeadroom: env.BATCH_IDLE_HEADROOM,
     preempt: env.BATCH_PREEMPT === 'true',
+    preemptAfterMs: env.BATCH_PREEMPT_AFTER_MS,
   };
 });
 

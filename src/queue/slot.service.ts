@@ -43,7 +43,7 @@ export class SlotService implements OnApplicationBootstrap, OnApplicationShutdow
   private readonly wakeListeners: (() => void)[] = [];
   private readonly renewListeners: (() => Promise<void>)[] = [];
   private readonly freedListeners: (() => void)[] = [];
-  private readonly queuedListeners: (() => void)[] = [];
+  private readonly queuedListeners: ((id: string) => void)[] = [];
   private subscriber?: Redis;
   private taker?: SlotTaker;
   private renewTimer?: NodeJS.Timeout;
@@ -174,12 +174,12 @@ export class SlotService implements OnApplicationBootstrap, OnApplicationShutdow
   /** The add of `id` landed in time: it may run for `ttlMs`. False when it came too late to run at all. */
   async commit(id: string, ttlMs: number): Promise<boolean> {
     const committed = await this.store.commit(id, ttlMs);
-    if (committed) for (const listener of this.queuedListeners) listener();
+    if (committed) for (const listener of this.queuedListeners) listener(id);
     return committed;
   }
 
-  /** Called when a request was queued here (its add confirmed): it may be waiting for a slot that work below it holds. */
-  onQueued(listener: () => void): void {
+  /** Called with a job's id when it was queued here (its add confirmed): it may be waiting for a slot that work below it holds. */
+  onQueued(listener: (id: string) => void): void {
     this.queuedListeners.push(listener);
   }
 
