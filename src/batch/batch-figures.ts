@@ -31,6 +31,16 @@ export class BatchFigures {
     this.done[outcome]++;
   }
 
+  /** A batch was created here: count it before the next sweep does, so the runner looks for its lines now. */
+  batchCreated(): void {
+    this.cluster = { ...this.cluster, activeBatches: this.cluster.activeBatches + 1 };
+  }
+
+  /** Whether batch work may be there: unfinished batches, or lines running here. */
+  get anyWork(): boolean {
+    return this.cluster.activeBatches > 0 || this.running > 0;
+  }
+
   /** The unfinished batches as the sweep read them. */
   sweptActive(batches: { total: number; done: number }[]): void {
     this.cluster = { activeBatches: batches.length, linesWaiting: batches.reduce((sum, b) => sum + Math.max(0, b.total - b.done), 0) };

@@ -52,7 +52,10 @@ export class BatchRunner implements OnApplicationBootstrap, OnApplicationShutdow
   onApplicationBootstrap(): void {
     if (!this.queue.workerEnabled) return;
     this.stopped = false;
-    this.slots.onFreed(() => this.fill());
+    // Every freed slot would cost a claim in Redis: only while there is batch work.
+    this.slots.onFreed(() => {
+      if (this.figures.anyWork) this.fill();
+    });
     this.shutdown.onDrain(() => (this.stopped = true));
     this.shutdown.onGraceOver(() => this.handBack());
     this.renewTimer = setInterval(() => void this.renew(), Math.max(200, Math.floor(this.queue.lockMs / 3)));
@@ -63,6 +66,12 @@ export class BatchRunner implements OnApplicationBootstrap, OnApplicationShutdow
     this.stopped = true;
     clearInterval(this.renewTimer);
     await this.handBack();
+  }
+
+  /** A batch was created here: its lines may start now, before the next sweep counts it. */
+  batchCreated(): void {
+    this.figures.batchCreated();
+    this.fill();
   }
 
   /** Starts batch lines while this instance may and idle global slots are there. */

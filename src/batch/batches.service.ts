@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { Clock } from '../common/clock';
 import { BatchNotCancellableError, InvalidRequestError, NotFoundError, PayloadTooLargeError } from '../common/errors';
 import { batchConfig } from '../config/sections';
-import { LINES_PER_CALL, FileStore } from '../files/file-store';
+import { LINES_PER_CALL } from '../files/file-store';
 import { FilesService, listLimit, ListPage, listPage } from '../files/files.service';
 import { UpstreamRegistry } from '../upstream/upstream-registry';
 import { BATCH_ENDPOINTS, BatchObject, batchObject } from './batch-object';
@@ -21,7 +21,6 @@ export class BatchesService {
   constructor(
     private readonly store: BatchStore,
     private readonly files: FilesService,
-    private readonly fileStore: FileStore,
     private readonly registry: UpstreamRegistry,
     private readonly runner: BatchRunner,
     private readonly finalizer: BatchFinalizer,
@@ -39,7 +38,7 @@ export class BatchesService {
     // The whole input is checked before anything is queued: a bad line refuses the batch.
     const check = new BatchInputCheck(request.endpoint, (model) => this.registry.knows(model));
     for (let start = 0; start < file.lines; start += LINES_PER_CALL) {
-      for (const line of await this.fileStore.lines(file.id, start, Math.min(file.lines, start + LINES_PER_CALL) - 1)) check.add(line);
+      for (const line of await this.files.lines(file.id, start, Math.min(file.lines, start + LINES_PER_CALL) - 1)) check.add(line);
     }
     if (check.lines !== file.lines) throw new InvalidRequestError('invalid_body', 'The input file changed while it was read; upload it again', 'input_file_id');
     const id = `batch_${randomBytes(12).toString('hex')}`;
@@ -59,7 +58,7 @@ export class BatchesService {
       },
       now,
     );
-    this.runner.fill();
+    this.runner.batchCreated();
     return this.get(id, owner);
   }
 

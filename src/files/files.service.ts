@@ -61,6 +61,11 @@ export class FilesService {
     return file;
   }
 
+  /** Lines `start` to `stop` (inclusive) of a file found with {@link find}. */
+  lines(id: string, start: number, stop: number): Promise<Buffer[]> {
+    return this.store.lines(id, start, stop);
+  }
+
   async get(id: string, owner: string): Promise<FileObject> {
     return fileObject(await this.find(id, owner));
   }
