@@ -1,8 +1,7 @@
 import { Injectable, Logger } from '@nestjs/common';
 import { createHash, randomUUID } from 'node:crypto';
 import { Clock } from '../common/clock';
-import { FILE_KEYS, FileStore, LINES_PER_CALL } from '../files/file-store';
-import { RedisService } from '../redis/redis.service';
+import { FileStore, LINES_PER_CALL } from '../files/file-store';
 import { customIdOf, unansweredLine } from './batch-output';
 import { BatchStore } from './batch-store';
 
@@ -27,7 +26,6 @@ export class BatchFinalizer {
   constructor(
     private readonly batches: BatchStore,
     private readonly files: FileStore,
-    private readonly redis: RedisService,
     private readonly clock: Clock,
   ) {}
 
@@ -54,8 +52,8 @@ export class BatchFinalizer {
   private async writeFiles(id: string, owner: string, inputFileId: string, total: number, expired: boolean) {
     const outputId = resultFileId(id, 'output');
     const errorId = resultFileId(id, 'error');
-    const client = this.redis.client;
-    await client.del(FILE_KEYS.lines(outputId), FILE_KEYS.lines(errorId));
+    await this.files.clearLines(outputId);
+    await this.files.clearLines(errorId);
     const output = { lines: 0, bytes: 0 };
     const errors = { lines: 0, bytes: 0 };
     let expiredLines = 0;
@@ -94,7 +92,7 @@ export class BatchFinalizer {
 
   private async append(fileId: string, lines: string[], figures: { lines: number; bytes: number }): Promise<void> {
     if (lines.length === 0) return;
-    await this.redis.client.rpush(FILE_KEYS.lines(fileId), ...lines);
+    await this.files.appendLines(fileId, lines);
     figures.lines += lines.length;
     figures.bytes += lines.reduce((sum, l) => sum + Buffer.byteLength(l), 0);
   }

@@ -31,9 +31,7 @@ export class FileStore {
 
   /** Stores a new file; its description is written last, so a file is visible only once whole. */
   async create(file: Omit<StoredFile, 'lines'>, lines: Buffer[]): Promise<StoredFile> {
-    const client = this.redis.client;
-    const key = FILE_KEYS.lines(file.id);
-    for (let i = 0; i < lines.length; i += LINES_PER_CALL) await client.rpush(key, ...lines.slice(i, i + LINES_PER_CALL));
+    for (let i = 0; i < lines.length; i += LINES_PER_CALL) await this.redis.client.rpush(FILE_KEYS.lines(file.id), ...lines.slice(i, i + LINES_PER_CALL));
     const stored = { ...file, lines: lines.length };
     await this.describe(stored);
     return stored;
@@ -53,6 +51,16 @@ export class FileStore {
       })
       .zadd(FILE_KEYS.owned(file.owner), file.createdAt, file.id)
       .exec();
+  }
+
+  /** Empties the lines of file `id` (a batch's output being written again). */
+  async clearLines(id: string): Promise<void> {
+    await this.redis.client.del(FILE_KEYS.lines(id));
+  }
+
+  /** Appends lines to file `id`, whose description is written once they are all in place. */
+  async appendLines(id: string, lines: string[]): Promise<void> {
+    for (let i = 0; i < lines.length; i += LINES_PER_CALL) await this.redis.client.rpush(FILE_KEYS.lines(id), ...lines.slice(i, i + LINES_PER_CALL));
   }
 
   /** The file `id` if `owner` may see it. */
