@@ -131,6 +131,23 @@ describe('batch lines on idle capacity', () => {
     assert.deepEqual(expired.request_counts, { total: ids.length, completed: output.length, failed: errors.length });
   });
 
+  it('keeps files and batches through a restart of every instance and of Redis', async () => {
+    const env = { MAX_CONCURRENT_REQUESTS: '2' };
+    const before = sdk((await stack.startGateway(env)).url);
+    const ids = Array.from({ length: 12 }, (_, i) => `r-${i}`);
+    const text = jsonl(ids.map((id) => slowLine(id, 300)));
+    const input = await upload(before, text);
+    const batch = await before.batches.create({ input_file_id: input.id, endpoint: '/v1/chat/completions', completion_window: '24h' });
+    await waitFor('some lines to complete', async () => ((await before.batches.retrieve(batch.id)).request_counts?.completed ?? 0) >= 2, 20_000);
+    await stack.stopGateways('SIGKILL');
+    await stack.redis.restart();
+    const after = sdk((await stack.startGateway(env)).url);
+    assert.equal(await (await after.files.content(input.id)).text(), text);
+    const done = await untilStatus(after, batch.id, ['completed'], 60_000);
+    const output = await fileLines<OutputLine>(after, done.output_file_id as string);
+    assert.deepEqual(output.map((l) => l.custom_id).sort(), [...ids].sort());
+  });
+
   it('loses no line and records none twice when the instance running lines is killed (kill -9)', async () => {
     const env = { MAX_CONCURRENT_REQUESTS: '4', QUEUE_LOCK_MS: '1000' };
     const gateways = [await stack.startGateway(env), await stack.startGateway(env), await stack.startGateway(env)];
