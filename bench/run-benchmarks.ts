@@ -12,6 +12,8 @@
  * 5. Cost of a refusal at overload: queue held full, and a key at its queue share.
  * 6. WORKERS=1 against WORKERS=2: saturation throughput, and a clean drain on SIGTERM.
  * The scheduling scenarios (fair share with `/health/live` probed meanwhile, routing, mixed sizes) end the run.
+ * 7. Batch lines on idle capacity: interactive p99 without and with a 10,000-line batch running, the share
+ *    of the free capacity the batch uses, Redis memory per byte of batch files.
  *
  * Run: `npm run bench` (needs redis-server, haproxy, wrk and hey on PATH). Run some parts only:
  * `npm run build && node dist/bench/run-benchmarks.js saturation streams` (names as in {@link PARTS}).
@@ -30,6 +32,7 @@ import { workersThroughput } from './workers';
 import { runSchedulingBench } from './scheduling-bench';
 import { schedulingReport } from './scheduling-report';
 import { tokenLimitsBench, tokenLimitsReport } from './token-limits';
+import { BATCH_BENCH_SHAPE, batchIdleCapacity, batchReport } from './batch-idle-capacity';
 
 const SEQUENTIAL_REQUESTS = 2000;
 const SATURATION = { connections: 64, seconds: 10, warmUpSeconds: 2 };
@@ -39,7 +42,7 @@ const CRASH = { leaseMs: 5000, queuedJobs: 4 };
 const REFUSALS = { seconds: 10, connections: [8, 60], keyShareConnections: 60 };
 const WORKERS = { counts: [1, 2], connections: 64, seconds: 10, warmUpSeconds: 2 };
 
-const PARTS = ['sequential', 'saturation', 'fixed-rate', 'streams', 'crash', 'refusals', 'workers', 'scheduling', 'token-limits'] as const;
+const PARTS = ['sequential', 'saturation', 'fixed-rate', 'streams', 'crash', 'refusals', 'workers', 'scheduling', 'token-limits', 'batch'] as const;
 type Part = (typeof PARTS)[number];
 
 function checkTools(parts: Set<Part>): void {
@@ -112,10 +115,12 @@ async function main(): Promise<void> {
   // -- --gateway before=… --gateway now=…` runs them side by side with another build.
   const scheduling = parts.has('scheduling') ? await runSchedulingBench() : undefined;
   const tokenLimits = parts.has('token-limits') ? tokenLimitsReport(await tokenLimitsBench()) : undefined;
+  const batch = parts.has('batch') ? await batchIdleCapacity(BATCH_BENCH_SHAPE) : undefined;
   console.log(`\nAll parts took ${((Date.now() - started) / 1000).toFixed(0)} s. As Markdown:\n`);
   console.log(markdown(results));
   if (scheduling) console.log(schedulingReport(scheduling));
   if (tokenLimits) console.log(tokenLimits);
+  if (batch) console.log(`\n${batchReport(batch)}`);
 }
 
 void main().then(

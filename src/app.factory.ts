@@ -7,6 +7,7 @@ import type { IncomingMessage } from 'node:http';
 import { AppModule } from './app.module';
 import { answerClientError } from './common/client-error-handler';
 import { registerJsonBodyParser } from './common/json-body-parser';
+import { registerMultipartParser } from './files/multipart';
 import { ShutdownService } from './common/shutdown.service';
 import { AdaptiveService } from './adaptive/adaptive.service';
 import { AdmissionService } from './adaptive/admission.service';
@@ -74,6 +75,8 @@ export async function createApp(runtime: Runtime, env: EnvironmentVariables): Pr
   });
   app.useLogger(new NestStartupQuietLogger(app.get(PinoLogger)));
   registerJsonBodyParser(app.getHttpAdapter().getInstance(), env.MAX_BODY_BYTES);
+  // File uploads (POST /v1/files) have their own, larger bound.
+  registerMultipartParser(app.getHttpAdapter().getInstance(), env.FILES_MAX_BYTES);
   if (tracing) door.tracing = app.get(TracingService);
   door.services = {
     shutdown: app.get(ShutdownService),

@@ -26,6 +26,8 @@ import { RedisService } from './redis/redis.service';
 import { RUNTIME, Runtime } from './runtime';
 import { LogLevel } from './config/environment';
 import { TracingModule } from './tracing/tracing.module';
+import { FilesModule } from './files/files.module';
+import { BatchModule } from './batch/batch.module';
 
 @Module({})
 export class AppModule {
@@ -53,6 +55,8 @@ export class AppModule {
         MetricsModule,
         DashboardModule,
         ChatModule,
+        FilesModule,
+        BatchModule,
       ],
       providers: [
         // Global guards run in this order; `useExisting` lets tests replace any of them.

@@ -26,6 +26,8 @@ const TABLE: Record<ErrorCode, [status: number, type: string]> = {
   response_not_found: [404, 'not_found_error'],
   route_not_found: [404, 'not_found_error'],
   breaker_not_found: [404, 'not_found_error'],
+  file_not_found: [404, 'not_found_error'],
+  batch_not_found: [404, 'not_found_error'],
   body_too_large: [413, 'invalid_request_error'],
   rate_limited: [429, 'rate_limit_error'],
   tokens_rate_limited: [429, 'rate_limit_error'],
@@ -44,6 +46,7 @@ const TABLE: Record<ErrorCode, [status: number, type: string]> = {
   queue_timeout: [504, 'timeout_error'],
   request_timeout: [504, 'timeout_error'],
   job_not_cancellable: [409, 'invalid_request_error'],
+  batch_not_cancellable: [409, 'invalid_request_error'],
   internal_error: [500, 'server_error'],
 };
 

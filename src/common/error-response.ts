@@ -37,9 +37,11 @@ const MAPPINGS: Record<ErrorCode, CodeMapping> = {
   model_not_found: { status: 404, type: 'not_found_error', shouldRetry: false, suggestions: ['List the available models with GET /v1/models'] },
   job_not_found: { status: 404, type: 'not_found_error', shouldRetry: false, suggestions: ['Check the job id; results expire after their TTL'] },
   response_not_found: { status: 404, type: 'not_found_error', shouldRetry: false, suggestions: ['Check the response id; a background response is kept for RESPONSE_TTL_MS and only its own key sees it'] },
+  file_not_found: { status: 404, type: 'not_found_error', shouldRetry: false, suggestions: ['Check the file id; files are visible only to the key that uploaded them (GET /v1/files lists them)'] },
+  batch_not_found: { status: 404, type: 'not_found_error', shouldRetry: false, suggestions: ['Check the batch id; batches are visible only to the key that created them (GET /v1/batches lists them)'] },
   route_not_found: { status: 404, type: 'not_found_error', shouldRetry: false, suggestions: ['Check the path: Bulwark serves the OpenAI routes under /v1'] },
   breaker_not_found: { status: 404, type: 'not_found_error', shouldRetry: false, suggestions: ['List the breakers with GET /admin/breakers; a key is upstream:model'] },
-  body_too_large: { status: 413, type: 'invalid_request_error', shouldRetry: false, suggestions: ['Send a smaller body, or ask the operator to raise MAX_BODY_BYTES'] },
+  body_too_large: { status: 413, type: 'invalid_request_error', shouldRetry: false, suggestions: ['Send a smaller body, or ask the operator to raise MAX_BODY_BYTES (FILES_MAX_BYTES for uploads, BATCH_MAX_LINES for a batch\'s lines)'] },
   rate_limited: { status: 429, type: 'rate_limit_error', shouldRetry: true, suggestions: [RETRY_LATER, 'Spread requests over the minute'] },
   tokens_rate_limited: { status: 429, type: 'rate_limit_error', shouldRetry: true, suggestions: [RETRY_LATER, 'Lower max_tokens so that each request reserves fewer tokens'] },
   tokens_exceed_limit: {
@@ -67,6 +69,7 @@ const MAPPINGS: Record<ErrorCode, CodeMapping> = {
   queue_timeout: { status: 504, type: 'timeout_error', shouldRetry: true, suggestions: ['Raise X-Request-Timeout-Ms, retry later, or submit the request as a job (POST /v1/jobs)'] },
   request_timeout: { status: 504, type: 'timeout_error', shouldRetry: true, suggestions: ['Ask for fewer tokens, raise X-Request-Timeout-Ms, or use stream: true'] },
   job_not_cancellable: { status: 409, type: 'invalid_request_error', shouldRetry: false, suggestions: ['Only queued or active jobs can be cancelled'] },
+  batch_not_cancellable: { status: 409, type: 'invalid_request_error', shouldRetry: false, suggestions: ['Only a batch that is validating or in progress can be cancelled'] },
   internal_error: { status: 500, type: 'server_error', shouldRetry: true, suggestions: ['Retry later; if it persists, report the X-Request-Id to the operator'] },
 };
 

@@ -13,6 +13,8 @@ export type ErrorCode =
   | 'model_not_found'
   | 'job_not_found'
   | 'response_not_found'
+  | 'file_not_found'
+  | 'batch_not_found'
   | 'route_not_found'
   | 'breaker_not_found'
   | 'body_too_large'
@@ -33,6 +35,7 @@ export type ErrorCode =
   | 'queue_timeout'
   | 'request_timeout'
   | 'job_not_cancellable'
+  | 'batch_not_cancellable'
   | 'internal_error';
 
 export interface BulwarkErrorOptions {
@@ -84,7 +87,7 @@ export class AdminOnlyError extends BulwarkError {
 }
 
 export class NotFoundError extends BulwarkError {
-  constructor(code: 'model_not_found' | 'job_not_found' | 'response_not_found' | 'route_not_found' | 'breaker_not_found', message: string, param?: string) {
+  constructor(code: 'model_not_found' | 'job_not_found' | 'response_not_found' | 'route_not_found' | 'breaker_not_found' | 'file_not_found' | 'batch_not_found', message: string, param?: string) {
     super(code, message, { param });
   }
 }
@@ -227,6 +230,20 @@ export class RequestTimeoutError extends BulwarkError {
     what = 'the upstream worked',
   ) {
     super('request_timeout', `The request's deadline of ${timeoutMs} ms passed while ${what}`);
+  }
+}
+
+/** A batch that has ended (completed, failed, expired, cancelled) cannot be cancelled. */
+export class BatchNotCancellableError extends BulwarkError {
+  constructor(status: string) {
+    super('batch_not_cancellable', `The batch is ${status} and can no longer be cancelled`);
+  }
+}
+
+/** An upload or a batch past its configured size (bytes of a file, lines of a batch). */
+export class PayloadTooLargeError extends BulwarkError {
+  constructor(message: string, param?: string) {
+    super('body_too_large', message, { param });
   }
 }
 

@@ -269,6 +269,38 @@ export class EnvironmentVariables {
   @Transform(toInt) @IsInt() @Min(1000) @Max(600_000)
   QUEUE_LOCK_MS = 5_000;
 
+  /** Largest file accepted by `POST /v1/files` (a batch's JSONL input), in bytes. */
+  @Transform(toInt) @IsInt() @Min(1024) @Max(536_870_912)
+  FILES_MAX_BYTES = 52_428_800;
+
+  /** Most request lines one batch may hold. */
+  @Transform(toInt) @IsInt() @Min(1) @Max(1_000_000)
+  BATCH_MAX_LINES = 50_000;
+
+  /** Deadline of one batch line's upstream work (retries included), counted from when it starts. */
+  @Transform(toInt) @IsInt() @Min(1000) @Max(86_400_000)
+  BATCH_LINE_TIMEOUT_MS = 120_000;
+
+  /** How many times a batch line is started before it is written to the error file (its instance died each time). */
+  @Transform(toInt) @IsInt() @Min(1) @Max(100)
+  BATCH_LINE_MAX_STARTS = 3;
+
+  /** Time a batch has to finish (the API's `completion_window: "24h"`); lines not done by then end `batch_expired`. */
+  @Transform(toInt) @IsInt() @Min(1000) @Max(7 * 86_400_000)
+  BATCH_COMPLETION_WINDOW_MS = 86_400_000;
+
+  /** Global slots that batch lines leave free for interactive requests to arrive into (0: batches may fill every free slot). */
+  @Transform(toInt) @IsInt() @Min(0) @Max(10_000)
+  BATCH_IDLE_HEADROOM = 0;
+
+  /** `true`: an interactive request that finds every slot taken stops the batch line started last (it runs again later). */
+  @IsIn(['true', 'false'])
+  BATCH_PREEMPT: 'true' | 'false' = 'true';
+
+  /** How long a queued interactive request waits for a slot to free by itself before a batch line is stopped for it. */
+  @Transform(toInt) @IsInt() @Min(0) @Max(60_000)
+  BATCH_PREEMPT_AFTER_MS = 100;
+
   /** Poll period of the upstreams' own /metrics (vLLM load figures); 0 turns polling off. */
   @Transform(toInt) @IsInt() @Min(0) @Max(3_600_000)
   UPSTREAM_METRICS_POLL_MS = 5000;

@@ -70,6 +70,20 @@ export const responsesConfig = registerAs('responses', () => {
   };
 });
 
+export const batchConfig = registerAs('batch', () => {
+  const env = loadEnvironment();
+  return {
+    maxFileBytes: env.FILES_MAX_BYTES,
+    maxLines: env.BATCH_MAX_LINES,
+    lineTimeoutMs: env.BATCH_LINE_TIMEOUT_MS,
+    lineMaxStarts: env.BATCH_LINE_MAX_STARTS,
+    completionWindowMs: env.BATCH_COMPLETION_WINDOW_MS,
+    idleHeadroom: env.BATCH_IDLE_HEADROOM,
+    preempt: env.BATCH_PREEMPT === 'true',
+    preemptAfterMs: env.BATCH_PREEMPT_AFTER_MS,
+  };
+});
+
 export const adaptiveConfig = registerAs('adaptive', () => {
   const env = loadEnvironment();
   return {
@@ -141,6 +155,7 @@ export const allConfigSections = [
   routingConfig,
   queueConfig,
   responsesConfig,
+  batchConfig,
   adaptiveConfig,
   breakerConfig,
   retryConfig,

@@ -13,6 +13,7 @@ const STATE: LiveState = {
   strategy: 'healthy',
   healthScore: 1,
   waitingByKey: [{ name: 'team-a', waiting: 2 }],
+  batches: { activeBatches: 1, linesWaiting: 40, linesRunning: 2, linesDone: { completed: 8, failed: 1 } },
 };
 
 describe('DashboardSampler', () => {

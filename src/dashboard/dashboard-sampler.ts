@@ -2,6 +2,7 @@ import type { Priority } from '../common/priority';
 import type { Strategy } from '../adaptive/health-score';
 import type { BreakerState } from '../breaker/circuit-breaker';
 import type { UpstreamOutcome } from '../upstream/upstream-outcomes';
+import type { BatchFiguresSnapshot } from '../batch/batch-figures';
 
 /** The live state read at each tick, from the services that own it. */
 export interface LiveState {
@@ -28,6 +29,8 @@ export interface LiveState {
   }[];
   /** Background responses across the cluster by status (queued and in_progress now; final ones so far). */
   backgroundResponses?: Record<string, number>;
+  /** Batches and their lines (below every interactive priority, on idle slots only). */
+  batches: BatchFiguresSnapshot;
 }
 
 /** One point of the dashboard: the state at `t` plus rates over the tick that ended at `t`. */

@@ -49,6 +49,7 @@ const BODY = `
     <div class="card"><h2>Admitted / s</h2><div class="big" id="admitted-rate">–</div><div class="small"><span id="admitted-total">0</span> since start</div></div>
     <div class="card"><h2>Refused / s</h2><div class="big" id="refused-rate">–</div><div class="small"><span id="refused-total">0</span> since start</div><div class="small" id="refused-reasons"></div></div>
     <div class="card"><h2>Upstream latency</h2><div class="big"><span id="latency">–</span><span class="small"> ms</span></div><div class="small">time to first token <span id="ttft">–</span> ms</div></div>
+    <div class="card"><h2>Batch lines waiting</h2><div class="big" id="batch-waiting">–</div><div class="small"><span id="batch-active">–</span> batches · running here <span id="batch-running">–</span> · done here <span id="batch-done">–</span></div></div>
     <div class="card"><h2>Abandoned</h2><div class="big" id="abandoned">–</div><div class="small"><span id="abandoned-capacity">–</span> % of capacity · reset in <span id="reset-in">–</span></div></div>
   </section>
   <section class="charts">

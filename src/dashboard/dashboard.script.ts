@@ -113,6 +113,12 @@ export const DASHBOARD_SCRIPT = String.raw`
     text('abandoned', s.abandoned);
     text('abandoned-capacity', num(s.abandonedCapacityPercent, 1));
     text('reset-in', mmss(s.timeUntilResetS));
+    if (s.batches) {
+      text('batch-waiting', s.batches.linesWaiting);
+      text('batch-active', s.batches.activeBatches);
+      text('batch-running', s.batches.linesRunning);
+      text('batch-done', s.batches.linesDone.completed + s.batches.linesDone.failed);
+    }
 
     var col = function (key) { return h.map(function (p) { return p[key]; }); };
     chart('chart-queue', 'legend-queue', PRIORITY.map(function (p) {

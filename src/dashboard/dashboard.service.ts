@@ -10,6 +10,7 @@ import { adaptiveConfig, queueConfig } from '../config/sections';
 import { QueueFigures } from '../queue/queue-figures.service';
 import { AuthService } from '../auth/auth.service';
 import { TokenBudgetsService } from '../auth/token-budgets.service';
+import { BatchFigures } from '../batch/batch-figures';
 import { UpstreamOutcomes } from '../upstream/upstream-outcomes';
 import { UpstreamHealthIndicator } from '../upstream/upstream.health';
 import { ResponseFigures } from '../responses/response-figures';
@@ -54,6 +55,7 @@ export class DashboardService implements OnApplicationBootstrap, OnApplicationSh
     private readonly budgets: TokenBudgetsService,
     private readonly upstreams: UpstreamHealthIndicator,
     private readonly responseFigures: ResponseFigures,
+    private readonly batches: BatchFigures,
   ) {
     this.sampler = new DashboardSampler(clock.now());
   }
@@ -136,6 +138,7 @@ export class DashboardService implements OnApplicationBootstrap, OnApplicationSh
           waiting: u.upstream_waiting,
         })),
       backgroundResponses: { ...this.responseFigures.snapshot() },
+      batches: this.batches.snapshot(),
     };
   }
 }

@@ -20,6 +20,6 @@ import { BackgroundResponses } from './background-responses.service';
   imports: [BullModule.registerQueue({ name: INFERENCE_QUEUE }), DispatchModule, DeliveryModule, CancellationModule, ResponsesModule, TerminusModule],
   controllers: [JobsController, AdminJobsController],
   providers: [QueueService, JobsService, BackgroundResponses, QueueFigures, InferenceProcessor, QueueHealthIndicator, SlotService],
-  exports: [QueueService, JobsService, BackgroundResponses, QueueFigures, QueueHealthIndicator],
+  exports: [QueueService, JobsService, BackgroundResponses, QueueFigures, QueueHealthIndicator, SlotService],
 })
 export class QueueModule {}

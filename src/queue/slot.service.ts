@@ -13,7 +13,7 @@ import type { Priority } from '../common/priority';
 import { queueConfig } from '../config/sections';
 import { RedisService } from '../redis/redis.service';
 import { INFERENCE_QUEUE } from './inference-job';
-import { AdmitResult, QueueClient, SlotFigures, SlotStore } from './slot-store';
+import { AdmitResult, QueueClient, SlotFigures, SlotKeys, SlotStore } from './slot-store';
 
 /** Whoever runs queued work on this instance. */
 export interface SlotTaker {
@@ -44,11 +44,15 @@ function keyRunningSet(clientId: string): string {
 export class SlotService implements OnApplicationBootstrap {
   private readonly logger = new Logger(SlotService.name);
   private readonly store: SlotStore;
+  /** The queue core's Redis keys, for scripts of other modules that must see what waits (the batch runner's). */
+  readonly keys: SlotKeys;
   /** This instance's slot leases, each in the global set and, when it counts there, its client key's set. */
   private readonly slotLeases: LeaseGroup;
   private readonly wakeListeners = new Listeners<[]>('queue wake', this.logger);
   /** Listeners that the wake channel's poll calls too, each when its own check says work waits. */
   private readonly polledWakes = new Set<{ listener: () => void; waiting: () => boolean }>();
+  private readonly freedListeners = new Listeners<[]>('slot freed', this.logger);
+  private readonly queuedListeners = new Listeners<[string]>('job queued', this.logger);
   private taker?: SlotTaker;
 
   constructor(
@@ -61,7 +65,7 @@ export class SlotService implements OnApplicationBootstrap {
   ) {
     this.slotLeases = leases.group({ name: 'slots', ttlMs: config.lockMs, reassert: true });
     const keys = queue.keys;
-    this.store = new SlotStore(redis.client, {
+    this.keys = {
       slots: SLOTS_KEY,
       adding: 'bulwark:slots:adding',
       instances: HEARTBEAT_KEY,
@@ -74,7 +78,8 @@ export class SlotService implements OnApplicationBootstrap {
       jobKey: 'bulwark:keys:job',
       delayed: keys.delayed,
       keyRunning: (clientId) => keyRunningSet(clientId),
-    });
+    };
+    this.store = new SlotStore(redis.client, this.keys);
   }
 
   onApplicationBootstrap(): void {
@@ -125,11 +130,27 @@ export class SlotService implements OnApplicationBootstrap {
         this.taker?.take(next);
       } else if (waiting > 0) {
         this.wakeWorkers();
+      } else {
+        this.freedListeners.emit();
       }
     } catch (error) {
       // Not renewed any more, the lease lapses by itself within QUEUE_LOCK_MS.
       this.logger.debug(`slot release failed: ${(error as Error).message}`);
     }
+  }
+
+  /**
+   * Holds `lease`, taken in Redis by another module's script (the batch runner's), as one of this
+   * instance's: renewed with the others and given back through {@link release}, which hands the slot to
+   * waiting work.
+   */
+  adopt(lease: string): void {
+    this.slotLeases.hold(lease, SLOTS_KEY);
+  }
+
+  /** Called when this instance gave a slot back and nothing waited for it (idle capacity). */
+  onFreed(listener: () => void): void {
+    this.freedListeners.add(listener);
   }
 
   /** The worker of this instance, to which freed slots are handed while work waits. */
@@ -149,8 +170,15 @@ export class SlotService implements OnApplicationBootstrap {
   }
 
   /** The add of `id` landed in time: it may run for `ttlMs`. False when it came too late to run at all. */
-  commit(id: string, ttlMs: number): Promise<boolean> {
-    return this.store.commit(id, ttlMs);
+  async commit(id: string, ttlMs: number): Promise<boolean> {
+    const committed = await this.store.commit(id, ttlMs);
+    if (committed) this.queuedListeners.emit(id);
+    return committed;
+  }
+
+  /** Called with a job's id when it was queued here (its add confirmed): it may be waiting for a slot that work below it holds. */
+  onQueued(listener: (id: string) => void): void {
+    this.queuedListeners.add(listener);
   }
 
   /** Job `id` left the queue before it started (removed, or its add failed). */

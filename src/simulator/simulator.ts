@@ -9,6 +9,9 @@ import { DEFAULT_OPTIONS, type ResolvedOptions, readJsonBody, resolveOptions, va
 
 export type { SimulatedFault, SimulatorOptions, SimulatorStats } from './simulator.types';
 
+/** Most entries of `startedUsers` kept. */
+const STARTED_USERS_KEPT = 100_000;
+
 const GENERATION_ROUTES: Record<string, GenerationKind> = {
   '/v1/chat/completions': 'chat',
   '/v1/completions': 'completion',
@@ -118,6 +121,8 @@ export class UpstreamSimulator {
       requestsByPath: { ...c.requestsByPath },
       requestsByUser: { ...c.requestsByUser },
       maxInFlightByUser: { ...c.maxInFlightByUser },
+      startedUsers: [...c.startedUsers],
+      completedByUser: { ...c.completedByUser },
       inFlight: this.active.size,
       prefixCacheQueries: this.replica.cache.queries,
       prefixCacheHits: this.replica.cache.hits,
@@ -156,6 +161,8 @@ export class UpstreamSimulator {
       requestsByPath: {} as Record<string, number>,
       requestsByUser: {} as Record<string, number>,
       maxInFlightByUser: {} as Record<string, number>,
+      startedUsers: [] as string[],
+      completedByUser: {} as Record<string, number>,
       maxInFlight: 0,
       stalled: 0,
       clientAborts: 0,
@@ -216,7 +223,12 @@ export class UpstreamSimulator {
       const running = (this.runningByUser.get(user) ?? 0) + 1;
       this.runningByUser.set(user, running);
       this.counters.maxInFlightByUser[user] = Math.max(this.counters.maxInFlightByUser[user] ?? 0, running);
-      exchange.res.once('close', () => this.runningByUser.set(user, (this.runningByUser.get(user) ?? 1) - 1));
+      if (this.counters.startedUsers.length < STARTED_USERS_KEPT) this.counters.startedUsers.push(user);
+      const counters = this.counters;
+      exchange.res.once('close', () => {
+        this.runningByUser.set(user, (this.runningByUser.get(user) ?? 1) - 1);
+        if (exchange.res.writableFinished) counters.completedByUser[user] = (counters.completedByUser[user] ?? 0) + 1;
+      });
     }
     const prompt = this.replica.prefill(kind, body, exchange);
     const stallMs = this.replica.stalls(this.options.stall.share) ? this.options.stall.ms : 0;

@@ -79,4 +79,8 @@ export interface SimulatorStats {
   requestsByUser: Record<string, number>;
   /** High-water mark of requests of one `user` served at once. */
   maxInFlightByUser: Record<string, number>;
+  /** The `user` of each generation request, in the order they started running (the first 100,000). */
+  startedUsers: string[];
+  /** Generation requests answered in full, by their `user`. */
+  completedByUser: Record<string, number>;
 }
