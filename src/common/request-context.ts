@@ -37,8 +37,6 @@ export interface RequestContext {
   client: ClientIdentity;
   /** Stops the deadline timer; called when the answer is complete. */
   finish(): void;
-  /** Admission's estimate of the upstream time this request will take, when the model is learned. */
-  expectedServiceMs?: number;
 }
 
 declare module 'fastify' {

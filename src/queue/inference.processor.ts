@@ -3,6 +3,7 @@ import type { ConfigType } from '@nestjs/config';
 import { Job, Worker } from 'bullmq';
 import { randomUUID } from 'node:crypto';
 import { Clock } from '../common/clock';
+import { settleWithin } from '../common/deadline';
 import { toErrorResponse } from '../common/error-response';
 import { CancelledError, LoadShedError, QueueTimeoutError, RequestTimeoutError, ShuttingDownError } from '../common/errors';
 import { ShutdownService } from '../common/shutdown.service';
@@ -16,8 +17,6 @@ import { QueueFigures } from './queue-figures.service';
 import { SlotService, SlotTaker } from './slot.service';
 import { TracingService } from '../tracing/tracing.service';
 
-/** How often an idle worker looks for waiting work it was not woken for (a lapsed lease, a lost wake-up). */
-const POLL_MS = 250;
 /** How long a job whose client key is at its concurrency cap is put back before it is tried again. */
 const KEY_CAP_RETRY_MS = 100;
 /** How long handing back jobs at the end of the grace period may take. */
@@ -43,7 +42,6 @@ export class InferenceProcessor implements OnApplicationBootstrap, OnApplication
   private pulling = false;
   private pullAgain = false;
   private draining = false;
-  private pollTimer?: NodeJS.Timeout;
 
   constructor(
     private readonly dispatcher: UpstreamDispatcher,
@@ -80,15 +78,14 @@ export class InferenceProcessor implements OnApplicationBootstrap, OnApplication
     this.slots.onRenew(() => this.extendLocks());
     this.shutdown.onDrain(() => (this.draining = true));
     this.shutdown.onGraceOver(() => this.handBack());
-    this.pollTimer = setInterval(() => {
+    // Work it was not woken for (a lapsed lease, a lost wake-up) shows in the figures' next refresh.
+    this.figures.onRefresh(() => {
       if (this.figures.snapshot().waiting > 0) this.pull();
-    }, POLL_MS);
-    this.pollTimer.unref();
+    });
     this.pull();
   }
 
   async onApplicationShutdown(): Promise<void> {
-    clearInterval(this.pollTimer);
     this.draining = true;
     await this.worker?.close(true).catch(() => undefined);
   }
@@ -160,12 +157,7 @@ export class InferenceProcessor implements OnApplicationBootstrap, OnApplication
   private async handBack(): Promise<void> {
     const entries = [...this.running.values()];
     this.cancellation.abortAll(new CancelledError('shutdown'));
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([
-      Promise.allSettled(entries.map((e) => e.settled)),
-      new Promise((resolve) => (timer = setTimeout(resolve, HAND_BACK_MS))),
-    ]);
-    clearTimeout(timer);
+    await settleWithin(Promise.allSettled(entries.map((e) => e.settled)), HAND_BACK_MS, []);
   }
 
   private async run(job: Job<InferenceJobData, InferenceJobResult>, token: string, lease: string): Promise<void> {
@@ -209,7 +201,7 @@ export class InferenceProcessor implements OnApplicationBootstrap, OnApplication
     }
     const startedAt = this.clock.now();
     const queueWaitMs = startedAt - data.enqueuedAt;
-    this.figures.jobStarted(data.priority, queueWaitMs);
+    this.figures.jobStarted(data.priority, queueWaitMs, { queue: true, clientId: data.clientId, expectedServiceMs: data.expectedServiceMs });
     this.tracing.recordSpan('queue wait', data.traceparent, data.enqueuedAt, startedAt, {
       'bulwark.priority': data.priority,
       'bulwark.job_id': jobId,

@@ -2,6 +2,7 @@ import type Redis from 'ioredis';
 import type { Priority } from '../common/priority';
 import { ADMIT, BIND, CLAIM, COMMIT, FIGURES, FORGET, RELEASE, RENEW } from './slot-scripts';
 import { BAND } from './inference-job';
+import type { AdmittedClient } from './admission';
 
 /** The Redis keys of the queue core (see slot-scripts.ts for what each holds). */
 export interface SlotKeys {
@@ -10,8 +11,8 @@ export interface SlotKeys {
   prioritized: string;
   wait: string;
   instances: string;
-  /** Key of a BullMQ job's hash. */
-  job(id: string): string;
+  /** BullMQ's job key prefix (`queue.toKey('')`): a job's hash is this prefix and its id. */
+  jobPrefix: string;
   /** A queued job may run only while this key exists (see slot-scripts.ts). */
   commit(id: string): string;
   /** A band's fair-share clock (virtual time and each client key's last finish tag). */
@@ -24,18 +25,14 @@ export interface SlotKeys {
   delayed: string;
   /** Leases of a client key's running requests (only for keys with a concurrency cap). */
   keyRunning(clientId: string): string;
+  /** Expected service ms of the waiting requests per band, and how many are priced (hash). */
+  priced: string;
+  /** Each waiting job's `<band>:<expected ms>` (hash). */
+  pricedJob: string;
 }
 
-/** Who queues a request, for fair share and the per-key queue cap. */
-export interface QueueClient {
-  /** Non-secret id of the client key. */
-  id: string;
-  weight: number;
-  /** Most requests of this key waiting at once (0: no cap). */
-  maxWaiting: number;
-  /** Most requests of this key running at once, across instances (0: no cap). */
-  maxRunning: number;
-}
+/** Who queues a request, for fair share and the per-key caps. */
+export type QueueClient = AdmittedClient;
 
 /** A key that never exists: where a lease that counts against no client key's cap is "removed" from. */
 const NO_KEY_SET = 'bulwark:slots:key:-none-';
@@ -50,8 +47,16 @@ export type AdmitResult =
   | { kind: 'key_share'; keyWaiting: number }
   | { kind: 'duplicate' };
 
+/** The waiting requests of one band that carry an expected service time: their sum, and how many. */
+export interface PricedWaiting {
+  ms: number;
+  count: number;
+}
+
 export interface SlotFigures {
   byPriority: Record<Priority, number>;
+  /** Per band, the waiting requests priced by their own expected service time. */
+  priced: Record<Priority, PricedWaiting>;
   inUse: number;
   /** Jobs put back for a moment because their key was at its concurrency cap (they wait too). */
   putBack: number;
@@ -63,14 +68,14 @@ type Reply = number | number[];
 type ScriptedRedis = Redis & Record<string, (...args: (string | number)[]) => Promise<Reply>>;
 
 const SCRIPTS = {
-  bulwarkAdmit: { numberOfKeys: 11, lua: ADMIT },
-  bulwarkForget: { numberOfKeys: 3, lua: FORGET },
+  bulwarkAdmit: { numberOfKeys: 13, lua: ADMIT },
+  bulwarkForget: { numberOfKeys: 6, lua: FORGET },
   bulwarkCommit: { numberOfKeys: 2, lua: COMMIT },
   bulwarkClaim: { numberOfKeys: 5, lua: CLAIM },
   bulwarkRelease: { numberOfKeys: 6, lua: RELEASE },
-  bulwarkBind: { numberOfKeys: 7, lua: BIND },
+  bulwarkBind: { numberOfKeys: 9, lua: BIND },
   bulwarkRenew: { numberOfKeys: 2, lua: RENEW },
-  bulwarkFigures: { numberOfKeys: 6, lua: FIGURES },
+  bulwarkFigures: { numberOfKeys: 7, lua: FIGURES },
 };
 
 /**
@@ -95,15 +100,17 @@ export class SlotStore {
     id: string,
     priority: Priority,
     client: QueueClient,
-    limits: { maxQueue: number; maxConcurrent: number; leaseMs: number; fastLane: boolean; commitWindowMs: number; mayExist: boolean },
+    limits: { maxQueue: number; maxConcurrent: number; leaseMs: number; fastLane: boolean; commitWindowMs: number; mayExist: boolean; expectedServiceMs?: number },
   ): Promise<AdmitResult> {
     const k = this.keys;
     const band = BAND[priority];
     const cost = Math.max(1, Math.round(FAIR_UNIT / (client.weight > 0 ? client.weight : 1)));
+    const expected = limits.expectedServiceMs;
     const [kind, figure, tag] = (await this.redis.bulwarkAdmit(
-      k.slots, k.adding, k.prioritized, k.wait, k.job(id), k.commit(id), k.fair(band), k.keyWaiting, k.jobKey, k.delayed, k.keyRunning(client.id),
+      k.slots, k.adding, k.prioritized, k.wait, k.jobPrefix + id, k.commit(id), k.fair(band), k.keyWaiting, k.jobKey, k.delayed, k.keyRunning(client.id), k.priced, k.pricedJob,
       band, id, limits.maxQueue, limits.maxConcurrent, limits.leaseMs, limits.fastLane ? 1 : 0, limits.commitWindowMs,
       client.id, cost, client.maxWaiting, client.maxRunning, limits.mayExist ? 1 : 0,
+      expected !== undefined && Number.isFinite(expected) && expected >= 0 ? Math.round(expected) : '', k.jobPrefix,
     )) as number[];
     if (kind === 1) return { kind: 'fast', inUse: figure };
     if (kind === 2) return { kind: 'queued', freeSlots: figure, fairTag: tag };
@@ -115,7 +122,7 @@ export class SlotStore {
   /** A slot for the queue's head: `granted`, `busy` (every slot taken) or `empty` (nothing waits). */
   async claim(ticket: string, maxConcurrent: number, leaseMs: number): Promise<'granted' | 'busy' | 'empty'> {
     const k = this.keys;
-    const result = (await this.redis.bulwarkClaim(k.slots, k.adding, k.prioritized, k.wait, k.delayed, ticket, maxConcurrent, leaseMs)) as number;
+    const result = (await this.redis.bulwarkClaim(k.slots, k.adding, k.prioritized, k.wait, k.delayed, ticket, maxConcurrent, leaseMs, k.jobPrefix)) as number;
     return result === 1 ? 'granted' : result === 0 ? 'busy' : 'empty';
   }
 
@@ -127,7 +134,7 @@ export class SlotStore {
     const k = this.keys;
     const [handedOff, waiting] = (await this.redis.bulwarkRelease(
       k.slots, k.adding, k.prioritized, k.wait, k.delayed, keySet ?? NO_KEY_SET,
-      lease, nextTicket ?? '', maxConcurrent, leaseMs, keySet ? 1 : 0,
+      lease, nextTicket ?? '', maxConcurrent, leaseMs, keySet ? 1 : 0, k.jobPrefix,
     )) as number[];
     return { handedOff: handedOff === 1, waiting };
   }
@@ -146,7 +153,7 @@ export class SlotStore {
   ): Promise<{ committed: boolean; originAlive: boolean; keyAtCap: boolean }> {
     const k = this.keys;
     const [committed, alive, atCap] = (await this.redis.bulwarkBind(
-      k.keyWaiting, k.jobKey, k.adding, k.commit(id), k.instances, k.fair(BAND[priority]), k.keyRunning(keyCap.clientId),
+      k.keyWaiting, k.jobKey, k.adding, k.commit(id), k.instances, k.fair(BAND[priority]), k.keyRunning(keyCap.clientId), k.priced, k.pricedJob,
       id, origin ?? '', tag, keyCap.maxRunning, keyCap.lease, keyCap.leaseMs,
     )) as number[];
     return { committed: committed === 1, originAlive: alive === 1, keyAtCap: atCap === 1 };
@@ -159,7 +166,8 @@ export class SlotStore {
 
   /** Forgets a job that left the queue before it started (or whose add failed). */
   async forget(id: string): Promise<void> {
-    await this.redis.bulwarkForget(this.keys.keyWaiting, this.keys.jobKey, this.keys.adding, id);
+    const k = this.keys;
+    await this.redis.bulwarkForget(k.keyWaiting, k.jobKey, k.adding, k.priced, k.pricedJob, k.commit(id), id);
   }
 
   /** Renews this instance's heartbeat and every lease it holds (with its place in its key's set, if any). */
@@ -175,12 +183,17 @@ export class SlotStore {
 
   async figures(): Promise<SlotFigures> {
     const k = this.keys;
-    const [high, normal, low, inUse, putBack, ...perKey] = (await this.redis.bulwarkFigures(k.slots, k.adding, k.prioritized, k.wait, k.keyWaiting, k.delayed)) as (
-      | number
-      | string
-    )[];
+    const reply = (await this.redis.bulwarkFigures(k.slots, k.adding, k.prioritized, k.wait, k.keyWaiting, k.delayed, k.priced, k.jobPrefix)) as (number | string)[];
+    const [high, normal, low, inUse, putBack, msH, nH, msN, nN, msL, nL] = reply.slice(0, 11).map(Number);
+    const perKey = reply.slice(11);
     const byKey = new Map<string, number>();
     for (let i = 0; i + 1 < perKey.length; i += 2) byKey.set(String(perKey[i]), Number(perKey[i + 1]));
-    return { byPriority: { high: Number(high), normal: Number(normal), low: Number(low) }, inUse: Number(inUse), putBack: Number(putBack), byKey };
+    return {
+      byPriority: { high, normal, low },
+      priced: { high: { ms: msH, count: nH }, normal: { ms: msN, count: nN }, low: { ms: msL, count: nL } },
+      inUse,
+      putBack,
+      byKey,
+    };
   }
 }

@@ -57,13 +57,15 @@ export class SlotService implements OnApplicationBootstrap, OnApplicationShutdow
       instances: 'bulwark:instances',
       prioritized: keys.prioritized,
       wait: keys.wait,
-      job: (id) => `${keys['']}${id}`,
+      jobPrefix: queue.toKey(''),
       commit: (id) => `bulwark:jobs:commit:${id}`,
       fair: (band) => `bulwark:fair:${band}`,
       keyWaiting: 'bulwark:keys:waiting',
       jobKey: 'bulwark:keys:job',
       delayed: keys.delayed,
       keyRunning: (clientId) => keyRunningSet(clientId),
+      priced: 'bulwark:queue:priced',
+      pricedJob: 'bulwark:queue:priced:job',
     });
   }
 
@@ -87,15 +89,17 @@ export class SlotService implements OnApplicationBootstrap, OnApplicationShutdow
    * Takes a free slot for `id` at once when nothing of its priority or higher waits (fast lane), else
    * reserves a queue place for it; both against the exact figures in Redis.
    */
-  async admit(id: string, priority: Priority, client: QueueClient, options: { fastLane: boolean; commitWindowMs: number; mayExist: boolean }): Promise<AdmitResult> {
-    const { fastLane, commitWindowMs, mayExist } = options;
+  async admit(
+    id: string,
+    priority: Priority,
+    client: QueueClient,
+    options: { fastLane: boolean; commitWindowMs: number; mayExist: boolean; expectedServiceMs?: number },
+  ): Promise<AdmitResult> {
     const result = await this.store.admit(id, priority, client, {
+      ...options,
       maxQueue: this.config.maxQueueSize,
       maxConcurrent: this.config.maxConcurrent,
       leaseMs: this.config.lockMs,
-      fastLane,
-      commitWindowMs,
-      mayExist,
     });
     if (result.kind === 'fast') this.leases.set(id, client.maxRunning > 0 ? keyRunningSet(client.id) : undefined);
     return result;
