@@ -1,6 +1,7 @@
 import { Inject, Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
 import type { ConfigType } from '@nestjs/config';
 import { Job, Worker } from 'bullmq';
+import type Redis from 'ioredis';
 import { randomUUID } from 'node:crypto';
 import { Clock } from '../common/clock';
 import { settleWithin } from '../common/deadline';
@@ -137,7 +138,6 @@ export class InferenceProcessor implements OnApplicationBootstrap, OnApplication
     entry.settled = this.run(job, token, lease).finally(() => {
       this.running.delete(String(job.id));
       done();
-      void this.slots.release(lease);
     });
     return true;
   }
@@ -160,7 +160,9 @@ export class InferenceProcessor implements OnApplicationBootstrap, OnApplication
     await settleWithin(Promise.allSettled(entries.map((e) => e.settled)), HAND_BACK_MS, []);
   }
 
+  /** Runs a job under `lease` and settles it in BullMQ; the lease is given back at the end, whatever happened. */
   private async run(job: Job<InferenceJobData, InferenceJobResult>, token: string, lease: string): Promise<void> {
+    let released = false;
     try {
       const result = await this.process(job, lease);
       if (result === 'hand_back') {
@@ -170,7 +172,8 @@ export class InferenceProcessor implements OnApplicationBootstrap, OnApplication
         // Its key runs as many requests as it may: the job waits a moment while others go ahead.
         await job.moveToDelayed(Date.now() + KEY_CAP_RETRY_MS, token);
       } else {
-        await job.moveToCompleted(result, token, false);
+        released = true;
+        await this.complete(job, token, lease, result);
       }
     } catch (error) {
       if (error instanceof AsyncJobFailure) {
@@ -179,7 +182,22 @@ export class InferenceProcessor implements OnApplicationBootstrap, OnApplication
         // The lock was lost (this instance stalled): another worker owns the job now.
         this.logger.warn(`job ${job.id}: ${(error as Error).message}`);
       }
+    } finally {
+      if (!released) void this.slots.release(lease);
     }
+  }
+
+  /** Completes `job` in BullMQ and gives its slot back, in one round trip. */
+  private async complete(job: Job<InferenceJobData, InferenceJobResult>, token: string, lease: string, result: InferenceJobResult): Promise<void> {
+    const backend = this.worker!.backend;
+    const client = (await backend.client) as unknown as Redis;
+    const reply = await this.slots.releaseAfter(lease, {
+      client,
+      queue: (transaction) => backend.execCommand(transaction as never, 'moveToFinished', backend.moveToCompletedArgs(job, JSON.stringify(result) as never, job.opts.removeOnComplete ?? false, token, false)),
+      run: () => job.moveToCompleted(result, token, false),
+    });
+    if (reply instanceof Error) throw reply;
+    if (typeof reply === 'number' && reply < 0) throw backend.finishedErrors({ code: reply, jobId: String(job.id), command: 'moveToFinished', state: 'active' });
   }
 
   /** Runs one job to its result; throws AsyncJobFailure for an async job that failed for good. */

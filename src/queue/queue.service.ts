@@ -1,13 +1,13 @@
 import { InjectQueue } from '@nestjs/bullmq';
 import { Inject, Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
 import type { ConfigType } from '@nestjs/config';
-import type { Job, Queue } from 'bullmq';
+import { Job, type Queue } from 'bullmq';
 import { createHash, randomUUID } from 'node:crypto';
 import type { Priority } from '../common/priority';
 import { Listeners } from '../common/listeners';
 import { Clock } from '../common/clock';
 import { KeyQueueShareExceededError, LoadShedError, QueueFullError } from '../common/errors';
-import { withDeadline } from '../common/deadline';
+import { DeadlineExceededError, withDeadline } from '../common/deadline';
 import { ShutdownService } from '../common/shutdown.service';
 import { queueConfig } from '../config/sections';
 import { UpstreamDispatcher } from '../dispatch/upstream-dispatcher';
@@ -226,9 +226,9 @@ export class QueueService implements OnApplicationBootstrap, OnApplicationShutdo
   }
 
   /**
-   * Adds a job whose queue place is reserved, and confirms it. An add that does not land in its commit
-   * window is answered 503 and never runs, even if it lands later (its commit key has lapsed in Redis,
-   * and workers drop uncommitted jobs): a caller told "no" never has its request run.
+   * Adds a job whose queue place is reserved, and confirms it, in one round trip. An add that does not
+   * land in its commit window is answered 503 and never runs, even if it lands later (its commit key has
+   * lapsed in Redis, and workers drop uncommitted jobs): a caller told "no" never has its request run.
    */
   private async add(
     id: string,
@@ -236,29 +236,35 @@ export class QueueService implements OnApplicationBootstrap, OnApplicationShutdo
     admitted: { freeSlots: number; addDeadlineMs: number; fairTag: number },
   ): Promise<Job<InferenceJobData, InferenceJobResult>> {
     const sync = data.mode === 'sync';
-    const adding = this.queue.add(INFERENCE_QUEUE, data, {
-      jobId: id,
-      // The band, then the fair-share start tag: within a priority, client keys take turns by weight.
-      priority: bullPriority(data.priority, admitted.fairTag),
-      attempts: 1,
-      removeOnComplete: sync ? true : { age: Math.ceil(this.config.jobResultTtlMs / 1000) },
-      // Sync failures were answered to their caller; async ones stay as dead letters.
-      removeOnFail: sync ? true : false,
-    });
-    adding.catch(() => undefined);
-    let job: Job<InferenceJobData, InferenceJobResult>;
-    try {
-      job = await withDeadline(adding, admitted.addDeadlineMs);
-    } catch (error) {
-      // Past the add's deadline its commit window has closed in Redis: if it lands later, it never runs.
-      this.refuseAdd(id, error);
-    }
-    // The commit lives as long as the job may still run: its deadline, and a margin for clock skew.
-    const committed = await withDeadline(this.slots.commit(id, data.deadlineAt - this.clock.now() + 60_000), Math.max(1, data.deadlineAt - this.clock.now())).catch(
-      // No answer: the job runs only if the commit landed; a sync caller hears the worker's verdict.
-      (error: Error) => this.logger.warn(`job ${id}: commit unconfirmed: ${error.message}`),
+    const job = new Job<InferenceJobData, InferenceJobResult>(
+      this.queue,
+      INFERENCE_QUEUE,
+      data,
+      {
+        jobId: id,
+        // The band, then the fair-share start tag: within a priority, client keys take turns by weight.
+        priority: bullPriority(data.priority, admitted.fairTag),
+        attempts: 1,
+        removeOnComplete: sync ? true : { age: Math.ceil(this.config.jobResultTtlMs / 1000) },
+        // Sync failures were answered to their caller; async ones stay as dead letters.
+        removeOnFail: sync ? true : false,
+      },
+      id,
     );
-    if (committed === false) this.refuseAdd(id, new Error('the add landed after its commit window'));
+    // The commit lives as long as the job may still run: its deadline, and a margin for clock skew.
+    const adding = this.slots.addCommitted(job, data.deadlineAt - this.clock.now() + 60_000);
+    adding.catch(() => undefined);
+    let committed;
+    try {
+      committed = await withDeadline(adding, admitted.addDeadlineMs);
+    } catch (error) {
+      if (!(error instanceof DeadlineExceededError)) this.refuseAdd(id, error);
+      // Its commit window has closed in Redis by now: the add and its commit either landed in it (the job
+      // runs) or will land late (it never runs). Only their reply says which, so it is awaited, within the
+      // request's own deadline.
+      committed = await withDeadline(adding, Math.max(1, data.deadlineAt - this.clock.now())).catch((late: unknown) => this.refuseAdd(id, late));
+    }
+    if (committed !== 'committed') this.refuseAdd(id, new Error(committed === 'late' ? 'the add landed after its commit window' : 'the add did not land'));
     // A slot is free while the job waits (it could not take the fast lane): wake whoever can run it.
     if (admitted.freeSlots > 0) this.slots.wakeWorkers();
     return job;

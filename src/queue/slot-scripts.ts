@@ -215,10 +215,12 @@ return {redis.call('EXISTS', KEYS[4]), alive, 0}
 `;
 
 /**
- * The caller's add landed in time: the job may run until `ttlMs` from now. KEYS: adding, commit key.
- * ARGV: id, ttlMs. Returns 1, or 0 when the commit window had lapsed (the job must not run).
+ * The caller's add landed in time: the job may run until `ttlMs` from now. KEYS: adding, commit key, the
+ * job's hash. ARGV: id, ttlMs. Returns 1, 0 when the commit window had lapsed (the job must not run), or
+ * -1 when the job is not there (yet): nothing is changed then.
  */
 export const COMMIT = `
+if redis.call('EXISTS', KEYS[3]) == 0 then return -1 end
 redis.call('ZREM', KEYS[1], ARGV[1])
 return redis.call('PEXPIRE', KEYS[2], ARGV[2])
 `;

@@ -1,4 +1,4 @@
-import type Redis from 'ioredis';
+import type { ChainableCommander, default as Redis } from 'ioredis';
 import type { Priority } from '../common/priority';
 import { ADMIT, BIND, CLAIM, COMMIT, FIGURES, FORGET, RELEASE, RENEW } from './slot-scripts';
 import { BAND } from './inference-job';
@@ -65,12 +65,39 @@ export interface SlotFigures {
 }
 
 type Reply = number | number[];
+
+export type CommitResult = 'committed' | 'late' | 'missing';
+
+export interface ReleaseResult {
+  /** The slot went straight to the ticket given for the queue's head. */
+  handedOff: boolean;
+  /** Requests waiting for a slot. */
+  waiting: number;
+}
+
+/** The reply of RELEASE as what it means. */
+export function releaseResult(reply: unknown): ReleaseResult {
+  const [handedOff, waiting] = Array.isArray(reply) ? (reply as number[]) : [0, 0];
+  return { handedOff: handedOff === 1, waiting: Number(waiting) };
+}
+
+/** The reply of COMMIT as what it means. */
+export function commitResult(reply: unknown): CommitResult {
+  return reply === 1 ? 'committed' : reply === 0 ? 'late' : 'missing';
+}
+
+/** Defines the queue core's scripts on a connection (once): on the state client, and on BullMQ's for adds. */
+export function defineSlotScripts(redis: Redis): void {
+  for (const [name, script] of Object.entries(SCRIPTS)) {
+    if (!(name in redis)) redis.defineCommand(name, script);
+  }
+}
 type ScriptedRedis = Redis & Record<string, (...args: (string | number)[]) => Promise<Reply>>;
 
 const SCRIPTS = {
   bulwarkAdmit: { numberOfKeys: 13, lua: ADMIT },
   bulwarkForget: { numberOfKeys: 6, lua: FORGET },
-  bulwarkCommit: { numberOfKeys: 2, lua: COMMIT },
+  bulwarkCommit: { numberOfKeys: 3, lua: COMMIT },
   bulwarkClaim: { numberOfKeys: 5, lua: CLAIM },
   bulwarkRelease: { numberOfKeys: 6, lua: RELEASE },
   bulwarkBind: { numberOfKeys: 9, lua: BIND },
@@ -89,9 +116,7 @@ export class SlotStore {
     redis: Redis,
     private readonly keys: SlotKeys,
   ) {
-    for (const [name, script] of Object.entries(SCRIPTS)) {
-      if (!(name in redis)) redis.defineCommand(name, script);
-    }
+    defineSlotScripts(redis);
     this.redis = redis as ScriptedRedis;
   }
 
@@ -130,13 +155,18 @@ export class SlotStore {
    * Frees `lease` (and its place in `keySet`, the running leases of its client key, if it counts there);
    * when something waits and `nextTicket` is given, that ticket holds the slot now.
    */
-  async release(lease: string, keySet: string | undefined, nextTicket: string | undefined, maxConcurrent: number, leaseMs: number): Promise<{ handedOff: boolean; waiting: number }> {
+  async release(lease: string, keySet: string | undefined, nextTicket: string | undefined, maxConcurrent: number, leaseMs: number): Promise<ReleaseResult> {
+    return releaseResult(await this.redis.bulwarkRelease(...this.releaseArgs(lease, keySet, nextTicket, maxConcurrent, leaseMs)));
+  }
+
+  /** Queues {@link release} on `transaction` (a MULTI of a connection the scripts are defined on); read its reply with {@link releaseResult}. */
+  releaseIn(transaction: ChainableCommander, lease: string, keySet: string | undefined, nextTicket: string | undefined, maxConcurrent: number, leaseMs: number): void {
+    (transaction as unknown as Record<string, (...args: (string | number)[]) => unknown>).bulwarkRelease(...this.releaseArgs(lease, keySet, nextTicket, maxConcurrent, leaseMs));
+  }
+
+  private releaseArgs(lease: string, keySet: string | undefined, nextTicket: string | undefined, maxConcurrent: number, leaseMs: number): (string | number)[] {
     const k = this.keys;
-    const [handedOff, waiting] = (await this.redis.bulwarkRelease(
-      k.slots, k.adding, k.prioritized, k.wait, k.delayed, keySet ?? NO_KEY_SET,
-      lease, nextTicket ?? '', maxConcurrent, leaseMs, keySet ? 1 : 0, k.jobPrefix,
-    )) as number[];
-    return { handedOff: handedOff === 1, waiting };
+    return [k.slots, k.adding, k.prioritized, k.wait, k.delayed, keySet ?? NO_KEY_SET, lease, nextTicket ?? '', maxConcurrent, leaseMs, keySet ? 1 : 0, k.jobPrefix];
   }
 
   /**
@@ -159,9 +189,24 @@ export class SlotStore {
     return { committed: committed === 1, originAlive: alive === 1, keyAtCap: atCap === 1 };
   }
 
-  /** Confirms job `id`'s add: it may run for `ttlMs`. False when its commit window had lapsed. */
-  async commit(id: string, ttlMs: number): Promise<boolean> {
-    return ((await this.redis.bulwarkCommit(this.keys.adding, this.keys.commit(id), id, Math.max(1, Math.ceil(ttlMs)))) as number) === 1;
+  /**
+   * Confirms job `id`'s add: it may run for `ttlMs`. `late` when its commit window had lapsed (it must
+   * not run), `missing` when the job is not there.
+   */
+  async commit(id: string, ttlMs: number): Promise<CommitResult> {
+    return commitResult((await this.redis.bulwarkCommit(...this.commitArgs(id, ttlMs))) as number);
+  }
+
+  /**
+   * Queues job `id`'s commit on `transaction` (a MULTI of a connection the scripts are defined on), right
+   * after its add: one round trip for both. Read its reply with {@link commitResult}.
+   */
+  commitIn(transaction: ChainableCommander, id: string, ttlMs: number): void {
+    (transaction as unknown as Record<string, (...args: (string | number)[]) => unknown>).bulwarkCommit(...this.commitArgs(id, ttlMs));
+  }
+
+  private commitArgs(id: string, ttlMs: number): (string | number)[] {
+    return [this.keys.adding, this.keys.commit(id), this.keys.jobPrefix + id, id, Math.max(1, Math.ceil(ttlMs))];
   }
 
   /** Forgets a job that left the queue before it started (or whose add failed). */
