@@ -67,8 +67,9 @@ describe('X-Queue-Status: comments', () => {
       body: chatBody({ stream: true }),
       timeoutMs: 20_000,
     });
-    assert.equal(response.status, 200);
-    const events = parseSse(await response.text());
+    const text = await response.text();
+    assert.equal(response.status, 200, text);
+    const events = parseSse(text);
     assert.equal(events.at(-1), '[DONE]');
     assert.equal(JSON.parse(events.at(-2)!).error.code, 'queue_timeout');
     await blocker;

@@ -79,9 +79,11 @@ export class InferenceProcessor implements OnApplicationBootstrap, OnApplication
     this.slots.onRenew(() => this.extendLocks());
     this.shutdown.onDrain(() => (this.draining = true));
     this.shutdown.onGraceOver(() => this.handBack());
-    // Work it was not woken for (a lapsed lease, a lost wake-up) shows in the figures' next refresh.
+    // Work it was not woken for (a lapsed lease, a lost wake-up) shows in the figures' next refresh;
+    // while every slot is taken, the release of one hands it on, so there is nothing to ask Redis.
     this.figures.onRefresh(() => {
-      if (this.figures.snapshot().waiting > 0) this.pull();
+      const { waiting, active } = this.figures.snapshot();
+      if (waiting > 0 && active < this.config.maxConcurrent) this.pull();
     });
     this.pull();
   }
