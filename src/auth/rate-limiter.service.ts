@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { withDeadline } from '../common/deadline';
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import type { ConfigType } from '@nestjs/config';
 import { Clock } from '../common/clock';
@@ -53,7 +54,7 @@ export class RateLimiterService {
     const args = [`${KEY_PREFIX}${clientId}`, String(now), String(interval), String(interval * this.policy.limit)];
     let answer: unknown;
     try {
-      answer = await withTimeout(this.run(args), RATE_LIMIT_STORE_TIMEOUT_MS);
+      answer = await withDeadline(this.run(args), RATE_LIMIT_STORE_TIMEOUT_MS);
     } catch (error) {
       if (!this.storeDown) this.logger.warn(`rate limiter store unreachable, refusing new work: ${(error as Error).message}`);
       this.storeDown = true;
@@ -73,17 +74,5 @@ export class RateLimiterService {
       if (!String((error as Error).message).startsWith('NOSCRIPT')) throw error;
       return client.eval(GCRA_SCRIPT, 1, key, ...argv);
     }
-  }
-}
-
-async function withTimeout<T>(work: Promise<T>, timeoutMs: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([
-      work,
-      new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs))),
-    ]);
-  } finally {
-    clearTimeout(timer);
   }
 }
