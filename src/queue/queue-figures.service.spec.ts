@@ -68,6 +68,16 @@ describe('QueueFigures', () => {
     assert.equal(f.estimateWaitMs('normal'), 600);
   });
 
+  it('a request queued here counts at once, before the next refresh shows it', async () => {
+    const f = figures({ normal: 0, inUse: 2 });
+    await f.refresh();
+    f.jobQueued('normal', 2000);
+    f.jobQueued('normal', 2000);
+    assert.equal(f.waitingAhead('normal'), 2);
+    // Slots free at 500 and 500 (running elsewhere); two of 2 s ahead: its turn at 2500.
+    assert.equal(f.estimateWaitMs('normal'), 2500);
+  });
+
   it('the Retry-After of a full queue is its priced work drained through every slot', async () => {
     const f = figures({ normal: 10, inUse: 2, priced: { ms: 9000, count: 6 } });
     await f.refresh();

@@ -45,6 +45,11 @@ export class QueueFigures implements OnApplicationBootstrap, OnApplicationShutdo
   /** Priced queued jobs started by this instance, ever; and their values when the last refresh began. */
   private readonly startedPriced = NONE_PRICED();
   private startedPricedAtRefresh = NONE_PRICED();
+  /** Requests this instance queued (priced or not), ever; and their values when the last refresh began. */
+  private readonly queued = NONE_PRICED();
+  private queuedAtRefresh = NONE_PRICED();
+  private readonly queuedPriced = NONE_PRICED();
+  private queuedPricedAtRefresh = NONE_PRICED();
   private active = 0;
   /** Expected end of each request running here (see trackRunning). */
   private readonly runningEnds = new Map<number, number>();
@@ -99,6 +104,8 @@ export class QueueFigures implements OnApplicationBootstrap, OnApplicationShutdo
     this.refreshing = true;
     const started = { ...this.started };
     const startedPriced = copyPriced(this.startedPriced);
+    const queued = copyPriced(this.queued);
+    const queuedPriced = copyPriced(this.queuedPriced);
     const startedByKey = new Map(this.startedByKey);
     const finished = this.finished;
     const startedHere = this.startedHere;
@@ -111,6 +118,8 @@ export class QueueFigures implements OnApplicationBootstrap, OnApplicationShutdo
       this.active = figures.inUse;
       this.startedAtRefresh = started;
       this.startedPricedAtRefresh = startedPriced;
+      this.queuedAtRefresh = queued;
+      this.queuedPricedAtRefresh = queuedPriced;
       this.startedByKeyAtRefresh = startedByKey;
       this.finishedAtRefresh = finished;
       this.startedHereAtRefresh = startedHere;
@@ -131,7 +140,7 @@ export class QueueFigures implements OnApplicationBootstrap, OnApplicationShutdo
    */
   private current(): Record<Priority, number> {
     const at = (p: Priority) =>
-      Math.max(0, this.byPriority[p] - (this.started[p] - this.startedAtRefresh[p]));
+      Math.max(0, this.byPriority[p] + (this.queued[p].count - this.queuedAtRefresh[p].count) - (this.started[p] - this.startedAtRefresh[p]));
     return { high: at('high'), normal: at('normal'), low: at('low') };
   }
 
@@ -175,10 +184,10 @@ export class QueueFigures implements OnApplicationBootstrap, OnApplicationShutdo
     const average = this.estimator.averageMs();
     let ms = 0;
     for (const p of PRIORITIES) {
-      const started = this.startedPriced[p];
-      const before = this.startedPricedAtRefresh[p];
-      const count = Math.min(waiting[p], Math.max(0, this.priced[p].count - (started.count - before.count)));
-      ms += Math.max(0, this.priced[p].ms - (started.ms - before.ms)) + (waiting[p] - count) * average;
+      const started = since(this.startedPriced[p], this.startedPricedAtRefresh[p]);
+      const queued = since(this.queuedPriced[p], this.queuedPricedAtRefresh[p]);
+      const count = Math.min(waiting[p], Math.max(0, this.priced[p].count + queued.count - started.count));
+      ms += Math.max(0, this.priced[p].ms + queued.ms - started.ms) + (waiting[p] - count) * average;
       if (p === priority) break;
     }
     return ms;
@@ -266,6 +275,18 @@ export class QueueFigures implements OnApplicationBootstrap, OnApplicationShutdo
   }
 
   /**
+   * This instance queued a request (Redis reserved its place): it counts at once, before the next
+   * refresh shows it, so that a burst of arrivals between two refreshes sees the ones before it.
+   */
+  jobQueued(priority: Priority, expectedServiceMs?: number): void {
+    this.queued[priority].count++;
+    if (expectedServiceMs !== undefined) {
+      this.queuedPriced[priority].count++;
+      this.queuedPriced[priority].ms += Math.round(expectedServiceMs);
+    }
+  }
+
+  /**
    * A request started here: taken from the queue (with its client key and the expected service time it
    * was admitted with, if any), or on the fast lane (it never waited).
    */
@@ -293,4 +314,8 @@ export class QueueFigures implements OnApplicationBootstrap, OnApplicationShutdo
 
 function copyPriced(priced: Record<Priority, PricedWaiting>): Record<Priority, PricedWaiting> {
   return { high: { ...priced.high }, normal: { ...priced.normal }, low: { ...priced.low } };
+}
+
+function since(now: PricedWaiting, before: PricedWaiting): PricedWaiting {
+  return { ms: now.ms - before.ms, count: now.count - before.count };
 }

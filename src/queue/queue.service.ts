@@ -187,7 +187,10 @@ export class QueueService implements OnApplicationBootstrap, OnApplicationShutdo
     if (admitted.kind === 'key_share') {
       throw new KeyQueueShareExceededError(admitted.keyWaiting, admission.client.maxWaiting, this.figures.retryAfterMs(admitted.keyWaiting));
     }
-    if (admitted.kind === 'queued') return { ...admitted, addDeadlineMs: COMMIT_WINDOW_MS + (this.clock.now() - sentAt) };
+    if (admitted.kind === 'queued') {
+      this.figures.jobQueued(admission.priority, admission.expectedServiceMs);
+      return { ...admitted, addDeadlineMs: COMMIT_WINDOW_MS + (this.clock.now() - sentAt) };
+    }
     return admitted;
   }
 
