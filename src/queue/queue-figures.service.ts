@@ -7,9 +7,9 @@ import { Listeners } from '../common/listeners';
 import { queueConfig } from '../config/sections';
 import { SlotService } from './slot.service';
 import type { PricedWaiting } from './slot-store';
+import { SinceRefresh } from './since-refresh';
 
 const PRIORITIES: readonly Priority[] = ['high', 'normal', 'low'];
-const NONE_PRICED = (): Record<Priority, PricedWaiting> => ({ high: { ms: 0, count: 0 }, normal: { ms: 0, count: 0 }, low: { ms: 0, count: 0 } });
 
 const REFRESH_MS = 200;
 /** Older than this, the figures are not trusted: admission fails closed (Redis is probably away). */
@@ -37,35 +37,21 @@ export class QueueFigures implements OnApplicationBootstrap, OnApplicationShutdo
   private readonly logger = new Logger(QueueFigures.name);
   /** Waiting counts read from Redis at the last refresh. */
   private byPriority: Record<Priority, number> = { high: 0, normal: 0, low: 0 };
-  /** Queued jobs started by this instance, ever; and their values when the last refresh began. */
-  private readonly started: Record<Priority, number> = { high: 0, normal: 0, low: 0 };
-  private startedAtRefresh: Record<Priority, number> = { high: 0, normal: 0, low: 0 };
   /** The waiting requests priced by their own expected service time, at the last refresh. */
-  private priced = NONE_PRICED();
-  /** Priced queued jobs started by this instance, ever; and their values when the last refresh began. */
-  private readonly startedPriced = NONE_PRICED();
-  private startedPricedAtRefresh = NONE_PRICED();
-  /** Requests this instance queued (priced or not), ever; and their values when the last refresh began. */
-  private readonly queued = NONE_PRICED();
-  private queuedAtRefresh = NONE_PRICED();
-  private readonly queuedPriced = NONE_PRICED();
-  private queuedPricedAtRefresh = NONE_PRICED();
+  private priced: Record<Priority, PricedWaiting> = { high: { ms: 0, count: 0 }, normal: { ms: 0, count: 0 }, low: { ms: 0, count: 0 } };
+  /**
+   * What this instance did since the last refresh began, per priority: `queued:p`, `queuedPriced:p` and
+   * `queuedMs:p` (requests it queued), `started:p`, `startedPriced:p` and `startedMs:p` (queued jobs it
+   * started), `startedKey:id` (per client key), `startedHere` (fast lane too) and `finished`.
+   */
+  private readonly local = new SinceRefresh();
   private active = 0;
   /** Expected end of each request running here (see trackRunning). */
   private readonly runningEnds = new Map<number, number>();
   private nextRunningId = 0;
   /** Waiting requests per client key id, at the last refresh. */
   private byKey = new Map<string, number>();
-  /** Queued jobs started by this instance per client key, ever; and their values when the last refresh began. */
-  private readonly startedByKey = new Map<string, number>();
-  private startedByKeyAtRefresh = new Map<string, number>();
   private localActive = 0;
-  /** Jobs finished here, ever; and the value when the last refresh began (for the active count between refreshes). */
-  private finished = 0;
-  private finishedAtRefresh = 0;
-  /** Requests started here (fast lane and queued), ever; and the value when the last refresh began. */
-  private startedHere = 0;
-  private startedHereAtRefresh = 0;
   private refreshedAt = 0;
   private timer?: NodeJS.Timeout;
   private refreshing = false;
@@ -102,13 +88,7 @@ export class QueueFigures implements OnApplicationBootstrap, OnApplicationShutdo
   async refresh(): Promise<void> {
     if (this.refreshing) return;
     this.refreshing = true;
-    const started = { ...this.started };
-    const startedPriced = copyPriced(this.startedPriced);
-    const queued = copyPriced(this.queued);
-    const queuedPriced = copyPriced(this.queuedPriced);
-    const startedByKey = new Map(this.startedByKey);
-    const finished = this.finished;
-    const startedHere = this.startedHere;
+    const marked = this.local.mark();
     try {
       const figures = await this.slots.figures();
       // Jobs put back for a moment (their key at its concurrency cap) wait like the others.
@@ -116,13 +96,7 @@ export class QueueFigures implements OnApplicationBootstrap, OnApplicationShutdo
       this.priced = figures.priced;
       this.byKey = figures.byKey;
       this.active = figures.inUse;
-      this.startedAtRefresh = started;
-      this.startedPricedAtRefresh = startedPriced;
-      this.queuedAtRefresh = queued;
-      this.queuedPricedAtRefresh = queuedPriced;
-      this.startedByKeyAtRefresh = startedByKey;
-      this.finishedAtRefresh = finished;
-      this.startedHereAtRefresh = startedHere;
+      this.local.refreshed(marked);
       this.refreshedAt = this.clock.now();
     } catch (error) {
       this.logger.debug(`queue figures refresh failed: ${(error as Error).message}`);
@@ -139,8 +113,7 @@ export class QueueFigures implements OnApplicationBootstrap, OnApplicationShutdo
    * which errs on the side of shedding).
    */
   private current(): Record<Priority, number> {
-    const at = (p: Priority) =>
-      Math.max(0, this.byPriority[p] + (this.queued[p].count - this.queuedAtRefresh[p].count) - (this.started[p] - this.startedAtRefresh[p]));
+    const at = (p: Priority) => Math.max(0, this.byPriority[p] + this.local.since(`queued:${p}`) - this.local.since(`started:${p}`));
     return { high: at('high'), normal: at('normal'), low: at('low') };
   }
 
@@ -163,7 +136,7 @@ export class QueueFigures implements OnApplicationBootstrap, OnApplicationShutdo
    * finished since; so a slot freed here shows as free at once (admission never wastes it).
    */
   private currentActive(): number {
-    const delta = this.startedHere - this.startedHereAtRefresh - (this.finished - this.finishedAtRefresh);
+    const delta = this.local.since('startedHere') - this.local.since('finished');
     return Math.max(this.localActive, this.active + delta);
   }
 
@@ -184,10 +157,9 @@ export class QueueFigures implements OnApplicationBootstrap, OnApplicationShutdo
     const average = this.estimator.averageMs();
     let ms = 0;
     for (const p of PRIORITIES) {
-      const started = since(this.startedPriced[p], this.startedPricedAtRefresh[p]);
-      const queued = since(this.queuedPriced[p], this.queuedPricedAtRefresh[p]);
-      const count = Math.min(waiting[p], Math.max(0, this.priced[p].count + queued.count - started.count));
-      ms += Math.max(0, this.priced[p].ms + queued.ms - started.ms) + (waiting[p] - count) * average;
+      const since = (what: string) => this.local.since(`queued${what}:${p}`) - this.local.since(`started${what}:${p}`);
+      const count = Math.min(waiting[p], Math.max(0, this.priced[p].count + since('Priced')));
+      ms += Math.max(0, this.priced[p].ms + since('Ms')) + (waiting[p] - count) * average;
       if (p === priority) break;
     }
     return ms;
@@ -252,7 +224,7 @@ export class QueueFigures implements OnApplicationBootstrap, OnApplicationShutdo
   waitingOf(clientId: string): number {
     const waiting = this.byKey.get(clientId) ?? 0;
     if (waiting === 0) return 0;
-    return Math.max(0, waiting - ((this.startedByKey.get(clientId) ?? 0) - (this.startedByKeyAtRefresh.get(clientId) ?? 0)));
+    return Math.max(0, waiting - this.local.since(`startedKey:${clientId}`));
   }
 
   /**
@@ -279,10 +251,10 @@ export class QueueFigures implements OnApplicationBootstrap, OnApplicationShutdo
    * refresh shows it, so that a burst of arrivals between two refreshes sees the ones before it.
    */
   jobQueued(priority: Priority, expectedServiceMs?: number): void {
-    this.queued[priority].count++;
+    this.local.add(`queued:${priority}`);
     if (expectedServiceMs !== undefined) {
-      this.queuedPriced[priority].count++;
-      this.queuedPriced[priority].ms += Math.round(expectedServiceMs);
+      this.local.add(`queuedPriced:${priority}`);
+      this.local.add(`queuedMs:${priority}`, Math.round(expectedServiceMs));
     }
   }
 
@@ -292,14 +264,14 @@ export class QueueFigures implements OnApplicationBootstrap, OnApplicationShutdo
    */
   jobStarted(priority: Priority, queueWaitMs: number, from: { queue: boolean; clientId?: string; expectedServiceMs?: number } = { queue: true }): void {
     if (from.queue) {
-      this.started[priority]++;
-      if (from.clientId !== undefined) this.startedByKey.set(from.clientId, (this.startedByKey.get(from.clientId) ?? 0) + 1);
+      this.local.add(`started:${priority}`);
+      if (from.clientId !== undefined) this.local.add(`startedKey:${from.clientId}`);
       if (from.expectedServiceMs !== undefined) {
-        this.startedPriced[priority].count++;
-        this.startedPriced[priority].ms += Math.round(from.expectedServiceMs);
+        this.local.add(`startedPriced:${priority}`);
+        this.local.add(`startedMs:${priority}`, Math.round(from.expectedServiceMs));
       }
     }
-    this.startedHere++;
+    this.local.add('startedHere');
     this.localActive++;
     this.waitListeners.emit(queueWaitMs);
   }
@@ -307,15 +279,8 @@ export class QueueFigures implements OnApplicationBootstrap, OnApplicationShutdo
   /** `serviceMs` is undefined for a job dropped without upstream work (it says nothing of service time). */
   jobFinished(serviceMs: number | undefined): void {
     this.localActive = Math.max(0, this.localActive - 1);
-    this.finished++;
+    this.local.add('finished');
     if (serviceMs !== undefined) this.estimator.record(serviceMs);
   }
 }
 
-function copyPriced(priced: Record<Priority, PricedWaiting>): Record<Priority, PricedWaiting> {
-  return { high: { ...priced.high }, normal: { ...priced.normal }, low: { ...priced.low } };
-}
-
-function since(now: PricedWaiting, before: PricedWaiting): PricedWaiting {
-  return { ms: now.ms - before.ms, count: now.count - before.count };
-}
