@@ -99,7 +99,7 @@ function setup(overrides: Partial<World> = {}, seed = 7) {
 /** The code of the error the door or the decision throws, or `admitted`. */
 function decide(admission: AdmissionService, request: AdmissionRequest): string {
   try {
-    const atDoor = admission.refusalForAll();
+    const atDoor = admission.refusalForAll() ?? admission.refusalForKey(() => request.client);
     if (atDoor) throw atDoor;
     admission.decide(request);
     return 'admitted';
@@ -137,9 +137,9 @@ describe('AdmissionService: the decision table', () => {
     ['store unreachable', { ...LATER_RULES_BROKEN, fresh: false, waiting: MAX_QUEUE, abandonedUse: 1, knownModel: false, circuitOpen: true }, 'load_shed', 'store_unavailable'],
     ['queue full', { ...LATER_RULES_BROKEN, waiting: MAX_QUEUE, abandonedUse: 1, knownModel: false, circuitOpen: true }, 'queue_full', 'queue_full'],
     ['abandoned capacity exhausted', { ...LATER_RULES_BROKEN, abandonedUse: 1, knownModel: false, circuitOpen: true }, 'load_shed', 'load_shed_abandoned'],
+    ['the key at its share of the queue (at the door, from the figures)', { ...LATER_RULES_BROKEN, keyWaiting: 5, knownModel: false, circuitOpen: true }, 'key_queue_share_exceeded', undefined],
     ['unknown model (a 404, not a refusal)', { ...LATER_RULES_BROKEN, knownModel: false, circuitOpen: true }, 'model_not_found', undefined],
-    ['every upstream open', { ...LATER_RULES_BROKEN, circuitOpen: true, keyWaiting: 5 }, 'circuit_open', 'circuit_open'],
-    ['the key at its share of the queue (from the figures, before Redis)', { ...LATER_RULES_BROKEN, keyWaiting: 5 }, 'key_queue_share_exceeded', undefined],
+    ['every upstream open', { ...LATER_RULES_BROKEN, circuitOpen: true }, 'circuit_open', 'circuit_open'],
     ['strategy critical under contention', { ...LATER_RULES_BROKEN }, 'load_shed', 'load_shed_strategy'],
     ['queue fill past the threshold', { ...LATER_RULES_BROKEN, strategy: 'healthy', waiting: MAX_QUEUE - 0.001, abandonedUse: 0.99 }, 'load_shed', 'load_shed_queue'],
     ['abandoned use past the threshold', { ...LATER_RULES_BROKEN, strategy: 'healthy', waiting: 1, abandonedUse: 0.999 }, 'load_shed', 'load_shed_abandoned'],

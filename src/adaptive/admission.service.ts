@@ -40,9 +40,9 @@ export type RejectionReason = 'queue_full' | 'load_shed_queue' | 'load_shed_aban
 
 /**
  * Admission control, from cached figures only (no Redis round trip). At the door
- * ({@link refusalForAll}), the refusals that apply to every request (store away, queue full, abandoned
- * capacity exhausted); then in the guard ({@link decide}): unknown model, every upstream open, the key
- * at its share of the queue; only while there is contention (requests waiting or no free slot), the
+ * ({@link refusalForAll}, {@link refusalForKey}), the refusals that apply to every request (store away,
+ * queue full, abandoned capacity exhausted) and to every request of a key at its share of the queue;
+ * then in the guard ({@link decide}): unknown model, every upstream open; only while there is contention (requests waiting or no free slot), the
  * strategy's rule and graduated shedding on queue fill and abandoned capacity; last, deadlines that the
  * estimated queue wait plus the request's own estimated service time cannot meet. What it admits is one
  * {@link Admission} that the queue core applies exactly in Redis.
@@ -143,6 +143,24 @@ export class AdmissionService implements OnApplicationBootstrap, OnApplicationSh
   }
 
   /**
+   * At the door too: a client key that holds its share of the queue already (cached figures), refused
+   * as cheaply as a full queue. `client` is asked for only while requests wait (it costs a key lookup).
+   */
+  refusalForKey(client: () => AdmissionRequest['client'] | undefined): Error | undefined {
+    if (this.figures.snapshot().waiting === 0) return undefined;
+    const caller = client();
+    if (!caller) return undefined;
+    const maxWaiting = this.maxWaitingOf(caller);
+    const keyWaiting = this.figures.waitingOf(caller.id);
+    if (maxWaiting === 0 || keyWaiting < maxWaiting) return undefined;
+    return withoutStack(() => new KeyQueueShareExceededError(keyWaiting, maxWaiting, this.figures.retryAfterMs(keyWaiting)));
+  }
+
+  private maxWaitingOf(client: Pick<AdmissionRequest['client'], 'queueShare'>): number {
+    return client.queueShare ? Math.max(1, Math.floor(client.queueShare * this.queue.maxQueueSize)) : 0;
+  }
+
+  /**
    * The admission decision for a request that passed the door: throws the typed refusal (and counts it),
    * or returns the {@link Admission} that travels with the request to the queue core.
    */
@@ -157,12 +175,7 @@ export class AdmissionService implements OnApplicationBootstrap, OnApplicationSh
       const availability = this.dispatcher.availability(model);
       if (!availability.available) this.refuse('circuit_open', () => new CircuitOpenError(model, availability.retryInMs));
     }
-    // A key at its share of the queue is refused here, from the figures, as cheaply as a full queue at the door.
-    const maxWaiting = client.queueShare ? Math.max(1, Math.floor(client.queueShare * this.queue.maxQueueSize)) : 0;
-    const keyWaiting = this.figures.waitingOf(client.id);
-    if (maxWaiting > 0 && keyWaiting >= maxWaiting) {
-      throw withoutStack(() => new KeyQueueShareExceededError(keyWaiting, maxWaiting, this.figures.retryAfterMs(keyWaiting)));
-    }
+    const maxWaiting = this.maxWaitingOf(client);
     // Restrictions exist to protect work in progress: with nobody waiting and a slot free, the request
     // harms no one, whatever the strategy says (no free slot is ever wasted after an overload burst).
     const contended = queue.waiting > 0 || queue.active >= this.queue.maxConcurrent;
