@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { Logger as PinoLogger } from 'nestjs-pino';
 import type { IncomingMessage } from 'node:http';
 import { AppModule } from './app.module';
@@ -11,6 +11,7 @@ import { registerMultipartParser } from './files/multipart';
 import { ShutdownService } from './common/shutdown.service';
 import { AdaptiveService } from './adaptive/adaptive.service';
 import { AdmissionService } from './adaptive/admission.service';
+import { AuthService } from './auth/auth.service';
 import { toErrorResponse } from './common/error-response';
 import { ShuttingDownError } from './common/errors';
 import { HttpMetricsHook } from './metrics/http-metrics.hook';
@@ -82,6 +83,7 @@ export async function createApp(runtime: Runtime, env: EnvironmentVariables): Pr
     shutdown: app.get(ShutdownService),
     adaptive: app.get(AdaptiveService),
     admission: app.get(AdmissionService),
+    auth: app.get(AuthService),
     metrics: app.get(HttpMetricsHook),
   };
   return app;
@@ -91,13 +93,25 @@ interface FrontDoorServices {
   shutdown: ShutdownService;
   adaptive: AdaptiveService;
   admission: AdmissionService;
+  auth: AuthService;
   metrics: HttpMetricsHook;
+}
+
+/** The calling client key as the door sees it; none for a missing or unknown key (the guards answer that). */
+function callerAtDoor(auth: AuthService, request: FastifyRequest): { id: string; weight: number; queueShare?: number } | undefined {
+  try {
+    const identity = auth.authorize('inference', request.headers);
+    return identity && { id: identity.id, weight: identity.weight, queueShare: auth.queueShareOf(identity) };
+  } catch {
+    return undefined;
+  }
 }
 
 /**
  * Every request's first step: its id and degradation headers, in-flight counting for the drain, HTTP
  * metrics, and shedding at the door: when every upstream-bound request would be refused anyway (draining,
- * queue full, queue store away, abandoned capacity exhausted), the answer goes out right here.
+ * queue full, queue store away, abandoned capacity exhausted), or every one of its client key (at its
+ * share of the queue), the answer goes out right here.
  */
 function registerFrontDoor(fastify: FastifyInstance, services: () => FrontDoorServices | undefined): void {
   fastify.addHook('onRequest', (request, reply, done) => {
@@ -109,7 +123,9 @@ function registerFrontDoor(fastify: FastifyInstance, services: () => FrontDoorSe
     reply.raw.once('close', () => door.shutdown.requestEnded());
     door.metrics.observe(request, reply);
     if (request.method === 'POST' && INFERENCE_PATHS.has(request.routeOptions.url ?? '')) {
-      const refusal = door.shutdown.draining ? new ShuttingDownError() : door.admission.refusalForAll();
+      const refusal = door.shutdown.draining
+        ? new ShuttingDownError()
+        : (door.admission.refusalForAll() ?? door.admission.refusalForKey(() => callerAtDoor(door.auth, request)));
       if (refusal) {
         const { status, headers, body } = toErrorResponse(refusal);
         void reply.code(status).headers(headers).send(body);

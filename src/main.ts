@@ -1,6 +1,7 @@
 import 'reflect-metadata';
 import cluster from 'node:cluster';
 import { availableParallelism } from 'node:os';
+import { settleWithin } from './common/deadline';
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import { createApp } from './app.factory';
 import { bootstrapLogger, PreparedRuntime, prepareRuntime, StartAbortedError } from './bootstrap';
@@ -22,13 +23,14 @@ const ABORTED_CLOSE_MS = 5000;
 
 /** Resolves true when `work` settles within `ms`, false otherwise; never rejects. */
 function within(work: Promise<unknown>, ms: number): Promise<boolean> {
-  return Promise.race([
+  return settleWithin(
     work.then(
       () => true,
       () => true,
     ),
-    new Promise<boolean>((resolve) => setTimeout(() => resolve(false), ms).unref()),
-  ]);
+    ms,
+    false,
+  );
 }
 
 /** Connections the kernel may queue for accept (capped by net.core.somaxconn). */
@@ -156,10 +158,7 @@ async function runInstance(env: EnvironmentVariables): Promise<void> {
       void exit(1, 'halt');
     }, closeBoundMs + 5000);
     hardStop.unref();
-    const closed = await Promise.race([
-      app.close().then(() => true),
-      new Promise<boolean>((resolve) => setTimeout(() => resolve(false), closeBoundMs).unref()),
-    ]);
+    const closed = await settleWithin(app.close().then(() => true), closeBoundMs, false);
     if (!closed) logger.warn(`application close did not finish in ${closeBoundMs} ms; stopping anyway`);
     await prepared.stop();
     logger.info('stopped');

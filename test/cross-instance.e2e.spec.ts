@@ -91,6 +91,8 @@ describe('one gateway across instances: stream relay', () => {
     const response = await send(`${front.url}/v1/chat/completions`, { method: 'POST', body: chatBody({ stream: true, x_sim: { chunks: 3000 } }), timeoutMs: 30_000 });
     const events = parseSse(await response.text());
     assert.equal(events.at(-1), '[DONE]');
+    const failure = events.find((e) => e !== '[DONE]' && JSON.parse(e).error);
+    assert.equal(failure, undefined, `the stream failed: ${failure}`);
     const text = events.slice(0, -1).map((e) => JSON.parse(e).choices[0]?.delta?.content ?? '').join('');
     assert.equal(text.split(' ').filter(Boolean).length, 3000);
     assert.match(text, /^word1 word2 word3 /);

@@ -58,17 +58,19 @@ describe('X-Queue-Status: comments', () => {
   });
 
   it('a waiting stream whose deadline passes ends with an SSE error event, then [DONE]', async () => {
-    // Long enough a wait that the deadline passes in the queue; short enough an estimate (half a learned
-    // service time) that admission lets it in rather than refusing it as deadline_unreachable.
+    // Long enough a wait that the deadline passes in the queue; short enough an estimate (what is left of
+    // a learned service time, and a one-token answer of its own) that admission lets it in rather than
+    // refusing it as deadline_unreachable.
     const { answer: blocker } = await busySlot(4000);
     const response = await send(`${stack.url}/v1/chat/completions`, {
       method: 'POST',
       headers: { 'x-queue-status': 'comments', 'x-request-timeout-ms': '2000' },
-      body: chatBody({ stream: true }),
+      body: chatBody({ stream: true, max_tokens: 1 }),
       timeoutMs: 20_000,
     });
-    assert.equal(response.status, 200);
-    const events = parseSse(await response.text());
+    const text = await response.text();
+    assert.equal(response.status, 200, text);
+    const events = parseSse(text);
     assert.equal(events.at(-1), '[DONE]');
     assert.equal(JSON.parse(events.at(-2)!).error.code, 'queue_timeout');
     await blocker;

@@ -6,6 +6,7 @@ import { BulwarkError } from '../common/errors';
 import { SeededRandomSource } from '../common/random';
 import type { UpstreamDispatcher } from '../dispatch/upstream-dispatcher';
 import type { QueueFigures, QueueSnapshot } from '../queue/queue-figures.service';
+import type { QueueService } from '../queue/queue.service';
 import type { UpstreamRegistry } from '../upstream/upstream-registry';
 import type { AdaptiveService } from './adaptive.service';
 import { AdmissionRequest, AdmissionService, RejectionReason } from './admission.service';
@@ -28,9 +29,11 @@ interface World {
   circuitOpen: boolean;
   queueWaitMs: number;
   serviceMs: number | undefined;
+  /** Waiting requests of the caller's key. */
+  keyWaiting: number;
 }
 
-const CALM: World = { fresh: true, waiting: 0, active: 0, strategy: 'healthy', abandonedUse: 0, knownModel: true, circuitOpen: false, queueWaitMs: 0, serviceMs: undefined };
+const CALM: World = { fresh: true, waiting: 0, active: 0, strategy: 'healthy', abandonedUse: 0, knownModel: true, circuitOpen: false, queueWaitMs: 0, serviceMs: undefined, keyWaiting: 0 };
 
 function setup(overrides: Partial<World> = {}, seed = 7) {
   const world: World = { ...CALM, ...overrides };
@@ -45,13 +48,22 @@ function setup(overrides: Partial<World> = {}, seed = 7) {
     fresh: world.fresh,
     refreshedAt: clock.now(),
   });
-  const figures = { snapshot, estimateWaitMs: () => world.queueWaitMs } as unknown as QueueFigures;
+  const figures = {
+    snapshot,
+    estimateWaitMs: () => world.queueWaitMs,
+    retryAfterMs: () => 1000,
+    waitingOf: () => world.keyWaiting,
+    withinFairShare: () => false,
+  } as unknown as QueueFigures;
+  let queueAccepted!: (priority: Priority) => void;
+  const queueCore = { onAdmitted: (listener: (priority: Priority) => void) => (queueAccepted = listener) } as unknown as QueueService;
   const adaptive = {
     abandoned: { capacityUsed: () => world.abandonedUse, timeUntilResetMs: () => 60_000 },
     get strategy() {
       return world.strategy;
     },
     freshEffects: () => strategyEffects(world.strategy, 256),
+    effects: () => strategyEffects(world.strategy, 256),
     noteAdmission: (admitted: boolean) => noted.push(admitted),
   } as unknown as AdaptiveService;
   const dispatcher = {
@@ -69,19 +81,27 @@ function setup(overrides: Partial<World> = {}, seed = 7) {
     clock,
     new SeededRandomSource(seed),
     serviceTimes,
+    queueCore,
   );
   const reasons: RejectionReason[] = [];
   const admitted: Priority[] = [];
   admission.onRejection((reason) => reasons.push(reason));
   admission.onAdmission((priority) => admitted.push(priority));
-  const request = (priority: Priority = 'normal', deadlineInMs = 10_000): AdmissionRequest => ({ priority, model: 'sim-small', deadlineAt: clock.now() + deadlineInMs });
-  return { admission, world, clock, reasons, admitted, noted, request };
+  const request = (priority: Priority = 'normal', deadlineInMs = 10_000): AdmissionRequest => ({
+    priority,
+    model: 'sim-small',
+    deadlineAt: clock.now() + deadlineInMs,
+    client: { id: 'key_a', weight: 1, queueShare: 0.5 },
+  });
+  return { admission, world, clock, reasons, admitted, noted, request, queueAccepted: (p: Priority) => queueAccepted(p) };
 }
 
-/** The code of the error `check` throws, or `admitted`. */
+/** The code of the error the door or the decision throws, or `admitted`. */
 function decide(admission: AdmissionService, request: AdmissionRequest): string {
   try {
-    admission.check(request);
+    const atDoor = admission.refusalForAll() ?? admission.refusalForKey(() => request.client);
+    if (atDoor) throw atDoor;
+    admission.decide(request);
     return 'admitted';
   } catch (error) {
     assert.ok(error instanceof BulwarkError, `expected a typed error, got ${String(error)}`);
@@ -90,12 +110,24 @@ function decide(admission: AdmissionService, request: AdmissionRequest): string 
 }
 
 describe('AdmissionService: the decision table', () => {
-  it('admits a request on a calm gateway and counts nothing until the queue took it', () => {
-    const { admission, reasons, admitted, noted, request } = setup();
+  it('admits a request on a calm gateway and counts nothing until the queue core took it', () => {
+    const { admission, reasons, admitted, noted, request, queueAccepted } = setup();
     assert.equal(decide(admission, request()), 'admitted');
     assert.deepEqual([reasons, admitted, noted], [[], [], []]);
-    admission.recordAdmitted('normal');
+    queueAccepted('normal');
     assert.deepEqual([admitted, noted], [['normal'], [true]]);
+  });
+
+  it('decides once: priority, key caps, deadline, size and retries travel in one admission', () => {
+    const { admission, clock } = setup({ serviceMs: 700 });
+    const decided = admission.decide({ priority: 'low', model: 'sim-small', deadlineAt: clock.now() + 5000, client: { id: 'key_b', weight: 3, maxConcurrent: 2, queueShare: 0.3 } });
+    assert.deepEqual(decided, {
+      priority: 'low',
+      client: { id: 'key_b', weight: 3, maxWaiting: 3, maxRunning: 2 },
+      deadlineAt: clock.now() + 5000,
+      expectedServiceMs: 700,
+      retriesAllowed: true,
+    });
   });
 
   // Each row: the world, the code returned and the reason counted; rows are in rule order, and each
@@ -105,6 +137,7 @@ describe('AdmissionService: the decision table', () => {
     ['store unreachable', { ...LATER_RULES_BROKEN, fresh: false, waiting: MAX_QUEUE, abandonedUse: 1, knownModel: false, circuitOpen: true }, 'load_shed', 'store_unavailable'],
     ['queue full', { ...LATER_RULES_BROKEN, waiting: MAX_QUEUE, abandonedUse: 1, knownModel: false, circuitOpen: true }, 'queue_full', 'queue_full'],
     ['abandoned capacity exhausted', { ...LATER_RULES_BROKEN, abandonedUse: 1, knownModel: false, circuitOpen: true }, 'load_shed', 'load_shed_abandoned'],
+    ['the key at its share of the queue (at the door, from the figures)', { ...LATER_RULES_BROKEN, keyWaiting: 5, knownModel: false, circuitOpen: true }, 'key_queue_share_exceeded', undefined],
     ['unknown model (a 404, not a refusal)', { ...LATER_RULES_BROKEN, knownModel: false, circuitOpen: true }, 'model_not_found', undefined],
     ['every upstream open', { ...LATER_RULES_BROKEN, circuitOpen: true }, 'circuit_open', 'circuit_open'],
     ['strategy critical under contention', { ...LATER_RULES_BROKEN }, 'load_shed', 'load_shed_strategy'],
@@ -162,11 +195,11 @@ describe('AdmissionService: the decision table', () => {
   it('keeps counting when a listener throws', (t) => {
     Logger.overrideLogger(false);
     t.after(() => Logger.overrideLogger(['log', 'error', 'warn']));
-    const { admission, admitted, noted } = setup();
+    const { admission, admitted, noted, queueAccepted } = setup();
     admission.onAdmission(() => {
       throw new Error('listener broke');
     });
-    admission.recordAdmitted('low');
+    queueAccepted('low');
     assert.deepEqual([admitted, noted], [['low'], [true]]);
   });
 });

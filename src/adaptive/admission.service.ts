@@ -2,18 +2,19 @@ import { Inject, Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdo
 import type { ConfigType } from '@nestjs/config';
 import { Clock } from '../common/clock';
 import { Listeners } from '../common/listeners';
-import { CircuitOpenError, DeadlineUnreachableError, LoadShedError, NotFoundError, QueueFullError, withoutStack } from '../common/errors';
+import { CircuitOpenError, DeadlineUnreachableError, KeyQueueShareExceededError, LoadShedError, NotFoundError, QueueFullError, withoutStack } from '../common/errors';
 import { RandomSource } from '../common/random';
 import { adaptiveConfig, queueConfig } from '../config/sections';
 import { UpstreamDispatcher } from '../dispatch/upstream-dispatcher';
+import type { Admission } from '../queue/admission';
 import { QueueFigures } from '../queue/queue-figures.service';
+import { QueueService } from '../queue/queue.service';
 import { UpstreamRegistry } from '../upstream/upstream-registry';
 import { AdaptiveService } from './adaptive.service';
 import { shouldShed } from './graduated-rejection';
 import { Priority } from '../common/priority';
 import type { RequestSize } from './service-time-model';
 import { ServiceTimes } from './service-times.service';
-import { drainTimeSeconds } from '../queue/wait-estimator';
 
 const REFUSAL_SUMMARY_MS = 10_000;
 
@@ -23,22 +24,32 @@ export interface AdmissionRequest {
   deadlineAt: number;
   /** Output-token limit and prompt length, for the request's own service time. */
   size?: RequestSize;
-  /** Non-secret id of the client key: shedding spares a key within its fair share of the queue. */
-  clientId?: string;
+  /** The client key: shedding spares a key within its fair share of the queue; its caps bound it. */
+  client: {
+    /** Non-secret id of the key. */
+    id: string;
+    weight: number;
+    /** Most requests of the key running at once, across instances (unset: no cap of its own). */
+    maxConcurrent?: number;
+    /** Largest fraction of MAX_QUEUE_SIZE the key may hold waiting (unset: no cap of its own). */
+    queueShare?: number;
+  };
 }
 
 export type RejectionReason = 'queue_full' | 'load_shed_queue' | 'load_shed_abandoned' | 'load_shed_strategy' | 'deadline_unreachable' | 'circuit_open' | 'store_unavailable';
 
 /**
- * Admission control at the door, from cached figures only (no Redis round trip). In order: the door's
- * refusals (store away, queue full, abandoned capacity exhausted), unknown model, every upstream open;
- * then, only while there is contention (requests waiting or no free slot), the strategy's rule and
- * graduated shedding on queue fill and abandoned capacity; last, deadlines that the estimated queue
- * wait plus the request's own estimated service time cannot meet.
+ * Admission control, from cached figures only (no Redis round trip). At the door
+ * ({@link refusalForAll}, {@link refusalForKey}), the refusals that apply to every request (store away,
+ * queue full, abandoned capacity exhausted) and to every request of a key at its share of the queue;
+ * then in the guard ({@link decide}): unknown model, every upstream open; only while there is contention (requests waiting or no free slot), the
+ * strategy's rule and graduated shedding on queue fill and abandoned capacity; last, deadlines that the
+ * estimated queue wait plus the request's own estimated service time cannot meet. What it admits is one
+ * {@link Admission} that the queue core applies exactly in Redis.
  *
- * Deciding ({@link check}) counts refusals only; an admission is counted by {@link recordAdmitted}
- * once the queue has accepted the request, so a request refused later (a 400 from the body's
- * validation, a full queue at enqueue) never counts as admitted.
+ * Deciding counts refusals only; an admission is counted when the queue core says it accepted the
+ * request, so a request refused later (a 400 from the body's validation, a full queue at enqueue) never
+ * counts as admitted.
  */
 @Injectable()
 export class AdmissionService implements OnApplicationBootstrap, OnApplicationShutdown {
@@ -77,7 +88,10 @@ export class AdmissionService implements OnApplicationBootstrap, OnApplicationSh
     private readonly clock: Clock,
     private readonly random: RandomSource,
     private readonly serviceTimes: ServiceTimes,
-  ) {}
+    queueCore: QueueService,
+  ) {
+    queueCore.onAdmitted((priority) => this.recordAdmitted(priority));
+  }
 
   onRejection(listener: (reason: RejectionReason) => void): void {
     this.rejectionListeners.add(listener);
@@ -88,8 +102,7 @@ export class AdmissionService implements OnApplicationBootstrap, OnApplicationSh
     this.admissionListeners.add(listener);
   }
 
-  /** Counts one admission; call once the queue has accepted the request. */
-  recordAdmitted(priority: Priority): void {
+  private recordAdmitted(priority: Priority): void {
     this.adaptive.noteAdmission(true);
     this.admissionListeners.emit(priority);
   }
@@ -116,10 +129,9 @@ export class AdmissionService implements OnApplicationBootstrap, OnApplicationSh
       this.noteRefusal('store_unavailable');
       return withoutStack(() => new LoadShedError('queue figures are unavailable: the queue store (Redis) is unreachable', 5000));
     }
-    const retryAfterMs = () => drainTimeSeconds(queue.waiting, this.queue.maxConcurrent, queue.averageServiceMs) * 1000;
     if (queue.waiting >= this.queue.maxQueueSize) {
       this.noteRefusal('queue_full');
-      return withoutStack(() => new QueueFullError(queue.waiting, this.queue.maxQueueSize, retryAfterMs()));
+      return withoutStack(() => new QueueFullError(queue.waiting, this.queue.maxQueueSize, this.figures.retryAfterMs()));
     }
     const abandonedUse = this.adaptive.abandoned.capacityUsed();
     if (abandonedUse >= 1) {
@@ -131,15 +143,30 @@ export class AdmissionService implements OnApplicationBootstrap, OnApplicationSh
   }
 
   /**
-   * Throws the typed refusal (and counts it), or returns when the request may be queued. Counts no
-   * admission: the caller calls {@link recordAdmitted} once the queue took the request.
+   * At the door too: a client key that holds its share of the queue already (cached figures), refused
+   * as cheaply as a full queue. `client` is asked for only while requests wait (it costs a key lookup).
    */
-  check({ priority, model, deadlineAt, size, clientId }: AdmissionRequest): { expectedServiceMs?: number } {
-    // The door's refusals first (figures may have moved since the request passed it).
-    const forAll = this.refusalForAll();
-    if (forAll) throw forAll;
+  refusalForKey(client: () => AdmissionRequest['client'] | undefined): Error | undefined {
+    if (this.figures.snapshot().waiting === 0) return undefined;
+    const caller = client();
+    if (!caller) return undefined;
+    const maxWaiting = this.maxWaitingOf(caller);
+    const keyWaiting = this.figures.waitingOf(caller.id);
+    if (maxWaiting === 0 || keyWaiting < maxWaiting) return undefined;
+    return withoutStack(() => new KeyQueueShareExceededError(keyWaiting, maxWaiting, this.figures.retryAfterMs(keyWaiting)));
+  }
+
+  private maxWaitingOf(client: Pick<AdmissionRequest['client'], 'queueShare'>): number {
+    return client.queueShare ? Math.max(1, Math.floor(client.queueShare * this.queue.maxQueueSize)) : 0;
+  }
+
+  /**
+   * The admission decision for a request that passed the door: throws the typed refusal (and counts it),
+   * or returns the {@link Admission} that travels with the request to the queue core.
+   */
+  decide({ priority, model, deadlineAt, size, client }: AdmissionRequest): Admission {
     const queue = this.figures.snapshot();
-    const retryAfterMs = drainTimeSeconds(queue.waiting, this.queue.maxConcurrent, queue.averageServiceMs) * 1000;
+    const retryAfterMs = this.figures.retryAfterMs();
     if (typeof model === 'string' && !this.registry.knows(model)) {
       throw new NotFoundError('model_not_found', `The model \`${model.slice(0, 256)}\` does not exist`, 'model');
     }
@@ -148,12 +175,13 @@ export class AdmissionService implements OnApplicationBootstrap, OnApplicationSh
       const availability = this.dispatcher.availability(model);
       if (!availability.available) this.refuse('circuit_open', () => new CircuitOpenError(model, availability.retryInMs));
     }
+    const maxWaiting = this.maxWaitingOf(client);
     // Restrictions exist to protect work in progress: with nobody waiting and a slot free, the request
     // harms no one, whatever the strategy says (no free slot is ever wasted after an overload burst).
     const contended = queue.waiting > 0 || queue.active >= this.queue.maxConcurrent;
     // Under contention shedding falls first on keys above their fair share: a key that holds less of the
     // queue than its share, while another holds more, is not shed (fair ordering then serves it soon).
-    if (contended && !(clientId !== undefined && this.figures.withinFairShare(clientId))) {
+    if (contended && !this.figures.withinFairShare(client.id)) {
       if (!this.adaptive.freshEffects().admits(priority)) {
         this.refuse('load_shed_strategy', () => new LoadShedError(`strategy ${this.adaptive.strategy}: only high priority is admitted`, retryAfterMs));
       }
@@ -174,7 +202,12 @@ export class AdmissionService implements OnApplicationBootstrap, OnApplicationSh
     if (estimatedMs > remainingMs) {
       this.refuse('deadline_unreachable', () => new DeadlineUnreachableError(Math.round(estimatedMs), remainingMs, retryAfterMs));
     }
-    // Travels with the request, so that once it runs, the wait estimate knows when its slot frees.
-    return { expectedServiceMs };
+    return {
+      priority,
+      client: { id: client.id, weight: client.weight, maxWaiting, maxRunning: client.maxConcurrent ?? 0 },
+      deadlineAt,
+      expectedServiceMs,
+      retriesAllowed: this.adaptive.effects().retriesAllowed,
+    };
   }
 }

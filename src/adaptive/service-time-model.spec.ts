@@ -42,6 +42,21 @@ describe('ServiceTimeModel', () => {
   });
 });
 
+describe('ServiceTimeModel: JSON answers of varied sizes', () => {
+  it('learns the fixed part apart from the per-token rate, so one slow short call does not price a long one', () => {
+    const model = new ServiceTimeModel();
+    // A cold first call (800 ms for 50 tokens), then calls at 2 ms per token plus about 50 ms.
+    model.record({ durationMs: 800, completionTokens: 50 });
+    model.record({ durationMs: 2050, completionTokens: 1000 });
+    model.record({ durationMs: 150, completionTokens: 50 });
+    const large = model.estimateMs({ maxTokens: 1000 }) ?? 0;
+    const small = model.estimateMs({ maxTokens: 50 }) ?? 0;
+    assert.ok(large > 1500 && large < 2600, `large ${large}`);
+    assert.ok(small < 800, `small ${small}`);
+    assert.ok(large > small);
+  });
+});
+
 describe('requestSize', () => {
   it('reads the first output-token limit and approximates prompt tokens from chat, prompt or input', () => {
     assert.deepEqual(requestSize({ max_tokens: 1000, messages: [{ role: 'user', content: 'x'.repeat(400) }] }), { maxTokens: 1000, promptTokens: 100 });

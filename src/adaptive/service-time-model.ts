@@ -35,6 +35,8 @@ export class ServiceTimeModel {
   private msPerToken?: number;
   private outputTokens?: number;
   private samples = 0;
+  /** EWMA moments of JSON answers' (tokens, duration): a fixed part and a per-token rate, once sizes vary. */
+  private json?: { x: number; y: number; xx: number; xy: number };
 
   /** Learns from one successful call; calls without a token count teach nothing. */
   record(sample: ServiceSample): void {
@@ -46,6 +48,7 @@ export class ServiceTimeModel {
       generationMs = Math.max(0, sample.durationMs - sample.timeToFirstTokenMs);
     } else {
       generationMs = Math.max(0, sample.durationMs - (this.ttftMs ?? 0));
+      this.learnJson(tokens, sample.durationMs);
     }
     this.msPerToken = ewma(this.msPerToken, generationMs / tokens);
     this.outputTokens = ewma(this.outputTokens, tokens);
@@ -75,8 +78,33 @@ export class ServiceTimeModel {
   /** The model's prediction for an answer of exactly `tokens`, for measuring its own error. */
   predictMs(tokens: number, promptTokens = 0): number | undefined {
     if (this.msPerToken === undefined) return undefined;
-    const ttft = (this.ttftMs ?? 0) * (1 + Math.min(1, Math.max(0, promptTokens) / PROMPT_TOKENS_DOUBLING_TTFT));
-    return ttft + Math.max(0, tokens) * this.msPerToken;
+    const line = this.ttftMs === undefined ? this.jsonLine() : undefined;
+    const fixedMs = line ? line.fixedMs : (this.ttftMs ?? 0);
+    const perToken = line ? line.perTokenMs : this.msPerToken;
+    const ttft = fixedMs * (1 + Math.min(1, Math.max(0, promptTokens) / PROMPT_TOKENS_DOUBLING_TTFT));
+    return ttft + Math.max(0, tokens) * perToken;
+  }
+
+  private learnJson(tokens: number, durationMs: number): void {
+    const j = this.json;
+    const at = (previous: number | undefined, value: number) => ewma(previous, value);
+    this.json = { x: at(j?.x, tokens), y: at(j?.y, durationMs), xx: at(j?.xx, tokens * tokens), xy: at(j?.xy, tokens * durationMs) };
+  }
+
+  /**
+   * JSON answers alone do not say how much of a call is fixed (queueing at the upstream, prefill, the
+   * connection) and how much grows with its length; once their sizes vary enough, a least-squares line
+   * through the weighted samples does, so a slow short call does not price every token of a long one.
+   */
+  private jsonLine(): { fixedMs: number; perTokenMs: number } | undefined {
+    const j = this.json;
+    if (!j) return undefined;
+    const variance = j.xx - j.x * j.x;
+    if (!(variance > (0.25 * j.x) ** 2)) return undefined;
+    const perTokenMs = (j.xy - j.x * j.y) / variance;
+    const fixedMs = j.y - perTokenMs * j.x;
+    if (!(perTokenMs > 0) || fixedMs < 0) return undefined;
+    return { fixedMs, perTokenMs };
   }
 }
 

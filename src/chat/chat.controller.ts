@@ -1,6 +1,8 @@
 import { Body, Controller, Get, HttpCode, Param, Post, Req, Res } from '@nestjs/common';
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import { Admitted } from '../adaptive/admission.guard';
 import { AsyncJobRoute, Kind } from '../common/route-kind.decorator';
+import type { Admission } from '../queue/admission';
 import { ChatCompletionRequestDto, CompletionRequestDto, EmbeddingRequestDto, ResponsesRequestDto } from './dto/openai-requests.dto';
 import { InferenceService } from './inference.service';
 import { ModelsService } from './models.service';
@@ -15,30 +17,30 @@ export class ChatController {
   ) {}
 
   @Post('chat/completions') @Kind('inference') @HttpCode(200)
-  chatCompletions(@Body(new OpenAIBodyPipe(ChatCompletionRequestDto)) body: Record<string, unknown>, @Req() request: FastifyRequest, @Res() reply: FastifyReply) {
-    return this.inference.serve('/chat/completions', body, request, reply);
+  chatCompletions(@Body(new OpenAIBodyPipe(ChatCompletionRequestDto)) body: Record<string, unknown>, @Admitted() admission: Admission | undefined, @Req() request: FastifyRequest, @Res() reply: FastifyReply) {
+    return this.inference.serve('/chat/completions', body, admission, request, reply);
   }
 
   @Post('completions') @Kind('inference') @HttpCode(200)
-  completions(@Body(new OpenAIBodyPipe(CompletionRequestDto)) body: Record<string, unknown>, @Req() request: FastifyRequest, @Res() reply: FastifyReply) {
-    return this.inference.serve('/completions', body, request, reply);
+  completions(@Body(new OpenAIBodyPipe(CompletionRequestDto)) body: Record<string, unknown>, @Admitted() admission: Admission | undefined, @Req() request: FastifyRequest, @Res() reply: FastifyReply) {
+    return this.inference.serve('/completions', body, admission, request, reply);
   }
 
   @Post('embeddings') @Kind('inference') @HttpCode(200)
-  embeddings(@Body(new OpenAIBodyPipe(EmbeddingRequestDto)) body: Record<string, unknown>, @Req() request: FastifyRequest, @Res() reply: FastifyReply) {
-    return this.inference.serve('/embeddings', body, request, reply);
+  embeddings(@Body(new OpenAIBodyPipe(EmbeddingRequestDto)) body: Record<string, unknown>, @Admitted() admission: Admission | undefined, @Req() request: FastifyRequest, @Res() reply: FastifyReply) {
+    return this.inference.serve('/embeddings', body, admission, request, reply);
   }
 
   /** OpenAI's Responses API, through the same pipeline; streams relay its typed events. `background: true` runs it as a job. */
   @Post('responses') @Kind('inference') @AsyncJobRoute('background') @HttpCode(200)
-  responses(@Body(new OpenAIBodyPipe(ResponsesRequestDto)) body: Record<string, unknown>, @Req() request: FastifyRequest, @Res() reply: FastifyReply) {
-    return this.inference.serve('/responses', body, request, reply);
+  responses(@Body(new OpenAIBodyPipe(ResponsesRequestDto)) body: Record<string, unknown>, @Admitted() admission: Admission | undefined, @Req() request: FastifyRequest, @Res() reply: FastifyReply) {
+    return this.inference.serve('/responses', body, admission, request, reply);
   }
 
   /** An async chat completion: 202 with the job; its result is read through GET /v1/jobs/{id}. */
   @Post('jobs') @Kind('inference') @AsyncJobRoute() @HttpCode(202)
-  createJob(@Body(new OpenAIBodyPipe(ChatCompletionRequestDto)) body: Record<string, unknown>, @Req() request: FastifyRequest, @Res() reply: FastifyReply) {
-    return this.inference.serve('/chat/completions', body, request, reply);
+  createJob(@Body(new OpenAIBodyPipe(ChatCompletionRequestDto)) body: Record<string, unknown>, @Admitted() admission: Admission | undefined, @Req() request: FastifyRequest, @Res() reply: FastifyReply) {
+    return this.inference.serve('/chat/completions', body, admission, request, reply);
   }
 
   @Get('models') @Kind('client')

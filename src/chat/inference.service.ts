@@ -2,11 +2,10 @@ import { Injectable } from '@nestjs/common';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { AdaptiveService } from '../adaptive/adaptive.service';
 import { CancelledError, InvalidRequestError } from '../common/errors';
-import { AdmissionService } from '../adaptive/admission.service';
-import { AuthService } from '../auth/auth.service';
 import { TokenUsageService } from '../auth/token-usage.service';
-import { effectivePriority, RequestContext } from '../common/request-context';
+import type { RequestContext } from '../common/request-context';
 import { refusalForTier } from '../common/service-tier';
+import type { Admission } from '../queue/admission';
 import { BackgroundResponses } from '../queue/background-responses.service';
 import { JobsService } from '../queue/jobs.service';
 import { QueuedRequest, QueueService } from '../queue/queue.service';
@@ -29,28 +28,19 @@ export class InferenceService {
     private readonly jobs: JobsService,
     private readonly background: BackgroundResponses,
     private readonly adaptive: AdaptiveService,
-    private readonly admission: AdmissionService,
-    private readonly auth: AuthService,
     private readonly tokens: TokenUsageService,
   ) {}
 
-  async serve(path: InferencePath, body: Record<string, unknown>, request: FastifyRequest, reply: FastifyReply): Promise<void> {
+  async serve(path: InferencePath, body: Record<string, unknown>, admission: Admission | undefined, request: FastifyRequest, reply: FastifyReply): Promise<void> {
     const context = request.bulwark as RequestContext;
     const account = new AnswerAccount(context, this.tokens, path, String(body.model));
     try {
+      if (!admission) throw new Error('an inference route was reached without an admission decision');
       const shaped = path === '/embeddings' ? body : this.adaptive.shapeBody(body, path === '/responses' ? 'responses' : 'chat');
       const queued: QueuedRequest = {
+        admission,
         payload: { path, model: String(shaped.model), body: shaped, stream: path !== '/embeddings' && shaped.stream === true, affinityKey: sessionId(request) },
         requestId: context.requestId,
-        clientId: context.client.id,
-        weight: context.client.weight,
-        maxQueueShare: this.auth.queueShareOf(context.client),
-        maxConcurrent: context.client.maxConcurrent,
-        priority: effectivePriority(context),
-        deadlineAt: context.deadlineAt,
-        retriesAllowed: this.adaptive.effects().retriesAllowed,
-        expectedServiceMs: context.expectedServiceMs,
-        onAccepted: () => this.admission.recordAdmitted(effectivePriority(context)),
       };
       if (path === '/responses' && shaped.background === true) {
         // Like a job's, a background response's reservation is kept whole: its answer is never read here.
@@ -60,7 +50,7 @@ export class InferenceService {
       }
       if (context.mode === 'async' && ASYNC_PATHS.has(path)) {
         const submitted = await this.queue.submit(queued, idempotencyKey(request));
-        const view = submitted.job ? await this.jobs.submitted(submitted.job) : await this.jobs.get(submitted.id, context.client.id);
+        const view = submitted.job ? await this.jobs.submitted(submitted.job) : await this.jobs.get(submitted.id, admission.client.id);
         if (submitted.replayed) void reply.header('idempotent-replayed', 'true');
         account.keepReservation();
         void reply.status(202).header('location', `/v1/jobs/${view.id}`).header('x-queue-wait-ms', '0').send(view);

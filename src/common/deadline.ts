@@ -29,3 +29,17 @@ export function withDeadline<T>(promise: Promise<T>, ms: number): Promise<T> {
 export function settleWithin<T>(promise: Promise<T>, ms: number, fallback: T): Promise<T> {
   return withDeadline(promise, ms).catch(() => fallback);
 }
+
+/**
+ * Settles as `promise` does, or rejects with `signal.reason` as soon as `signal` aborts (at once when it
+ * has already): for a wait bounded by its caller's deadline or departure. The listener never outlives it.
+ */
+export function untilAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason as Error);
+  let onAbort!: () => void;
+  const aborted = new Promise<never>((_, reject) => {
+    onAbort = () => reject(signal.reason as Error);
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+  return Promise.race([promise, aborted]).finally(() => signal.removeEventListener('abort', onAbort));
+}

@@ -51,8 +51,6 @@ export interface RequestContext {
   client: ClientIdentity;
   /** Stops the deadline timer; called when the answer is complete. */
   finish(): void;
-  /** Admission's estimate of the upstream time this request will take, when the model is learned. */
-  expectedServiceMs?: number;
   /** The body's `service_tier` (`auto` read as `default`), once the rate-limit guard allowed it. */
   serviceTier?: ServiceTier;
   /** The priority that `service_tier` gives; it takes the place of `X-Priority` and the tier cap. */

@@ -1,4 +1,5 @@
 import { Injectable, Logger } from '@nestjs/common';
+import { settleWithin } from './deadline';
 import { Listeners } from './listeners';
 
 /**
@@ -71,13 +72,7 @@ export class ShutdownService {
   /** Resolves true when no request or job is in flight, false when `graceMs` passed first. */
   async waitForIdle(graceMs: number): Promise<boolean> {
     if (this.inflight === 0 && this.work === 0) return true;
-    let timer: NodeJS.Timeout | undefined;
-    const idle = await Promise.race([
-      new Promise<boolean>((resolve) => this.idleWaiters.push(() => resolve(true))),
-      new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), graceMs))),
-    ]);
-    clearTimeout(timer);
-    return idle;
+    return settleWithin(new Promise<boolean>((resolve) => this.idleWaiters.push(() => resolve(true))), graceMs, false);
   }
 
   /** The grace period is over: every listener stops and hands back what it still runs. */

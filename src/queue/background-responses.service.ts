@@ -48,7 +48,7 @@ export class BackgroundResponses {
     const id = newResponseId();
     const object = queuedResponse(id, request.payload.body, this.clock.now());
     const created = request.payload.stream ? { type: 'response.created', response: object } : undefined;
-    await reachable(this.store.create(id, request.clientId, object, created, request.deadlineAt - this.clock.now()));
+    await reachable(this.store.create(id, request.admission.client.id, object, created, request.admission.deadlineAt - this.clock.now()));
     try {
       await this.queueService.submit(request, undefined, { id });
     } catch (error) {

@@ -1,8 +1,10 @@
 import { Inject, Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
 import type { ConfigType } from '@nestjs/config';
 import { Job, Worker } from 'bullmq';
+import type Redis from 'ioredis';
 import { randomUUID } from 'node:crypto';
 import { Clock } from '../common/clock';
+import { settleWithin } from '../common/deadline';
 import { toErrorResponse } from '../common/error-response';
 import { CancelledError, LoadShedError, QueueTimeoutError, RequestTimeoutError, ShuttingDownError } from '../common/errors';
 import { ShutdownService } from '../common/shutdown.service';
@@ -136,7 +138,6 @@ export class InferenceProcessor implements OnApplicationBootstrap, OnApplication
     entry.settled = this.run(job, token, lease).finally(() => {
       this.running.delete(String(job.id));
       done();
-      void this.slots.release(lease);
     });
     return true;
   }
@@ -156,15 +157,12 @@ export class InferenceProcessor implements OnApplicationBootstrap, OnApplication
   private async handBack(): Promise<void> {
     const entries = [...this.running.values()];
     this.cancellation.abortAll(new CancelledError('shutdown'));
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([
-      Promise.allSettled(entries.map((e) => e.settled)),
-      new Promise((resolve) => (timer = setTimeout(resolve, HAND_BACK_MS))),
-    ]);
-    clearTimeout(timer);
+    await settleWithin(Promise.allSettled(entries.map((e) => e.settled)), HAND_BACK_MS, []);
   }
 
+  /** Runs a job under `lease` and settles it in BullMQ; the lease is given back at the end, whatever happened. */
   private async run(job: Job<InferenceJobData, InferenceJobResult>, token: string, lease: string): Promise<void> {
+    let released = false;
     try {
       const result = await this.process(job, lease);
       if (result === 'hand_back') {
@@ -174,7 +172,8 @@ export class InferenceProcessor implements OnApplicationBootstrap, OnApplication
         // Its key runs as many requests as it may: the job waits a moment while others go ahead.
         await job.moveToDelayed(Date.now() + KEY_CAP_RETRY_MS, token);
       } else {
-        await job.moveToCompleted(result, token, false);
+        released = true;
+        await this.complete(job, token, lease, result);
       }
     } catch (error) {
       if (error instanceof AsyncJobFailure) {
@@ -183,7 +182,22 @@ export class InferenceProcessor implements OnApplicationBootstrap, OnApplication
         // The lock was lost (this instance stalled): another worker owns the job now.
         this.logger.warn(`job ${job.id}: ${(error as Error).message}`);
       }
+    } finally {
+      if (!released) void this.slots.release(lease);
     }
+  }
+
+  /** Completes `job` in BullMQ and gives its slot back, in one round trip. */
+  private async complete(job: Job<InferenceJobData, InferenceJobResult>, token: string, lease: string, result: InferenceJobResult): Promise<void> {
+    const backend = this.worker!.backend;
+    const client = (await backend.client) as unknown as Redis;
+    const reply = await this.slots.releaseAfter(lease, {
+      client,
+      queue: (transaction) => backend.execCommand(transaction as never, 'moveToFinished', backend.moveToCompletedArgs(job, JSON.stringify(result) as never, job.opts.removeOnComplete ?? false, token, false)),
+      run: () => job.moveToCompleted(result, token, false),
+    });
+    if (reply instanceof Error) throw reply;
+    if (typeof reply === 'number' && reply < 0) throw backend.finishedErrors({ code: reply, jobId: String(job.id), command: 'moveToFinished', state: 'active' });
   }
 
   /** Runs one job to its result; throws AsyncJobFailure for an async job that failed for good. */
@@ -208,7 +222,7 @@ export class InferenceProcessor implements OnApplicationBootstrap, OnApplication
     if (data.mode === 'background' && !background) return { outcome: 'cancelled', queueWaitMs: this.clock.now() - data.enqueuedAt, attempts: 0 };
     const startedAt = this.clock.now();
     const queueWaitMs = startedAt - data.enqueuedAt;
-    this.figures.jobStarted(data.priority, queueWaitMs);
+    this.figures.jobStarted(data.priority, queueWaitMs, { queue: true, clientId: data.clientId, expectedServiceMs: data.expectedServiceMs });
     this.tracing.recordSpan('queue wait', data.traceparent, data.enqueuedAt, startedAt, {
       'bulwark.priority': data.priority,
       'bulwark.job_id': jobId,

@@ -1,11 +1,15 @@
 import { Inject, Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
 import type { ConfigType } from '@nestjs/config';
 import type { Priority } from '../common/priority';
-import { ServiceTimeEstimator } from './wait-estimator';
+import { estimateWaitMs, retryAfterMs, ServiceTimeEstimator } from './wait-estimator';
 import { Clock } from '../common/clock';
 import { Listeners } from '../common/listeners';
 import { queueConfig } from '../config/sections';
 import { SlotService } from './slot.service';
+import type { PricedWaiting } from './slot-store';
+import { SinceRefresh } from './since-refresh';
+
+const PRIORITIES: readonly Priority[] = ['high', 'normal', 'low'];
 
 const REFRESH_MS = 200;
 /** Older than this, the figures are not trusted: admission fails closed (Redis is probably away). */
@@ -33,9 +37,14 @@ export class QueueFigures implements OnApplicationBootstrap, OnApplicationShutdo
   private readonly logger = new Logger(QueueFigures.name);
   /** Waiting counts read from Redis at the last refresh. */
   private byPriority: Record<Priority, number> = { high: 0, normal: 0, low: 0 };
-  /** Queued jobs started by this instance, ever; and their values when the last refresh began. */
-  private readonly started: Record<Priority, number> = { high: 0, normal: 0, low: 0 };
-  private startedAtRefresh: Record<Priority, number> = { high: 0, normal: 0, low: 0 };
+  /** The waiting requests priced by their own expected service time, at the last refresh. */
+  private priced: Record<Priority, PricedWaiting> = { high: { ms: 0, count: 0 }, normal: { ms: 0, count: 0 }, low: { ms: 0, count: 0 } };
+  /**
+   * What this instance did since the last refresh began, per priority: `queued:p`, `queuedPriced:p` and
+   * `queuedMs:p` (requests it queued), `started:p`, `startedPriced:p` and `startedMs:p` (queued jobs it
+   * started), `startedKey:id` (per client key), `startedHere` (fast lane too) and `finished`.
+   */
+  private readonly local = new SinceRefresh();
   private active = 0;
   /** Expected end of each request running here (see trackRunning). */
   private readonly runningEnds = new Map<number, number>();
@@ -43,17 +52,12 @@ export class QueueFigures implements OnApplicationBootstrap, OnApplicationShutdo
   /** Waiting requests per client key id, at the last refresh. */
   private byKey = new Map<string, number>();
   private localActive = 0;
-  /** Jobs finished here, ever; and the value when the last refresh began (for the active count between refreshes). */
-  private finished = 0;
-  private finishedAtRefresh = 0;
-  /** Requests started here (fast lane and queued), ever; and the value when the last refresh began. */
-  private startedHere = 0;
-  private startedHereAtRefresh = 0;
   private refreshedAt = 0;
   private timer?: NodeJS.Timeout;
   private refreshing = false;
   private readonly estimator = new ServiceTimeEstimator({ initialMs: 1000 });
   private readonly waitListeners = new Listeners<[queueWaitMs: number]>('queue wait', new Logger(QueueFigures.name));
+  private readonly refreshListeners = new Listeners<[]>('queue figures refresh', new Logger(QueueFigures.name));
 
   constructor(
     private readonly slots: SlotService,
@@ -71,6 +75,11 @@ export class QueueFigures implements OnApplicationBootstrap, OnApplicationShutdo
     clearInterval(this.timer);
   }
 
+  /** Called after every refresh of the figures (the worker looks for waiting work it was not woken for). */
+  onRefresh(listener: () => void): void {
+    this.refreshListeners.add(listener);
+  }
+
   /** Called with each job's queue wait when a worker here starts it. */
   onQueueWait(listener: (queueWaitMs: number) => void): void {
     this.waitListeners.add(listener);
@@ -79,24 +88,22 @@ export class QueueFigures implements OnApplicationBootstrap, OnApplicationShutdo
   async refresh(): Promise<void> {
     if (this.refreshing) return;
     this.refreshing = true;
-    const started = { ...this.started };
-    const finished = this.finished;
-    const startedHere = this.startedHere;
+    const marked = this.local.mark();
     try {
       const figures = await this.slots.figures();
       // Jobs put back for a moment (their key at its concurrency cap) wait like the others.
       this.byPriority = { ...figures.byPriority, normal: figures.byPriority.normal + figures.putBack };
+      this.priced = figures.priced;
       this.byKey = figures.byKey;
       this.active = figures.inUse;
-      this.startedAtRefresh = started;
-      this.finishedAtRefresh = finished;
-      this.startedHereAtRefresh = startedHere;
+      this.local.refreshed(marked);
       this.refreshedAt = this.clock.now();
     } catch (error) {
       this.logger.debug(`queue figures refresh failed: ${(error as Error).message}`);
     } finally {
       this.refreshing = false;
     }
+    this.refreshListeners.emit();
   }
 
   /**
@@ -106,8 +113,7 @@ export class QueueFigures implements OnApplicationBootstrap, OnApplicationShutdo
    * which errs on the side of shedding).
    */
   private current(): Record<Priority, number> {
-    const at = (p: Priority) =>
-      Math.max(0, this.byPriority[p] - (this.started[p] - this.startedAtRefresh[p]));
+    const at = (p: Priority) => Math.max(0, this.byPriority[p] + this.local.since(`queued:${p}`) - this.local.since(`started:${p}`));
     return { high: at('high'), normal: at('normal'), low: at('low') };
   }
 
@@ -130,7 +136,7 @@ export class QueueFigures implements OnApplicationBootstrap, OnApplicationShutdo
    * finished since; so a slot freed here shows as free at once (admission never wastes it).
    */
   private currentActive(): number {
-    const delta = this.startedHere - this.startedHereAtRefresh - (this.finished - this.finishedAtRefresh);
+    const delta = this.local.since('startedHere') - this.local.since('finished');
     return Math.max(this.localActive, this.active + delta);
   }
 
@@ -142,28 +148,66 @@ export class QueueFigures implements OnApplicationBootstrap, OnApplicationShutdo
     return b.high + b.normal + b.low;
   }
 
-  /** Estimated queue wait of a new request: only the jobs ahead of it beyond the free slots make it wait. */
-  estimateWaitMs(priority: Priority): number {
-    const active = this.currentActive();
-    const freeSlots = Math.max(0, this.config.maxConcurrent - active);
-    const ahead = this.waitingAhead(priority);
-    if (freeSlots > ahead) return 0;
-    // Every slot is taken before its turn: it waits for the requests ahead of it to be served, round by
-    // round, then for a running request to end. When every running request runs here, their expected
-    // ends say when the first slot frees; otherwise half a service time on average. (A wait of 0 with
-    // every slot busy would admit requests that cannot finish in time.)
-    const rounds = Math.floor((ahead - freeSlots) / this.config.maxConcurrent);
-    return rounds * this.estimator.averageMs() + this.firstSlotFreeInMs(active);
+  /**
+   * The expected service time of the requests waiting ahead of a new one of `priority`, each priced by
+   * its own size; those admitted without an estimate (a model not learned yet) at the average.
+   */
+  private aheadMs(priority: Priority): number {
+    const waiting = this.current();
+    const average = this.estimator.averageMs();
+    let ms = 0;
+    for (const p of PRIORITIES) {
+      const since = (what: string) => this.local.since(`queued${what}:${p}`) - this.local.since(`started${what}:${p}`);
+      const count = Math.min(waiting[p], Math.max(0, this.priced[p].count + since('Priced')));
+      ms += Math.max(0, this.priced[p].ms + since('Ms')) + (waiting[p] - count) * average;
+      if (p === priority) break;
+    }
+    return ms;
   }
 
-  /** When the first busy slot should free, as far as this instance can tell. */
-  private firstSlotFreeInMs(active: number): number {
-    const half = 0.5 * this.estimator.averageMs();
-    if (this.runningEnds.size === 0 || this.runningEnds.size < active) return half;
+  /** Estimated queue wait of a new request of `priority` (see {@link estimateWaitMs}). */
+  estimateWaitMs(priority: Priority): number {
     const now = this.clock.now();
-    let earliest = Number.POSITIVE_INFINITY;
-    for (const end of this.runningEnds.values()) earliest = Math.min(earliest, end);
-    return Number.isFinite(earliest) ? Math.max(0, earliest - now) : half;
+    return estimateWaitMs({
+      maxConcurrent: this.config.maxConcurrent,
+      active: this.currentActive(),
+      ahead: this.waitingAhead(priority),
+      aheadMs: this.aheadMs(priority),
+      runningRemainingMs: [...this.runningEnds.values()].map((end) => end - now),
+      averageMs: this.estimator.averageMs(),
+    });
+  }
+
+  /**
+   * Estimated wait of a request at `position` in the queue (1 = next to start), every request ahead of
+   * it priced at the mean of what waits.
+   */
+  estimatePositionWaitMs(position: number): number {
+    const now = this.clock.now();
+    const ahead = Math.max(0, position - 1);
+    return estimateWaitMs({
+      maxConcurrent: this.config.maxConcurrent,
+      active: this.currentActive(),
+      ahead,
+      aheadMs: ahead * this.meanWaitingMs(),
+      runningRemainingMs: [...this.runningEnds.values()].map((end) => end - now),
+      averageMs: this.estimator.averageMs(),
+    });
+  }
+
+  /**
+   * The `Retry-After` of a refusal: the time the queue takes to drain (every waiting request at its own
+   * price), or, given `requests`, the time that many of them take.
+   */
+  retryAfterMs(requests?: number): number {
+    const workMs = requests === undefined ? this.aheadMs('low') : requests * this.meanWaitingMs();
+    return retryAfterMs(workMs, this.config.maxConcurrent);
+  }
+
+  /** The mean expected service time of a waiting request (the average while none waits). */
+  private meanWaitingMs(): number {
+    const waiting = this.waitingAhead('low');
+    return waiting > 0 ? this.aheadMs('low') / waiting : this.estimator.averageMs();
   }
 
   /**
@@ -176,9 +220,11 @@ export class QueueFigures implements OnApplicationBootstrap, OnApplicationShutdo
     return () => this.runningEnds.delete(id);
   }
 
-  /** Waiting requests of client key `clientId` (last refresh). */
+  /** Waiting requests of client key `clientId`: the last refresh, minus what this instance started of them since. */
   waitingOf(clientId: string): number {
-    return this.byKey.get(clientId) ?? 0;
+    const waiting = this.byKey.get(clientId) ?? 0;
+    if (waiting === 0) return 0;
+    return Math.max(0, waiting - this.local.since(`startedKey:${clientId}`));
   }
 
   /**
@@ -200,10 +246,32 @@ export class QueueFigures implements OnApplicationBootstrap, OnApplicationShutdo
     return mine < share && largestOther > share;
   }
 
-  /** A request started here: taken from the queue, or on the fast lane (it never waited). */
-  jobStarted(priority: Priority, queueWaitMs: number, fromQueue = true): void {
-    if (fromQueue) this.started[priority]++;
-    this.startedHere++;
+  /**
+   * This instance queued a request (Redis reserved its place): it counts at once, before the next
+   * refresh shows it, so that a burst of arrivals between two refreshes sees the ones before it.
+   */
+  jobQueued(priority: Priority, expectedServiceMs?: number): void {
+    this.local.add(`queued:${priority}`);
+    if (expectedServiceMs !== undefined) {
+      this.local.add(`queuedPriced:${priority}`);
+      this.local.add(`queuedMs:${priority}`, Math.round(expectedServiceMs));
+    }
+  }
+
+  /**
+   * A request started here: taken from the queue (with its client key and the expected service time it
+   * was admitted with, if any), or on the fast lane (it never waited).
+   */
+  jobStarted(priority: Priority, queueWaitMs: number, from: { queue: boolean; clientId?: string; expectedServiceMs?: number } = { queue: true }): void {
+    if (from.queue) {
+      this.local.add(`started:${priority}`);
+      if (from.clientId !== undefined) this.local.add(`startedKey:${from.clientId}`);
+      if (from.expectedServiceMs !== undefined) {
+        this.local.add(`startedPriced:${priority}`);
+        this.local.add(`startedMs:${priority}`, Math.round(from.expectedServiceMs));
+      }
+    }
+    this.local.add('startedHere');
     this.localActive++;
     this.waitListeners.emit(queueWaitMs);
   }
@@ -211,7 +279,8 @@ export class QueueFigures implements OnApplicationBootstrap, OnApplicationShutdo
   /** `serviceMs` is undefined for a job dropped without upstream work (it says nothing of service time). */
   jobFinished(serviceMs: number | undefined): void {
     this.localActive = Math.max(0, this.localActive - 1);
-    this.finished++;
+    this.local.add('finished');
     if (serviceMs !== undefined) this.estimator.record(serviceMs);
   }
 }
+

@@ -1,12 +1,13 @@
 import { InjectQueue } from '@nestjs/bullmq';
-import { Inject, Injectable, Logger, OnApplicationBootstrap } from '@nestjs/common';
+import { Inject, Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
 import type { ConfigType } from '@nestjs/config';
-import type { Job, Queue } from 'bullmq';
+import { Job, type Queue } from 'bullmq';
 import { createHash, randomUUID } from 'node:crypto';
 import type { Priority } from '../common/priority';
+import { Listeners } from '../common/listeners';
 import { Clock } from '../common/clock';
 import { KeyQueueShareExceededError, LoadShedError, QueueFullError } from '../common/errors';
-import { withDeadline } from '../common/deadline';
+import { DeadlineExceededError, withDeadline } from '../common/deadline';
 import { ShutdownService } from '../common/shutdown.service';
 import { queueConfig } from '../config/sections';
 import { UpstreamDispatcher } from '../dispatch/upstream-dispatcher';
@@ -19,7 +20,7 @@ import { QueuedJobWait, QueueStatus } from './queued-wait';
 import { CancellationService } from '../cancellation/cancellation.service';
 import { SlotService } from './slot.service';
 import { TracingService } from '../tracing/tracing.service';
-import { drainTimeSeconds } from './wait-estimator';
+import type { Admission } from './admission';
 
 /** Longest wait for Redis to admit a request. */
 const ADMIT_TIMEOUT_MS = 2000;
@@ -30,24 +31,12 @@ const ADMIT_TIMEOUT_MS = 2000;
  */
 const COMMIT_WINDOW_MS = 2000;
 
+/** A request on its way into the queue core, with the admission decision made for it. */
 export interface QueuedRequest {
+  admission: Admission;
   payload: InferencePayload;
   requestId: string;
-  clientId: string;
-  /** The client key's weight in fair share within a priority (default 1). */
-  weight?: number;
-  /** Largest fraction of MAX_QUEUE_SIZE the key may hold waiting (unset: no cap of its own). */
-  maxQueueShare?: number;
-  /** Most requests of the key running at once, across instances (unset: no cap of its own). */
-  maxConcurrent?: number;
-  priority: Priority;
-  deadlineAt: number;
-  retriesAllowed: boolean;
-  /** Admission's estimate of its upstream time (size-aware), when the model is learned. */
-  expectedServiceMs?: number;
-  /** Called once the request is admitted: on the fast lane, or queued (its add confirmed). */
-  onAccepted?: () => void;
-  /** Called about once a second while the request waits in the queue, from when it is queued. */
+  /** Told about once a second where the request stands while it waits in the queue, from when it is queued. */
   onWaiting?: (status: QueueStatus) => void;
 }
 
@@ -72,9 +61,10 @@ export interface SubmittedJob {
  * it when a slot frees. Async jobs always go through the queue, which keeps them durable.
  */
 @Injectable()
-export class QueueService implements OnApplicationBootstrap {
+export class QueueService implements OnApplicationBootstrap, OnApplicationShutdown {
   private readonly logger = new Logger(QueueService.name);
   private readonly waiting: QueuedJobWait;
+  private readonly admittedListeners = new Listeners<[Priority]>('admitted', this.logger);
 
   constructor(
     @InjectQueue(INFERENCE_QUEUE) private readonly queue: Queue<InferenceJobData, InferenceJobResult>,
@@ -89,23 +79,32 @@ export class QueueService implements OnApplicationBootstrap {
     private readonly clock: Clock,
     private readonly tracing: TracingService,
   ) {
-    this.waiting = new QueuedJobWait(queue, cancellation, slots, figures, redis, clock, config);
+    this.waiting = new QueuedJobWait(queue, cancellation, slots, figures, redis, clock);
   }
 
-  async onApplicationBootstrap(): Promise<void> {
+  onApplicationBootstrap(): void {
     this.redis.reportErrors(this.queue, 'queue');
-    // The slots in Redis are the one global bound now. A BullMQ global concurrency left in the queue's
-    // meta by an earlier version would add a second, stale one (it counts only queued work).
-    await this.queue.removeGlobalConcurrency().catch((error: Error) => this.logger.warn(`could not clear BullMQ's global concurrency: ${error.message}`));
+  }
+
+  onApplicationShutdown(): void {
+    this.waiting.stop();
+  }
+
+  /**
+   * Called with the priority of every request the queue core accepted: once it holds a slot on the fast
+   * lane, or once its add into the queue is confirmed. A request refused at any step before is never counted.
+   */
+  onAdmitted(listener: (priority: Priority) => void): void {
+    this.admittedListeners.add(listener);
   }
 
   /** Runs a request (fast lane or through the queue) and waits, within its deadline, for its answer. */
   async run(request: QueuedRequest, signal: AbortSignal): Promise<RunningAnswer> {
     const id = randomUUID();
     const fastLane = this.config.workerEnabled && !this.shutdown.draining;
-    const admitted = await this.admit(id, request, fastLane);
+    const admitted = await this.admit(id, request.admission, fastLane);
     if (admitted.kind === 'fast') {
-      request.onAccepted?.();
+      this.admittedListeners.emit(request.admission.priority);
       return this.runHere(id, request, signal);
     }
     if (admitted.kind === 'duplicate') throw new Error(`job id ${id} exists already`);
@@ -113,9 +112,8 @@ export class QueueService implements OnApplicationBootstrap {
     const pending = this.delivery.expect(id);
     try {
       await this.add(id, { ...this.jobData(request, enqueuedAt), mode: 'sync', origin: this.delivery.instanceId }, admitted);
-      request.onAccepted?.();
-      const stopStatus = request.onWaiting ? this.waiting.reportWhileWaiting(id, pending, request.onWaiting) : undefined;
-      const answer = await this.waiting.answer(id, pending, signal, enqueuedAt).finally(() => stopStatus?.());
+      this.admittedListeners.emit(request.admission.priority);
+      const answer = await this.waiting.answer(id, pending, signal, enqueuedAt, request.onWaiting);
       const startedAt = pending.startedAt() ?? this.clock.now();
       const release = () => {
         // The handler leaves before the whole answer arrived (a client gone mid-stream): stop the work
@@ -136,7 +134,7 @@ export class QueueService implements OnApplicationBootstrap {
    * background response of that id (its worker records the answer, streamed or not, in responses/).
    */
   async submit(request: QueuedRequest, idempotencyKey?: string, background?: { id: string }): Promise<SubmittedJob> {
-    const id = background?.id ?? (idempotencyKey ? idempotentJobId(request.clientId, idempotencyKey) : randomUUID());
+    const id = background?.id ?? (idempotencyKey ? idempotentJobId(request.admission.client.id, idempotencyKey) : randomUUID());
     const data: InferenceJobData = background
       ? { ...this.jobData(request, this.clock.now()), mode: 'background', origin: this.delivery.instanceId }
       : {
@@ -147,69 +145,67 @@ export class QueueService implements OnApplicationBootstrap {
           mode: 'async',
           origin: this.delivery.instanceId,
         };
-    const admitted = await this.admit(id, request, false, idempotencyKey !== undefined);
+    const admitted = await this.admit(id, request.admission, false, idempotencyKey !== undefined);
     if (admitted.kind === 'duplicate') return { id, replayed: true, job: await this.queue.getJob(id) };
     if (admitted.kind === 'fast') throw new Error('async jobs never take the fast lane');
     // Two submissions racing with one key both reach here; BullMQ adds one job under that id.
     const job = await this.add(id, data, admitted);
-    request.onAccepted?.();
+    this.admittedListeners.emit(request.admission.priority);
     return { id, job, replayed: false };
   }
 
   private jobData(request: QueuedRequest, enqueuedAt: number): Omit<InferenceJobData, 'mode' | 'origin'> {
+    const { admission } = request;
     return {
       requestId: request.requestId,
-      clientId: request.clientId,
-      priority: request.priority,
+      clientId: admission.client.id,
+      priority: admission.priority,
       path: request.payload.path,
       model: request.payload.model,
       body: request.payload.body,
       stream: request.payload.stream,
       affinityKey: request.payload.affinityKey,
       enqueuedAt,
-      deadlineAt: request.deadlineAt,
-      retriesAllowed: request.retriesAllowed,
-      keyMaxConcurrent: request.maxConcurrent,
-      expectedServiceMs: request.expectedServiceMs,
+      deadlineAt: admission.deadlineAt,
+      retriesAllowed: admission.retriesAllowed,
+      keyMaxConcurrent: admission.client.maxRunning > 0 ? admission.client.maxRunning : undefined,
+      expectedServiceMs: admission.expectedServiceMs,
       // The worker, on whichever instance, continues the request's trace.
       traceparent: this.tracing.carrier(),
     };
   }
 
-  /** The atomic admission step; refuses with the contract's errors. */
-  private async admit(id: string, request: QueuedRequest, fastLane: boolean, mayExist = false) {
+  /** The exact admission step in Redis; refuses with the contract's errors. */
+  private async admit(id: string, admission: Admission, fastLane: boolean, mayExist = false) {
     if (!this.redis.ready) throw new LoadShedError('the queue store (Redis) is unreachable', 5000);
     let admitted;
     const sentAt = this.clock.now();
-    const maxWaiting = request.maxQueueShare ? Math.max(1, Math.floor(request.maxQueueShare * this.config.maxQueueSize)) : 0;
     try {
-      const client = { id: request.clientId, weight: request.weight ?? 1, maxWaiting, maxRunning: request.maxConcurrent ?? 0 };
-      admitted = await withDeadline(this.slots.admit(id, request.priority, client, { fastLane, commitWindowMs: COMMIT_WINDOW_MS, mayExist }), ADMIT_TIMEOUT_MS);
+      const options = { fastLane, commitWindowMs: COMMIT_WINDOW_MS, mayExist, expectedServiceMs: admission.expectedServiceMs };
+      admitted = await withDeadline(this.slots.admit(id, admission.priority, admission.client, options), ADMIT_TIMEOUT_MS);
     } catch (error) {
       this.logger.warn(`could not admit a request: ${(error as Error).message}`);
       throw new LoadShedError('the queue store (Redis) did not answer', 5000);
     }
-    if (admitted.kind === 'full') {
-      const snapshot = this.figures.snapshot();
-      const retryAfterMs = drainTimeSeconds(admitted.waiting, this.config.maxConcurrent, snapshot.averageServiceMs) * 1000;
-      throw new QueueFullError(admitted.waiting, this.config.maxQueueSize, retryAfterMs);
-    }
+    if (admitted.kind === 'full') throw new QueueFullError(admitted.waiting, this.config.maxQueueSize, this.figures.retryAfterMs());
     if (admitted.kind === 'key_share') {
-      const snapshot = this.figures.snapshot();
-      const retryAfterMs = drainTimeSeconds(admitted.keyWaiting, this.config.maxConcurrent, snapshot.averageServiceMs) * 1000;
-      throw new KeyQueueShareExceededError(admitted.keyWaiting, maxWaiting, retryAfterMs);
+      throw new KeyQueueShareExceededError(admitted.keyWaiting, admission.client.maxWaiting, this.figures.retryAfterMs(admitted.keyWaiting));
     }
-    if (admitted.kind === 'queued') return { ...admitted, addDeadlineMs: COMMIT_WINDOW_MS + (this.clock.now() - sentAt) };
+    if (admitted.kind === 'queued') {
+      this.figures.jobQueued(admission.priority, admission.expectedServiceMs);
+      return { ...admitted, addDeadlineMs: COMMIT_WINDOW_MS + (this.clock.now() - sentAt) };
+    }
     return admitted;
   }
 
   /** Fast lane: the slot is held already; call the upstream from here, the caller's signal in charge. */
   private async runHere(lease: string, request: QueuedRequest, signal: AbortSignal): Promise<RunningAnswer> {
+    const { admission } = request;
     const startedAt = this.clock.now();
-    this.figures.jobStarted(request.priority, 0, false);
-    const untrack = this.figures.trackRunning(request.expectedServiceMs);
+    this.figures.jobStarted(admission.priority, 0, { queue: false });
+    const untrack = this.figures.trackRunning(admission.expectedServiceMs);
     this.tracing.recordSpan('queue wait', this.tracing.carrier(), startedAt, startedAt, {
-      'bulwark.priority': request.priority,
+      'bulwark.priority': admission.priority,
       'bulwark.queue_wait_ms': 0,
       'bulwark.fast_lane': true,
     });
@@ -222,7 +218,7 @@ export class QueueService implements OnApplicationBootstrap {
       void this.slots.release(lease);
     };
     try {
-      const served = await this.dispatcher.dispatch(request.payload, { signal, deadlineAt: request.deadlineAt, retriesAllowed: request.retriesAllowed });
+      const served = await this.dispatcher.dispatch(request.payload, { signal, deadlineAt: admission.deadlineAt, retriesAllowed: admission.retriesAllowed });
       if (served.kind === 'json') {
         // The upstream is done with it: the slot is free before the answer is even written.
         release(true);
@@ -237,9 +233,9 @@ export class QueueService implements OnApplicationBootstrap {
   }
 
   /**
-   * Adds a job whose queue place is reserved, and confirms it. An add that does not land in its commit
-   * window is answered 503 and never runs, even if it lands later (its commit key has lapsed in Redis,
-   * and workers drop uncommitted jobs): a caller told "no" never has its request run.
+   * Adds a job whose queue place is reserved, and confirms it, in one round trip. An add that does not
+   * land in its commit window is answered 503 and never runs, even if it lands later (its commit key has
+   * lapsed in Redis, and workers drop uncommitted jobs): a caller told "no" never has its request run.
    */
   private async add(
     id: string,
@@ -247,29 +243,35 @@ export class QueueService implements OnApplicationBootstrap {
     admitted: { freeSlots: number; addDeadlineMs: number; fairTag: number },
   ): Promise<Job<InferenceJobData, InferenceJobResult>> {
     const sync = data.mode === 'sync';
-    const adding = this.queue.add(INFERENCE_QUEUE, data, {
-      jobId: id,
-      // The band, then the fair-share start tag: within a priority, client keys take turns by weight.
-      priority: bullPriority(data.priority, admitted.fairTag),
-      attempts: 1,
-      removeOnComplete: sync ? true : { age: Math.ceil(this.config.jobResultTtlMs / 1000) },
-      // Sync failures were answered to their caller; async ones stay as dead letters.
-      removeOnFail: sync ? true : false,
-    });
-    adding.catch(() => undefined);
-    let job: Job<InferenceJobData, InferenceJobResult>;
-    try {
-      job = await withDeadline(adding, admitted.addDeadlineMs);
-    } catch (error) {
-      // Past the add's deadline its commit window has closed in Redis: if it lands later, it never runs.
-      this.refuseAdd(id, error);
-    }
-    // The commit lives as long as the job may still run: its deadline, and a margin for clock skew.
-    const committed = await withDeadline(this.slots.commit(id, data.deadlineAt - this.clock.now() + 60_000), Math.max(1, data.deadlineAt - this.clock.now())).catch(
-      // No answer: the job runs only if the commit landed; a sync caller hears the worker's verdict.
-      (error: Error) => this.logger.warn(`job ${id}: commit unconfirmed: ${error.message}`),
+    const job = new Job<InferenceJobData, InferenceJobResult>(
+      this.queue,
+      INFERENCE_QUEUE,
+      data,
+      {
+        jobId: id,
+        // The band, then the fair-share start tag: within a priority, client keys take turns by weight.
+        priority: bullPriority(data.priority, admitted.fairTag),
+        attempts: 1,
+        removeOnComplete: sync ? true : { age: Math.ceil(this.config.jobResultTtlMs / 1000) },
+        // Sync failures were answered to their caller; async ones stay as dead letters.
+        removeOnFail: sync ? true : false,
+      },
+      id,
     );
-    if (committed === false) this.refuseAdd(id, new Error('the add landed after its commit window'));
+    // The commit lives as long as the job may still run: its deadline, and a margin for clock skew.
+    const adding = this.slots.addCommitted(job, data.deadlineAt - this.clock.now() + 60_000);
+    adding.catch(() => undefined);
+    let committed;
+    try {
+      committed = await withDeadline(adding, admitted.addDeadlineMs);
+    } catch (error) {
+      if (!(error instanceof DeadlineExceededError)) this.refuseAdd(id, error);
+      // Its commit window has closed in Redis by now: the add and its commit either landed in it (the job
+      // runs) or will land late (it never runs). Only their reply says which, so it is awaited, within the
+      // request's own deadline.
+      committed = await withDeadline(adding, Math.max(1, data.deadlineAt - this.clock.now())).catch((late: unknown) => this.refuseAdd(id, late));
+    }
+    if (committed !== 'committed') this.refuseAdd(id, new Error(committed === 'late' ? 'the add landed after its commit window' : 'the add did not land'));
     // A slot is free while the job waits (it could not take the fast lane): wake whoever can run it.
     if (admitted.freeSlots > 0) this.slots.wakeWorkers();
     return job;

@@ -11,6 +11,9 @@
  * - `instances`: the cluster's ZSET of live instances (member: instance id, score: heartbeat expiry),
  *   renewed with every lease by the cluster's lease loop (cluster/lease-scripts.ts).
  * - `commit:{id}`: a queued job may run only while it exists (see ADMIT and COMMIT).
+ * - `priced`: HASH of the waiting requests' expected service time per band (`ms:<band>`) and how many of
+ *   them carry an estimate (`n:<band>`); `priced:job` holds each waiting job's `<band>:<ms>`. So the wait
+ *   estimate of every instance prices what waits by its own size, not by an average.
  *
  * Priority bands are BullMQ priorities 1 (high), 2 (normal), 3 (low); lower runs first.
  */
@@ -24,10 +27,11 @@ export const STALE_RESERVATION_MS = 30_000;
 
 /**
  * Reservations (KEYS[2]) whose job has not landed in BullMQ yet: once it has, the job counts where it
- * waits, not twice. Job hashes are named after the queue's keys (KEYS[3] is its \`prioritized\` set).
+ * waits, not twice. Every script that counts them takes BullMQ's job key prefix (\`queue.toKey('')\`)
+ * as its last argument.
  */
 const PENDING_ADDS = `
-local jobPrefix = string.sub(KEYS[3], 1, -12)
+local jobPrefix = ARGV[#ARGV]
 local function pendingAdds(lo, hi)
   local n = 0
   for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], lo, hi)) do
@@ -61,14 +65,34 @@ local function waitingIn(band)
 end
 `;
 
+/** Takes a waiting job out of its key's count and the priced sums. */
+const FORGET_WAITING = `
+local function forgetWaiting(keyWaiting, jobKey, priced, pricedJob, id)
+  local client = redis.call('HGET', jobKey, id)
+  if client then
+    redis.call('HDEL', jobKey, id)
+    if redis.call('HINCRBY', keyWaiting, client, -1) <= 0 then redis.call('HDEL', keyWaiting, client) end
+  end
+  local price = redis.call('HGET', pricedJob, id)
+  if price then
+    redis.call('HDEL', pricedJob, id)
+    local sep = string.find(price, ':', 1, true)
+    local b = string.sub(price, 1, sep - 1)
+    if redis.call('HINCRBY', priced, 'ms:' .. b, -tonumber(string.sub(price, sep + 1))) < 0 then redis.call('HSET', priced, 'ms:' .. b, 0) end
+    if redis.call('HINCRBY', priced, 'n:' .. b, -1) < 0 then redis.call('HSET', priced, 'n:' .. b, 0) end
+  end
+end
+`;
+
 /**
  * Admission and enqueue as one step. KEYS: slots, adding, prioritized, wait, job hash, commit key, the
  * band's fair-share hash, waiting per client key (hash), client key per waiting job (hash), delayed,
- * the client key's running leases.
+ * the client key's running leases, priced, priced:job.
  * ARGV: band, id, maxQueue, maxConcurrent, leaseMs, fastLaneAllowed (1/0), commitWindowMs, client key,
  * cost (fair-share units of one request of this key: inversely proportional to its weight), the key's
  * cap on waiting requests (0: none), the key's cap on running requests (0: none), whether the job may
- * exist already (1: an Idempotency-Key's id; 0: a fresh id, no need to look).
+ * exist already (1: an Idempotency-Key's id; 0: a fresh id, no need to look), its expected service
+ * ms ('' when unknown).
  * Returns [kind, figure, tag]: kind 1 = fast lane (a lease `id` is held; figure = slots in use), 2 = a
  * queue place is reserved (figure = free slots now, tag = its fair-share start tag), 0 = queue full
  * (figure = waiting), 3 = the job exists already, 4 = the key holds its share of the queue (figure = its
@@ -107,26 +131,27 @@ local tag = math.max(v, tonumber(redis.call('HGET', KEYS[7], client) or '0'))
 redis.call('HSET', KEYS[7], client, tag + tonumber(ARGV[9]))
 redis.call('HINCRBY', KEYS[8], client, 1)
 redis.call('HSET', KEYS[9], ARGV[2], client)
+if ARGV[13] ~= '' then
+  local ms = math.floor(tonumber(ARGV[13]))
+  redis.call('HINCRBY', KEYS[12], 'ms:' .. band, ms)
+  redis.call('HINCRBY', KEYS[12], 'n:' .. band, 1)
+  redis.call('HSET', KEYS[13], ARGV[2], band .. ':' .. ms)
+end
 redis.call('ZADD', KEYS[2], band * BAND + now, ARGV[2])
 redis.call('SET', KEYS[6], '1', 'PX', ARGV[7])
 return {2, maxConcurrent - inUse, tag}
 `;
 
-/** Forgets a waiting job's place in its key's count. KEYS: waiting per key, key per job. ARGV: id. */
-const FORGET_WAITING = `
-local client = redis.call('HGET', KEYS[2], ARGV[1])
-if client then
-  redis.call('HDEL', KEYS[2], ARGV[1])
-  if redis.call('HINCRBY', KEYS[1], client, -1) <= 0 then redis.call('HDEL', KEYS[1], client) end
-end
-`;
-
 /**
- * A job left the queue before it started (cancelled, its caller gone, its add failed): its reservation
- * and its place in its key's count go. KEYS: waiting per key, key per job, adding. ARGV: id.
+ * A job left the queue before it started (cancelled, its caller gone, its add failed): its reservation,
+ * its place in its key's count, its price and its commit go. KEYS: waiting per key, key per job, adding,
+ * priced, priced:job, commit key. ARGV: id.
  */
 export const FORGET = `${FORGET_WAITING}
+forgetWaiting(KEYS[1], KEYS[2], KEYS[4], KEYS[5], ARGV[1])
 redis.call('ZREM', KEYS[3], ARGV[1])
+-- Its caller was told it failed: should its add still land, the job never runs.
+redis.call('DEL', KEYS[6])
 return 1
 `;
 
@@ -163,12 +188,12 @@ return {0, waiting}
  * A worker took job `id` out of BullMQ: its reservation (if still there) and its place in its key's
  * count are gone, its band's virtual time moves to its tag, and the worker learns whether the job may
  * run. KEYS: waiting per key, key per job, adding, commit key, instances, the band's fair-share hash,
- * the client key's running leases. ARGV: id, origin instance (or ''), fair-share tag, the key's cap on
+ * the client key's running leases, priced, priced:job. ARGV: id, origin instance (or ''), fair-share tag, the key's cap on
  * running requests (0: none), the worker's lease, leaseMs.
  * Returns [committed 1/0, origin alive 1/0, key at its cap 1/0]; a job whose key is at its cap is left
  * as it was (still waiting, for the worker to put back for a moment).
  */
-export const BIND = `
+export const BIND = `${FORGET_WAITING}
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local keyRunCap = tonumber(ARGV[4])
@@ -177,7 +202,7 @@ if keyRunCap > 0 then
   if redis.call('ZCARD', KEYS[7]) >= keyRunCap then return {1, 1, 1} end
   redis.call('ZADD', KEYS[7], now + tonumber(ARGV[6]), ARGV[5])
 end
-${FORGET_WAITING}
+forgetWaiting(KEYS[1], KEYS[2], KEYS[8], KEYS[9], ARGV[1])
 local fair = KEYS[6]
 local tag = tonumber(ARGV[3])
 if tag > tonumber(redis.call('HGET', fair, '_v') or '0') then redis.call('HSET', fair, '_v', tag) end
@@ -191,17 +216,20 @@ return {redis.call('EXISTS', KEYS[4]), alive, 0}
 `;
 
 /**
- * The caller's add landed in time: the job may run until `ttlMs` from now. KEYS: adding, commit key.
- * ARGV: id, ttlMs. Returns 1, or 0 when the commit window had lapsed (the job must not run).
+ * The caller's add landed in time: the job may run until `ttlMs` from now. KEYS: adding, commit key, the
+ * job's hash. ARGV: id, ttlMs. Returns 1, 0 when the commit window had lapsed (the job must not run), or
+ * -1 when the job is not there (yet): nothing is changed then.
  */
 export const COMMIT = `
+if redis.call('EXISTS', KEYS[3]) == 0 then return -1 end
 redis.call('ZREM', KEYS[1], ARGV[1])
 return redis.call('PEXPIRE', KEYS[2], ARGV[2])
 `;
 
 /**
- * The queue's figures in one read. KEYS: slots, adding, prioritized, wait, waiting per key, delayed.
- * Returns [waiting high, waiting normal, waiting low, slots in use, put back (delayed), key1, n1, …].
+ * The queue's figures in one read. KEYS: slots, adding, prioritized, wait, waiting per key, delayed,
+ * priced. Returns [waiting high, normal, low, slots in use, put back (delayed), then per band its
+ * priced ms and priced count, then key1, n1, …].
  */
 export const FIGURES = `
 local t = redis.call('TIME')
@@ -223,7 +251,14 @@ end
 out[1] = out[1] + redis.call('LLEN', KEYS[4])
 out[4] = redis.call('ZCOUNT', KEYS[1], now, '+inf')
 out[5] = redis.call('ZCARD', KEYS[6])
+for b = 1, 3 do
+  -- A band with nothing waiting has nothing priced: sums that drifted (an add that never landed) start afresh.
+  if out[b] == 0 and out[5] == 0 then redis.call('HDEL', KEYS[7], 'ms:' .. b, 'n:' .. b) end
+  local priced = redis.call('HMGET', KEYS[7], 'ms:' .. b, 'n:' .. b)
+  out[4 + 2 * b] = tonumber(priced[1] or '0')
+  out[5 + 2 * b] = tonumber(priced[2] or '0')
+end
 local perKey = redis.call('HGETALL', KEYS[5])
-for i = 1, #perKey do out[5 + i] = perKey[i] end
+for i = 1, #perKey do out[11 + i] = perKey[i] end
 return out
 `;

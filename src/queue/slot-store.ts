@@ -1,7 +1,8 @@
-import type Redis from 'ioredis';
+import type { ChainableCommander, default as Redis } from 'ioredis';
 import type { Priority } from '../common/priority';
 import { ADMIT, BIND, CLAIM, COMMIT, FIGURES, FORGET, RELEASE } from './slot-scripts';
 import { BAND } from './inference-job';
+import type { AdmittedClient } from './admission';
 
 /** The Redis keys of the queue core (see slot-scripts.ts for what each holds). */
 export interface SlotKeys {
@@ -11,8 +12,8 @@ export interface SlotKeys {
   wait: string;
   /** The cluster's heartbeats (member: instance id, score: expiry), read to tell whether a job's origin lives. */
   instances: string;
-  /** Key of a BullMQ job's hash. */
-  job(id: string): string;
+  /** BullMQ's job key prefix (`queue.toKey('')`): a job's hash is this prefix and its id. */
+  jobPrefix: string;
   /** A queued job may run only while this key exists (see slot-scripts.ts). */
   commit(id: string): string;
   /** A band's fair-share clock (virtual time and each client key's last finish tag). */
@@ -25,18 +26,14 @@ export interface SlotKeys {
   delayed: string;
   /** Leases of a client key's running requests (only for keys with a concurrency cap). */
   keyRunning(clientId: string): string;
+  /** Expected service ms of the waiting requests per band, and how many are priced (hash). */
+  priced: string;
+  /** Each waiting job's `<band>:<expected ms>` (hash). */
+  pricedJob: string;
 }
 
-/** Who queues a request, for fair share and the per-key queue cap. */
-export interface QueueClient {
-  /** Non-secret id of the client key. */
-  id: string;
-  weight: number;
-  /** Most requests of this key waiting at once (0: no cap). */
-  maxWaiting: number;
-  /** Most requests of this key running at once, across instances (0: no cap). */
-  maxRunning: number;
-}
+/** Who queues a request, for fair share and the per-key caps. */
+export type QueueClient = AdmittedClient;
 
 /** A key that never exists: where a lease that counts against no client key's cap is "removed" from. */
 const NO_KEY_SET = 'bulwark:slots:key:-none-';
@@ -51,8 +48,16 @@ export type AdmitResult =
   | { kind: 'key_share'; keyWaiting: number }
   | { kind: 'duplicate' };
 
+/** The waiting requests of one band that carry an expected service time: their sum, and how many. */
+export interface PricedWaiting {
+  ms: number;
+  count: number;
+}
+
 export interface SlotFigures {
   byPriority: Record<Priority, number>;
+  /** Per band, the waiting requests priced by their own expected service time. */
+  priced: Record<Priority, PricedWaiting>;
   inUse: number;
   /** Jobs put back for a moment because their key was at its concurrency cap (they wait too). */
   putBack: number;
@@ -61,16 +66,43 @@ export interface SlotFigures {
 }
 
 type Reply = number | number[];
+
+export type CommitResult = 'committed' | 'late' | 'missing';
+
+export interface ReleaseResult {
+  /** The slot went straight to the ticket given for the queue's head. */
+  handedOff: boolean;
+  /** Requests waiting for a slot. */
+  waiting: number;
+}
+
+/** The reply of RELEASE as what it means. */
+export function releaseResult(reply: unknown): ReleaseResult {
+  const [handedOff, waiting] = Array.isArray(reply) ? (reply as number[]) : [0, 0];
+  return { handedOff: handedOff === 1, waiting: Number(waiting) };
+}
+
+/** The reply of COMMIT as what it means. */
+export function commitResult(reply: unknown): CommitResult {
+  return reply === 1 ? 'committed' : reply === 0 ? 'late' : 'missing';
+}
+
+/** Defines the queue core's scripts on a connection (once): on the state client, and on BullMQ's for adds. */
+export function defineSlotScripts(redis: Redis): void {
+  for (const [name, script] of Object.entries(SCRIPTS)) {
+    if (!(name in redis)) redis.defineCommand(name, script);
+  }
+}
 type ScriptedRedis = Redis & Record<string, (...args: (string | number)[]) => Promise<Reply>>;
 
 const SCRIPTS = {
-  bulwarkAdmit: { numberOfKeys: 11, lua: ADMIT },
-  bulwarkForget: { numberOfKeys: 3, lua: FORGET },
-  bulwarkCommit: { numberOfKeys: 2, lua: COMMIT },
+  bulwarkAdmit: { numberOfKeys: 13, lua: ADMIT },
+  bulwarkForget: { numberOfKeys: 6, lua: FORGET },
+  bulwarkCommit: { numberOfKeys: 3, lua: COMMIT },
   bulwarkClaim: { numberOfKeys: 5, lua: CLAIM },
   bulwarkRelease: { numberOfKeys: 6, lua: RELEASE },
-  bulwarkBind: { numberOfKeys: 7, lua: BIND },
-  bulwarkFigures: { numberOfKeys: 6, lua: FIGURES },
+  bulwarkBind: { numberOfKeys: 9, lua: BIND },
+  bulwarkFigures: { numberOfKeys: 7, lua: FIGURES },
 };
 
 /**
@@ -84,9 +116,7 @@ export class SlotStore {
     redis: Redis,
     private readonly keys: SlotKeys,
   ) {
-    for (const [name, script] of Object.entries(SCRIPTS)) {
-      if (!(name in redis)) redis.defineCommand(name, script);
-    }
+    defineSlotScripts(redis);
     this.redis = redis as ScriptedRedis;
   }
 
@@ -95,15 +125,17 @@ export class SlotStore {
     id: string,
     priority: Priority,
     client: QueueClient,
-    limits: { maxQueue: number; maxConcurrent: number; leaseMs: number; fastLane: boolean; commitWindowMs: number; mayExist: boolean },
+    limits: { maxQueue: number; maxConcurrent: number; leaseMs: number; fastLane: boolean; commitWindowMs: number; mayExist: boolean; expectedServiceMs?: number },
   ): Promise<AdmitResult> {
     const k = this.keys;
     const band = BAND[priority];
     const cost = Math.max(1, Math.round(FAIR_UNIT / (client.weight > 0 ? client.weight : 1)));
+    const expected = limits.expectedServiceMs;
     const [kind, figure, tag] = (await this.redis.bulwarkAdmit(
-      k.slots, k.adding, k.prioritized, k.wait, k.job(id), k.commit(id), k.fair(band), k.keyWaiting, k.jobKey, k.delayed, k.keyRunning(client.id),
+      k.slots, k.adding, k.prioritized, k.wait, k.jobPrefix + id, k.commit(id), k.fair(band), k.keyWaiting, k.jobKey, k.delayed, k.keyRunning(client.id), k.priced, k.pricedJob,
       band, id, limits.maxQueue, limits.maxConcurrent, limits.leaseMs, limits.fastLane ? 1 : 0, limits.commitWindowMs,
       client.id, cost, client.maxWaiting, client.maxRunning, limits.mayExist ? 1 : 0,
+      expected !== undefined && Number.isFinite(expected) && expected >= 0 ? Math.round(expected) : '', k.jobPrefix,
     )) as number[];
     if (kind === 1) return { kind: 'fast', inUse: figure };
     if (kind === 2) return { kind: 'queued', freeSlots: figure, fairTag: tag };
@@ -115,7 +147,7 @@ export class SlotStore {
   /** A slot for the queue's head: `granted`, `busy` (every slot taken) or `empty` (nothing waits). */
   async claim(ticket: string, maxConcurrent: number, leaseMs: number): Promise<'granted' | 'busy' | 'empty'> {
     const k = this.keys;
-    const result = (await this.redis.bulwarkClaim(k.slots, k.adding, k.prioritized, k.wait, k.delayed, ticket, maxConcurrent, leaseMs)) as number;
+    const result = (await this.redis.bulwarkClaim(k.slots, k.adding, k.prioritized, k.wait, k.delayed, ticket, maxConcurrent, leaseMs, k.jobPrefix)) as number;
     return result === 1 ? 'granted' : result === 0 ? 'busy' : 'empty';
   }
 
@@ -123,13 +155,18 @@ export class SlotStore {
    * Frees `lease` (and its place in `keySet`, the running leases of its client key, if it counts there);
    * when something waits and `nextTicket` is given, that ticket holds the slot now.
    */
-  async release(lease: string, keySet: string | undefined, nextTicket: string | undefined, maxConcurrent: number, leaseMs: number): Promise<{ handedOff: boolean; waiting: number }> {
+  async release(lease: string, keySet: string | undefined, nextTicket: string | undefined, maxConcurrent: number, leaseMs: number): Promise<ReleaseResult> {
+    return releaseResult(await this.redis.bulwarkRelease(...this.releaseArgs(lease, keySet, nextTicket, maxConcurrent, leaseMs)));
+  }
+
+  /** Queues {@link release} on `transaction` (a MULTI of a connection the scripts are defined on); read its reply with {@link releaseResult}. */
+  releaseIn(transaction: ChainableCommander, lease: string, keySet: string | undefined, nextTicket: string | undefined, maxConcurrent: number, leaseMs: number): void {
+    (transaction as unknown as Record<string, (...args: (string | number)[]) => unknown>).bulwarkRelease(...this.releaseArgs(lease, keySet, nextTicket, maxConcurrent, leaseMs));
+  }
+
+  private releaseArgs(lease: string, keySet: string | undefined, nextTicket: string | undefined, maxConcurrent: number, leaseMs: number): (string | number)[] {
     const k = this.keys;
-    const [handedOff, waiting] = (await this.redis.bulwarkRelease(
-      k.slots, k.adding, k.prioritized, k.wait, k.delayed, keySet ?? NO_KEY_SET,
-      lease, nextTicket ?? '', maxConcurrent, leaseMs, keySet ? 1 : 0,
-    )) as number[];
-    return { handedOff: handedOff === 1, waiting };
+    return [k.slots, k.adding, k.prioritized, k.wait, k.delayed, keySet ?? NO_KEY_SET, lease, nextTicket ?? '', maxConcurrent, leaseMs, keySet ? 1 : 0, k.jobPrefix];
   }
 
   /**
@@ -146,30 +183,51 @@ export class SlotStore {
   ): Promise<{ committed: boolean; originAlive: boolean; keyAtCap: boolean }> {
     const k = this.keys;
     const [committed, alive, atCap] = (await this.redis.bulwarkBind(
-      k.keyWaiting, k.jobKey, k.adding, k.commit(id), k.instances, k.fair(BAND[priority]), k.keyRunning(keyCap.clientId),
+      k.keyWaiting, k.jobKey, k.adding, k.commit(id), k.instances, k.fair(BAND[priority]), k.keyRunning(keyCap.clientId), k.priced, k.pricedJob,
       id, origin ?? '', tag, keyCap.maxRunning, keyCap.lease, keyCap.leaseMs,
     )) as number[];
     return { committed: committed === 1, originAlive: alive === 1, keyAtCap: atCap === 1 };
   }
 
-  /** Confirms job `id`'s add: it may run for `ttlMs`. False when its commit window had lapsed. */
-  async commit(id: string, ttlMs: number): Promise<boolean> {
-    return ((await this.redis.bulwarkCommit(this.keys.adding, this.keys.commit(id), id, Math.max(1, Math.ceil(ttlMs)))) as number) === 1;
+  /**
+   * Confirms job `id`'s add: it may run for `ttlMs`. `late` when its commit window had lapsed (it must
+   * not run), `missing` when the job is not there.
+   */
+  async commit(id: string, ttlMs: number): Promise<CommitResult> {
+    return commitResult((await this.redis.bulwarkCommit(...this.commitArgs(id, ttlMs))) as number);
+  }
+
+  /**
+   * Queues job `id`'s commit on `transaction` (a MULTI of a connection the scripts are defined on), right
+   * after its add: one round trip for both. Read its reply with {@link commitResult}.
+   */
+  commitIn(transaction: ChainableCommander, id: string, ttlMs: number): void {
+    (transaction as unknown as Record<string, (...args: (string | number)[]) => unknown>).bulwarkCommit(...this.commitArgs(id, ttlMs));
+  }
+
+  private commitArgs(id: string, ttlMs: number): (string | number)[] {
+    return [this.keys.adding, this.keys.commit(id), this.keys.jobPrefix + id, id, Math.max(1, Math.ceil(ttlMs))];
   }
 
   /** Forgets a job that left the queue before it started (or whose add failed). */
   async forget(id: string): Promise<void> {
-    await this.redis.bulwarkForget(this.keys.keyWaiting, this.keys.jobKey, this.keys.adding, id);
+    const k = this.keys;
+    await this.redis.bulwarkForget(k.keyWaiting, k.jobKey, k.adding, k.priced, k.pricedJob, k.commit(id), id);
   }
 
   async figures(): Promise<SlotFigures> {
     const k = this.keys;
-    const [high, normal, low, inUse, putBack, ...perKey] = (await this.redis.bulwarkFigures(k.slots, k.adding, k.prioritized, k.wait, k.keyWaiting, k.delayed)) as (
-      | number
-      | string
-    )[];
+    const reply = (await this.redis.bulwarkFigures(k.slots, k.adding, k.prioritized, k.wait, k.keyWaiting, k.delayed, k.priced, k.jobPrefix)) as (number | string)[];
+    const [high, normal, low, inUse, putBack, msH, nH, msN, nN, msL, nL] = reply.slice(0, 11).map(Number);
+    const perKey = reply.slice(11);
     const byKey = new Map<string, number>();
     for (let i = 0; i + 1 < perKey.length; i += 2) byKey.set(String(perKey[i]), Number(perKey[i + 1]));
-    return { byPriority: { high: Number(high), normal: Number(normal), low: Number(low) }, inUse: Number(inUse), putBack: Number(putBack), byKey };
+    return {
+      byPriority: { high, normal, low },
+      priced: { high: { ms: msH, count: nH }, normal: { ms: msN, count: nN }, low: { ms: msL, count: nL } },
+      inUse,
+      putBack,
+      byKey,
+    };
   }
 }

@@ -1,7 +1,8 @@
 import { InjectQueue } from '@nestjs/bullmq';
 import { Inject, Injectable, Logger, OnApplicationBootstrap } from '@nestjs/common';
 import type { ConfigType } from '@nestjs/config';
-import type { Queue } from 'bullmq';
+import type { Job, Queue } from 'bullmq';
+import type { ChainableCommander, default as Redis } from 'ioredis';
 import { randomUUID } from 'node:crypto';
 import { ClusterIdentity } from '../cluster/cluster-identity';
 import { ClusterLeases } from '../cluster/cluster-leases.service';
@@ -13,7 +14,17 @@ import type { Priority } from '../common/priority';
 import { queueConfig } from '../config/sections';
 import { RedisService } from '../redis/redis.service';
 import { INFERENCE_QUEUE } from './inference-job';
-import { AdmitResult, QueueClient, SlotFigures, SlotKeys, SlotStore } from './slot-store';
+import { AdmitResult, CommitResult, commitResult, defineSlotScripts, QueueClient, ReleaseResult, releaseResult, SlotFigures, SlotKeys, SlotStore } from './slot-store';
+
+/** A command to run with a slot's release, in one MULTI on its own connection (see SlotService.releaseAfter). */
+export interface ReleaseCompanion {
+  /** A connection with the companion's command defined (BullMQ's worker connection). */
+  client: Redis;
+  /** Queues the command on a MULTI of `client`. */
+  queue(transaction: ChainableCommander): void;
+  /** Runs the command alone (until the connection is warm). */
+  run(): Promise<unknown>;
+}
 
 /** Whoever runs queued work on this instance. */
 export interface SlotTaker {
@@ -54,9 +65,12 @@ export class SlotService implements OnApplicationBootstrap {
   private readonly freedListeners = new Listeners<[]>('slot freed', this.logger);
   private readonly queuedListeners = new Listeners<[string]>('job queued', this.logger);
   private taker?: SlotTaker;
+  /** BullMQ connections that have run their scripts and ours since they last connected (all loaded). */
+  private readonly warm = new Set<Redis>();
+  private readonly watched = new Set<Redis>();
 
   constructor(
-    @InjectQueue(INFERENCE_QUEUE) queue: Queue,
+    @InjectQueue(INFERENCE_QUEUE) private readonly queue: Queue,
     @Inject(queueConfig.KEY) private readonly config: ConfigType<typeof queueConfig>,
     redis: RedisService,
     private readonly identity: ClusterIdentity,
@@ -71,13 +85,15 @@ export class SlotService implements OnApplicationBootstrap {
       instances: HEARTBEAT_KEY,
       prioritized: keys.prioritized,
       wait: keys.wait,
-      job: (id) => `${keys['']}${id}`,
+      jobPrefix: queue.toKey(''),
       commit: (id) => `bulwark:jobs:commit:${id}`,
       fair: (band) => `bulwark:fair:${band}`,
       keyWaiting: 'bulwark:keys:waiting',
       jobKey: 'bulwark:keys:job',
       delayed: keys.delayed,
       keyRunning: (clientId) => keyRunningSet(clientId),
+      priced: 'bulwark:queue:priced',
+      pricedJob: 'bulwark:queue:priced:job',
     };
     this.store = new SlotStore(redis.client, this.keys);
   }
@@ -90,15 +106,17 @@ export class SlotService implements OnApplicationBootstrap {
    * Takes a free slot for `id` at once when nothing of its priority or higher waits (fast lane), else
    * reserves a queue place for it; both against the exact figures in Redis.
    */
-  async admit(id: string, priority: Priority, client: QueueClient, options: { fastLane: boolean; commitWindowMs: number; mayExist: boolean }): Promise<AdmitResult> {
-    const { fastLane, commitWindowMs, mayExist } = options;
+  async admit(
+    id: string,
+    priority: Priority,
+    client: QueueClient,
+    options: { fastLane: boolean; commitWindowMs: number; mayExist: boolean; expectedServiceMs?: number },
+  ): Promise<AdmitResult> {
     const result = await this.store.admit(id, priority, client, {
+      ...options,
       maxQueue: this.config.maxQueueSize,
       maxConcurrent: this.config.maxConcurrent,
       leaseMs: this.config.lockMs,
-      fastLane,
-      commitWindowMs,
-      mayExist,
     });
     if (result.kind === 'fast') this.slotLeases.hold(id, SLOTS_KEY, ...(client.maxRunning > 0 ? [keyRunningSet(client.id)] : []));
     return result;
@@ -124,19 +142,67 @@ export class SlotService implements OnApplicationBootstrap {
     const keySet = sets.find((set) => set !== SLOTS_KEY);
     const next = this.taker?.canTake() ? randomUUID() : undefined;
     try {
-      const { handedOff, waiting } = await this.store.release(lease, keySet, next, this.config.maxConcurrent, this.config.lockMs);
-      if (handedOff && next) {
-        this.slotLeases.hold(next, SLOTS_KEY);
-        this.taker?.take(next);
-      } else if (waiting > 0) {
-        this.wakeWorkers();
-      } else {
-        this.freedListeners.emit();
-      }
+      this.afterRelease(await this.store.release(lease, keySet, next, this.config.maxConcurrent, this.config.lockMs), next);
     } catch (error) {
       // Not renewed any more, the lease lapses by itself within QUEUE_LOCK_MS.
       this.logger.debug(`slot release failed: ${(error as Error).message}`);
     }
+  }
+
+  /**
+   * {@link release}, in one round trip with `finish` (BullMQ's completion of the job that held the lease):
+   * both go in one MULTI on `finish`'s connection, `finish` first. Returns `finish`'s reply (an error for
+   * a failed command). While that connection has not run both scripts since it connected, they go one
+   * after the other instead (a script Redis does not know yet would be sent again outside the MULTI).
+   */
+  async releaseAfter(lease: string, finish: ReleaseCompanion): Promise<unknown> {
+    if (!this.slotLeases.has(lease) || !this.warm.has(finish.client)) {
+      const reply = await finish.run().then(
+        (value) => value,
+        (error: unknown) => error,
+      );
+      await this.release(lease);
+      this.warmUp(finish.client);
+      return reply;
+    }
+    const sets = this.slotLeases.drop(lease) ?? [];
+    const keySet = sets.find((set) => set !== SLOTS_KEY);
+    const next = this.taker?.canTake() ? randomUUID() : undefined;
+    const transaction = finish.client.multi();
+    finish.queue(transaction);
+    this.store.releaseIn(transaction, lease, keySet, next, this.config.maxConcurrent, this.config.lockMs);
+    let replies: [Error | null, unknown][] | null;
+    try {
+      replies = await transaction.exec();
+    } catch (error) {
+      this.logger.debug(`slot release failed: ${(error as Error).message}`);
+      return error;
+    }
+    const [finished, released] = replies ?? [];
+    if (released && !released[0]) this.afterRelease(releaseResult(released[1]), next);
+    return !finished ? new Error('not executed') : (finished[0] ?? finished[1]);
+  }
+
+  private afterRelease({ handedOff, waiting }: ReleaseResult, next: string | undefined): void {
+    if (handedOff && next) {
+      this.slotLeases.hold(next, SLOTS_KEY);
+      this.taker?.take(next);
+    } else if (waiting > 0) {
+      this.wakeWorkers();
+    } else {
+      this.freedListeners.emit();
+    }
+  }
+
+  /** Marks `client` as able to run the slot scripts in a MULTI, until it reconnects. */
+  private warmUp(client: Redis): void {
+    if (this.warm.has(client)) return;
+    if (!this.watched.has(client)) {
+      this.watched.add(client);
+      defineSlotScripts(client);
+      client.on('ready', () => this.warm.delete(client));
+    }
+    this.warm.add(client);
   }
 
   /**
@@ -169,11 +235,34 @@ export class SlotService implements OnApplicationBootstrap {
     return verdict;
   }
 
-  /** The add of `id` landed in time: it may run for `ttlMs`. False when it came too late to run at all. */
-  async commit(id: string, ttlMs: number): Promise<boolean> {
-    const committed = await this.store.commit(id, ttlMs);
-    if (committed) this.queuedListeners.emit(id);
-    return committed;
+  /**
+   * Adds `job` (its queue place reserved by {@link admit}) and confirms it in one round trip: BullMQ's
+   * add and the commit in one MULTI on BullMQ's connection, so the commit sees the add landed. `late`:
+   * the commit window had lapsed, the job must not run (workers drop it). While that connection has not
+   * run both scripts since it connected, they go one after the other instead: a script Redis does not
+   * know yet would fail inside the MULTI and be sent again outside it, after the commit.
+   */
+  async addCommitted(job: Job, ttlMs: number): Promise<CommitResult> {
+    const id = String(job.id);
+    const client = (await this.queue.backend.client) as unknown as Redis;
+    if (!this.warm.has(client)) {
+      await job.addJob(client as never);
+      const committed = await this.store.commit(id, ttlMs);
+      this.warmUp(client);
+      if (committed === 'committed') this.queuedListeners.emit(id);
+      return committed;
+    }
+    const transaction = client.multi();
+    void job.addJob(transaction as never).catch(() => undefined);
+    this.store.commitIn(transaction, id, ttlMs);
+    const replies = await transaction.exec();
+    const [added, committed] = replies ?? [];
+    if (!added || added[0]) throw added?.[0] ?? new Error('the add was not executed');
+    if (!committed || committed[0]) throw committed?.[0] ?? new Error('the commit was not executed');
+    if (typeof added[1] === 'number' && added[1] < 0) throw new Error(`BullMQ refused the add (${added[1]})`);
+    const result = commitResult(committed[1]);
+    if (result === 'committed') this.queuedListeners.emit(id);
+    return result;
   }
 
   /** Called with a job's id when it was queued here (its add confirmed): it may be waiting for a slot that work below it holds. */

@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { drainTimeSeconds, ServiceTimeEstimator } from './wait-estimator';
+import { estimateWaitMs, retryAfterMs, ServiceTimeEstimator } from './wait-estimator';
 
 describe('ServiceTimeEstimator', () => {
   it('reports the initial value until the first sample, which then replaces it', () => {
@@ -39,15 +39,46 @@ describe('ServiceTimeEstimator', () => {
   });
 });
 
-describe('drainTimeSeconds', () => {
-  it('is at least 1 even with nothing waiting', () => {
-    assert.equal(drainTimeSeconds(0, 3, 1000), 1);
-    assert.equal(drainTimeSeconds(1, 3, 10), 1);
-    assert.equal(drainTimeSeconds(5, 3, Number.NaN), 1);
+describe('estimateWaitMs', () => {
+  const load = { maxConcurrent: 2, active: 2, ahead: 0, aheadMs: 0, runningRemainingMs: [] as number[], averageMs: 1000 };
+
+  it('is nothing while a slot is free that nobody ahead will take', () => {
+    assert.equal(estimateWaitMs({ ...load, active: 1 }), 0);
+    assert.equal(estimateWaitMs({ ...load, active: 0, ahead: 1, aheadMs: 5000 }), 0);
   });
 
-  it('rounds up to whole seconds over whole rounds', () => {
-    assert.equal(drainTimeSeconds(10, 3, 1500), 6);
-    assert.equal(drainTimeSeconds(6, 3, 1200), 3);
+  it('with every slot busy and nobody waiting, waits for the first running request to end', () => {
+    assert.equal(estimateWaitMs({ ...load, runningRemainingMs: [1800, 300] }), 300);
+    // Running elsewhere (ends unknown here): half a service time each.
+    assert.equal(estimateWaitMs(load), 500);
+  });
+
+  it('prices the requests ahead by their own size, not by a count', () => {
+    const small = estimateWaitMs({ ...load, ahead: 4, aheadMs: 4 * 100, runningRemainingMs: [100, 100] });
+    const large = estimateWaitMs({ ...load, ahead: 4, aheadMs: 4 * 2000, runningRemainingMs: [100, 100] });
+    assert.equal(small, 300);
+    assert.equal(large, 4100);
+  });
+
+  it('serves the requests ahead on the slots as they free, one after the other', () => {
+    // Both short requests ahead run on the slot that frees first, at 900 and 910: the new one starts at 920.
+    assert.equal(estimateWaitMs({ ...load, ahead: 2, aheadMs: 20, runningRemainingMs: [900, 1000] }), 920);
+    assert.equal(estimateWaitMs({ ...load, maxConcurrent: 4, active: 4, ahead: 4, aheadMs: 40, runningRemainingMs: [900, 950, 1000, 1000] }), 940);
+    // One free slot, three ahead of 1 s each: they start at 0, 500 (the unknown running one) and 1000.
+    assert.equal(estimateWaitMs({ ...load, active: 1, ahead: 3, aheadMs: 3000 }), 1500);
+  });
+});
+
+describe('retryAfterMs', () => {
+  it('is whole seconds, at least one', () => {
+    assert.equal(retryAfterMs(0, 3), 1000);
+    assert.equal(retryAfterMs(10, 3), 1000);
+    assert.equal(retryAfterMs(Number.NaN, 3), 1000);
+  });
+
+  it('is the time the work takes to drain through every slot, rounded up', () => {
+    assert.equal(retryAfterMs(15_000, 3), 5000);
+    assert.equal(retryAfterMs(7200, 3), 3000);
+    assert.equal(retryAfterMs(7200, 0), 8000);
   });
 });

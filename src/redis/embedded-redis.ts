@@ -1,4 +1,5 @@
 import { ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { settleWithin } from '../common/deadline';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { createInterface } from 'node:readline';
@@ -216,14 +217,11 @@ export class EmbeddedRedis {
   private async signalAndWait(child: ChildProcess, boundMs: number): Promise<void> {
     if (child.exitCode !== null || child.signalCode !== null) return;
     this.signalChild('SIGTERM', child);
-    const stopped = await Promise.race([
-      this.exited!.then(() => true),
-      new Promise<boolean>((r) => setTimeout(() => r(false), boundMs).unref()),
-    ]);
+    const stopped = await settleWithin(this.exited!.then(() => true), boundMs, false);
     if (!stopped) {
       this.logger.warn(`embedded redis-server did not stop within ${boundMs} ms; killing it`);
       this.signalChild('SIGKILL', child);
-      await Promise.race([this.exited, new Promise<void>((r) => setTimeout(r, 1000).unref())]);
+      await settleWithin(this.exited!, 1000, undefined);
     }
   }
 

@@ -1,4 +1,5 @@
 import Redis from 'ioredis';
+import { withDeadline } from '../common/deadline';
 import type { Logger } from 'pino';
 import { redactUrl } from '../config/environment';
 import { RedisUnavailableError } from './embedded-redis';
@@ -28,17 +29,12 @@ async function attempt(url: string, timeoutMs: number): Promise<string | undefin
   });
   // Without a listener ioredis prints each failure as a multi-line "Unhandled error event" dump.
   client.on('error', (error: unknown) => (lastError = error));
-  let timer: NodeJS.Timeout | undefined;
   try {
-    await Promise.race([
-      client.connect().then(() => client.ping()),
-      new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs))),
-    ]);
+    await withDeadline(client.connect().then(() => client.ping()), timeoutMs);
     return undefined;
   } catch (error) {
     return reason(lastError ?? error);
   } finally {
-    clearTimeout(timer);
     client.disconnect();
   }
 }

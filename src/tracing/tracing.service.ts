@@ -1,4 +1,5 @@
 import { Inject, Injectable, Logger, OnApplicationShutdown } from '@nestjs/common';
+import { settleWithin } from '../common/deadline';
 import type { ConfigType } from '@nestjs/config';
 import { Attributes, context, INVALID_SPAN_CONTEXT, propagation, ROOT_CONTEXT, Span, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
 import type { Context } from '@opentelemetry/api';
@@ -110,12 +111,11 @@ export class TracingService implements OnApplicationShutdown {
   /** Flushes what is still batched, within a deadline, and stops the SDK. */
   async onApplicationShutdown(): Promise<void> {
     if (!this.sdk) return;
-    let timer: NodeJS.Timeout | undefined;
-    const flushed = await Promise.race([
+    const flushed = await settleWithin(
       this.sdk.shutdown().then(() => true, () => false),
-      new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), FLUSH_DEADLINE_MS))),
-    ]);
-    clearTimeout(timer);
+      FLUSH_DEADLINE_MS,
+      false,
+    );
     if (!flushed) this.logger.warn(`tracing: could not flush the last spans within ${FLUSH_DEADLINE_MS} ms`);
   }
 }
