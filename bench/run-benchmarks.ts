@@ -1,5 +1,5 @@
 /**
- * Bulwark's benchmarks (issue 9, "Benchmarks"). Not a test: it prints figures, side by side in one run,
+ * Bulwark's benchmarks. Not a test: it prints figures, side by side in one run,
  * against the same built-in upstream simulator.
  *
  * 1. Sequential added latency, then saturation throughput (`wrk -t1 -c64`): direct to the simulator,
@@ -111,7 +111,7 @@ async function main(): Promise<void> {
     results.workers = { connections: WORKERS.connections, seconds: WORKERS.seconds, rows };
     printPart(results, 'workers');
   }
-  // Issue 13's scenarios (fair share, routing, mixed sizes), against this build; `npm run bench:scheduling
+  // The scheduling scenarios (fair share, routing, mixed sizes), against this build; `npm run bench:scheduling
   // -- --gateway before=… --gateway now=…` runs them side by side with another build.
   const scheduling = parts.has('scheduling') ? await runSchedulingBench() : undefined;
   const tokenLimits = parts.has('token-limits') ? tokenLimitsReport(await tokenLimitsBench()) : undefined;

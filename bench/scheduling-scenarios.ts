@@ -9,7 +9,7 @@ import { ClientRequest, Outcome, percentile, runClosedLoop, sendSequentially, st
 import { startGatewayBuild } from './support/gateway-build';
 
 /**
- * The three scheduling scenarios of issue 13 ("What was measured on main"), each against one gateway
+ * The three scheduling scenarios (noisy neighbour, two replicas, mixed sizes), each against one gateway
  * build (`main`: a `dist/src/main.js`) with its own private redis-server and in-process simulators.
  * Every build gets the same environment; the figures are what the clients saw.
  */

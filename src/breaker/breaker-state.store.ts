@@ -10,8 +10,6 @@ const CHANNEL = 'bulwark:breaker:events';
 const OPEN_PREFIX = 'bulwark:breaker:open:';
 /** `bulwark:breaker:probe:<upstream>:<model>`: the instance holding the current half-open probe round. */
 const PROBE_PREFIX = 'bulwark:breaker:probe:';
-/** The single hash of earlier versions: written forever, never trimmed. Removed at start. */
-const LEGACY_STATE_HASH = 'bulwark:breaker:state';
 const SCAN_COUNT = 200;
 /** The open states are re-read this often (and after every reconnect of the subscriber), whatever was heard. */
 export const RESYNC_INTERVAL_MS = 5000;
@@ -79,7 +77,6 @@ export class BreakerStateStore {
       },
       { everyMs: RESYNC_INTERVAL_MS, run: () => Promise.all(this.resyncListeners.map((listener) => listener())) },
     );
-    await this.redis.client.unlink(LEGACY_STATE_HASH).catch(() => undefined);
   }
 
   /** Stores and announces an open period of `remainingMs`; false when Redis did not take it. */

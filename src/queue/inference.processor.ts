@@ -79,7 +79,14 @@ export class InferenceProcessor implements OnApplicationBootstrap, OnApplication
     void worker.startStalledCheckTimer().catch((error: Error) => this.logger.warn(`stalled-job check: ${error.message}`));
     this.slots.setTaker(this);
     // Also polled: work waiting that nobody was woken for (a lapsed lease, a lost wake-up) is taken too.
-    this.slots.onWake(() => this.pull(), { waiting: () => this.figures.snapshot().waiting > 0 });
+    // Work it was not woken for (a lapsed lease, a lost wake-up) shows in the figures; while every slot is
+    // taken, the release of one hands it on, so the poll behind the wake channel has nothing to ask Redis.
+    this.slots.onWake(() => this.pull(), {
+      waiting: () => {
+        const { waiting, active } = this.figures.snapshot();
+        return waiting > 0 && active < this.config.maxConcurrent;
+      },
+    });
     this.slots.onRenew(() => this.extendLocks());
     this.shutdown.onDrain(() => (this.draining = true));
     this.shutdown.onGraceOver(() => this.handBack());
