@@ -14,6 +14,23 @@ const CLIENT_TIMEOUT_MS = DEADLINE_MS + 3000;
 // .ci/run installs redis-sentinel (Debian package `redis-sentinel`); elsewhere the suite says why it did not run.
 const SKIP = spawnSync('redis-sentinel', ['--version'], { stdio: 'ignore' }).error ? 'redis-sentinel is not installed' : false;
 
+/**
+ * Polls `ask` until it answers 200; on timeout the error carries the last answer and the gateway's
+ * Redis lines, so a failure says which connection or check held readiness back.
+ */
+async function waitForAnswer(what: string, gateway: GatewayProcess, ask: () => Promise<JsonResponse>, timeoutMs = 20_000): Promise<void> {
+  let last: JsonResponse | undefined;
+  try {
+    await waitFor(what, async () => (last = await ask()).status === 200, timeoutMs, 200);
+  } catch (error) {
+    const redisLines = gateway
+      .logLines()
+      .filter((l) => typeof l.event === 'string' && l.event.startsWith('redis_connection'))
+      .map((l) => JSON.stringify(l));
+    throw new Error(`${(error as Error).message}; last answer ${last?.status}: ${last?.text}; Redis lines: ${redisLines.join(' ')}`);
+  }
+}
+
 describe('Redis high availability through Sentinel', { skip: SKIP }, () => {
   let group: SentinelGroup;
   let simulator: UpstreamSimulator;
@@ -70,13 +87,17 @@ describe('Redis high availability through Sentinel', { skip: SKIP }, () => {
       }
     })();
 
-    group.killPrimary();
-    await waitFor('the Sentinels to promote the replica', async () => (await group.currentPrimaryPort()) === group.replicaPort, 30_000, 200);
-    for (const gateway of gateways) {
-      await waitFor('readiness to return', async () => (await getJson(`${gateway.url}/health/ready`)).status === 200, 20_000, 200);
-      await waitFor('service to return', async () => (await postJson(`${gateway.url}/v1/chat/completions`, chatBody())).status === 200, 20_000, 200);
+    try {
+      group.killPrimary();
+      await waitFor('the Sentinels to promote the replica', async () => (await group.currentPrimaryPort()) === group.replicaPort, 30_000, 200);
+      for (const gateway of gateways) {
+        await waitForAnswer('readiness to return', gateway, () => getJson(`${gateway.url}/health/ready`));
+        await waitForAnswer('service to return', gateway, () => postJson(`${gateway.url}/v1/chat/completions`, chatBody()));
+      }
+    } finally {
+      stopTraffic = true;
+      await traffic.catch(() => undefined);
     }
-    stopTraffic = true;
     await traffic;
 
     const counts = answers.reduce<Record<number, number>>((acc, res) => ({ ...acc, [res.status]: (acc[res.status] ?? 0) + 1 }), {});

@@ -77,7 +77,7 @@ export class DeliveryService implements OnApplicationBootstrap, OnApplicationShu
 
   async onApplicationShutdown(): Promise<void> {
     this.stopped = true;
-    this.reader?.disconnect();
+    if (this.reader) this.redis.release(this.reader);
     await this.readerLoop?.catch(() => undefined);
     for (const waiter of this.waiters.values()) waiter.reject(new Error('shutting down'));
   }

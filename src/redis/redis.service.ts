@@ -8,6 +8,9 @@ import { targetOptions } from './redis-target';
 /** Errors that only say the link to Redis is down: the outage line covers them. */
 const CONNECTION_ERRORS = /ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|ENOTFOUND|EHOSTUNREACH|ENETUNREACH|EAI_AGAIN|Connection is closed|Stream isn't writeable|All sentinels are unreachable|Failed to refresh slots|MaxRetriesPerRequest|READONLY|LOADING|MASTERDOWN/;
 
+/** Pause before a connection that ioredis gave up on starts over. */
+const RESTART_DELAY_MS = 250;
+
 /** Anything that reports failures through 'error' events: BullMQ's Queue and Worker, ioredis clients. */
 export interface ErrorEmitter {
   on(event: 'error', listener: (error: Error) => void): unknown;
@@ -28,6 +31,8 @@ export class RedisService implements OnModuleInit, OnApplicationShutdown {
     info: (fields, message) => this.logger.log(fields, message),
   });
   private closing = false;
+  /** Connections their owner closed before shutdown (see {@link release}): these stay closed. */
+  private readonly released = new WeakSet<Redis>();
   /** Error messages other than connection errors already logged, so a repeating one is logged once. */
   private readonly reported = new Set<string>();
   /** Commands of Bulwark's own state (breakers, rate limits, delivery). */
@@ -67,8 +72,29 @@ export class RedisService implements OnModuleInit, OnApplicationShutdown {
       if (!this.closing) this.outage.lost(name, 'connection closed');
     });
     connection.on('ready', () => this.outage.back(name));
+    connection.on('end', () => this.restartIfAbandoned(connection));
     this.connections.push(connection);
     return connection;
+  }
+
+  /** Closes a connection from {@link create} before shutdown, for good: it is not started again. */
+  release(connection: Redis): void {
+    this.released.add(connection);
+    connection.disconnect();
+  }
+
+  /**
+   * ioredis gives a connection up for good (status `end`) when its connect attempt is cancelled under
+   * it: through Sentinel, the announcement of a new primary cancels an attempt that is still asking the
+   * Sentinels where the primary is, and that connection would stay closed, holding readiness at 503. A
+   * connection that nobody closed starts over, after a short pause, for as long as Bulwark runs.
+   */
+  private restartIfAbandoned(connection: Redis): void {
+    if (this.closing || this.released.has(connection)) return;
+    setTimeout(() => {
+      if (this.closing || this.released.has(connection) || connection.status !== 'end') return;
+      connection.connect().catch(() => undefined); // a failed attempt ends it again, which comes back here
+    }, RESTART_DELAY_MS).unref();
   }
 
   /** A connection for BullMQ (blocking commands need maxRetriesPerRequest: null). */
