@@ -5,11 +5,13 @@ import OpenAI from 'openai';
 import { GatewayProcess } from './support/gateway-process';
 import { expectErrorShape, getJson, postJson, postSse } from './support/http';
 import { Stack, startStack, TempFile, writeUpstreamsFile } from './support/stack';
+import { waitFor } from './support/wait';
 
-const KEYS = { warm: 'sk-tok-warm-0c0c', burst: 'sk-tok-burst-5a1c', meter: 'sk-tok-meter-7b2d', retry: 'sk-tok-retry-3e9f', prio: 'sk-tok-prio-11aa', plain: 'sk-tok-plain-22bb' };
+const KEYS = { jobs: 'sk-tok-jobs-4d4d', warm: 'sk-tok-warm-0c0c', burst: 'sk-tok-burst-5a1c', meter: 'sk-tok-meter-7b2d', retry: 'sk-tok-retry-3e9f', prio: 'sk-tok-prio-11aa', plain: 'sk-tok-plain-22bb' };
 const BURST_TPM = 1200;
 const METER_TPM = 6000;
 const RETRY_TPM = 6000;
+const JOBS_TPM = 2400;
 /** Simulator answers have this many words unless max_tokens is lower: usage is then exactly predictable. */
 const WORDS = 100;
 
@@ -47,6 +49,7 @@ describe('token limits: one budget per key across three gateways on one Redis', 
         { name: 'warm', keyEnv: 'WARM_KEY', tokensPerMinute: 1_000_000 },
         { name: 'burst', keyEnv: 'BURST_KEY', tokensPerMinute: BURST_TPM, requestsPerMinute: 1000 },
         { name: 'meter', keyEnv: 'METER_KEY', tokensPerMinute: METER_TPM },
+        { name: 'jobs', keyEnv: 'JOBS_KEY', tokensPerMinute: JOBS_TPM },
         { name: 'retry', keyEnv: 'RETRY_KEY', tokensPerMinute: RETRY_TPM },
         { name: 'prio', keyEnv: 'PRIO_KEY', tier: 'high' },
         { name: 'plain', keyEnv: 'PLAIN_KEY' },
@@ -59,6 +62,7 @@ describe('token limits: one budget per key across three gateways on one Redis', 
         WARM_KEY: KEYS.warm,
         BURST_KEY: KEYS.burst,
         METER_KEY: KEYS.meter,
+        JOBS_KEY: KEYS.jobs,
         RETRY_KEY: KEYS.retry,
         PRIO_KEY: KEYS.prio,
         PLAIN_KEY: KEYS.plain,
@@ -142,6 +146,72 @@ describe('token limits: one budget per key across three gateways on one Redis', 
     const replenishedC = Math.ceil((Date.now() - cStarted) / interval);
     assert.ok(afterD >= settledC - 1 && afterD <= Math.min(METER_TPM - 14, settledC + replenishedC + 1), `after D: ${afterD}, expected ${settledC} + up to ${replenishedC}`);
     assert.equal(d.json.service_tier, 'default');
+  });
+
+  it("settles a job's reservation where it ran, by its usage, and gives a replayed submission's back; a background response likewise", async () => {
+    const auth = bearer(KEYS.jobs);
+    /** The key's remaining budget as /health shows it from a read of Redis after `since` (it reads every 2 s), once at least `atLeast`. */
+    const remainingReaches = (atLeast: number, since: number) =>
+      waitFor(
+        `the jobs key's budget to show at least ${atLeast} left`,
+        async () => {
+          const budgets = (await getJson(`${gateways[2].url}/health`)).json.token_budgets;
+          if (!budgets?.read_at || Date.parse(budgets.read_at) <= since) return undefined;
+          const budget = budgets.keys.find((b: any) => b.key_name === 'jobs');
+          return budget && budget.remaining >= atLeast ? budget.remaining : undefined;
+        },
+        15_000,
+        250,
+      );
+    /** Tokens of `kind` counted for the key on every gateway together. */
+    const counted = async (kind: string) => {
+      let sum = 0;
+      for (const gateway of gateways) {
+        const match = new RegExp(`bulwark_tokens_total\\{key_name="jobs",model="sim-small",kind="${kind}"\\} (\\d+)`).exec((await getJson(`${gateway.url}/metrics`)).text);
+        sum += Number(match?.[1] ?? 0);
+      }
+      return sum;
+    };
+
+    // A job reserves 4 + 1000 and uses 4 + 100; its replay (same Idempotency-Key, another gateway) queues nothing.
+    const idempotency = { ...auth, 'idempotency-key': 'token-settlement-1' };
+    const submitted = await postJson(`${gateways[0].url}/v1/jobs`, chat(4, 1000), idempotency);
+    assert.equal(submitted.status, 202, submitted.text);
+    assert.equal(submitted.headers.get('x-ratelimit-remaining-tokens'), String(JOBS_TPM - 1004));
+    const replay = await postJson(`${gateways[1].url}/v1/jobs`, chat(4, 1000), idempotency);
+    assert.equal(replay.status, 202, replay.text);
+    assert.equal(replay.json.id, submitted.json.id);
+    assert.equal(replay.headers.get('idempotent-replayed'), 'true');
+    const done = await waitFor(
+      'the job to complete',
+      async () => {
+        const view = await getJson(`${gateways[2].url}/v1/jobs/${submitted.json.id}`, auth);
+        return view.json?.status === 'completed' ? view.json : undefined;
+      },
+      15_000,
+      100,
+    );
+    assert.equal(done.result.usage.total_tokens, 104);
+    // Kept whole, the two reservations would leave 392 (plus 40 a second); settled, 2400 - 104.
+    await remainingReaches(JOBS_TPM - 104 - 1, Date.now());
+    await waitFor('the job to be counted', async () => (await counted('completion')) === 100, 5000, 100);
+
+    // A background response: reserved 4 + 1000 at creation, settled by its worker to 4 + 100.
+    const created = await postJson(`${gateways[1].url}/v1/responses`, { model: 'sim-small', input: prompt(4), max_output_tokens: 1000, background: true }, auth);
+    assert.equal(created.status, 200, created.text);
+    assert.equal(created.json.status, 'queued');
+    const finished = await waitFor(
+      'the background response to complete',
+      async () => {
+        const view = await getJson(`${gateways[0].url}/v1/responses/${created.json.id}`, auth);
+        return view.json?.status === 'completed' ? view.json : undefined;
+      },
+      15_000,
+      100,
+    );
+    assert.equal(finished.usage.input_tokens + finished.usage.output_tokens, 104);
+    await remainingReaches(JOBS_TPM - 208 - 1, Date.now());
+    await waitFor('both to be counted', async () => (await counted('completion')) === 200 && (await counted('prompt')) === 8, 5000, 100);
   });
 
   it("lets the openai SDK's own retry wait out a 429 (Retry-After, retry-after-ms) and then succeed", async () => {
@@ -236,7 +306,7 @@ describe('token limits: one budget per key across three gateways on one Redis', 
     assert.ok(burst, JSON.stringify(budgets));
     assert.deepEqual([burst.period, burst.limit], ['minute', BURST_TPM]);
     assert.ok(burst.remaining < BURST_TPM, 'the burst spent part of it');
-    assert.deepEqual(budgets.map((b) => b.key_name).sort(), ['burst', 'meter', 'retry', 'warm']);
+    assert.deepEqual(budgets.map((b) => b.key_name).sort(), ['burst', 'jobs', 'meter', 'retry', 'warm']);
     let shown: any[] = [];
     for (let i = 0; i < 50 && !shown.some((b) => b.name === 'burst'); i++) {
       shown = (await getJson(`${gateways[0].url}/dashboard/data`)).json.history.at(-1)?.tokenBudgets ?? [];

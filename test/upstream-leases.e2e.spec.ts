@@ -66,7 +66,8 @@ describe('upstream leases on a real Redis: two instances share one cap; a dead i
     assert.ok(await holder.tryAcquire(CAPPED));
     assert.equal(await other.tryAcquire(CAPPED), undefined);
     // The holder vanishes from Redis: its leases are neither renewed nor released.
-    connections.get(holder)?.redis.client.disconnect();
+    const dead = connections.get(holder)!.redis;
+    dead.release(dead.client);
     const permit = await waitFor('the dead instance\'s leases to lapse', () => other.tryAcquire(CAPPED), 10_000, 200);
     assert.ok(permit);
     permit.release();

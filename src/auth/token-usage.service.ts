@@ -2,7 +2,7 @@ import { Inject, Injectable, Logger } from '@nestjs/common';
 import type { ConfigType } from '@nestjs/config';
 import { Listeners } from '../common/listeners';
 import { TokensExceedLimitError } from '../common/errors';
-import type { ClientIdentity, RequestContext } from '../common/request-context';
+import type { ClientIdentity, RequestContext, TokenReservation } from '../common/request-context';
 import { authConfig } from '../config/sections';
 import type { AnswerUsage } from './answer-usage';
 import { RateLimiterService, TokenLimits, TokenPeriod } from './rate-limiter.service';
@@ -27,11 +27,24 @@ export interface AnswerOutcome {
   upstreamFailed?: boolean;
 }
 
+/** A request or job that never reached an upstream: its whole reservation is given back. */
+export const NEVER_RAN: AnswerOutcome = { answered: false, stream: false };
+
 /** Tokens one answer used, for the metrics: `estimated` when the answer reported no usage. */
 export interface UsageEvent {
   keyName: string;
   model: string;
   usage: AnswerUsage;
+}
+
+/**
+ * The token accounting a queued job (jobs API, background response) carries to the worker that finishes
+ * it, on whichever instance: its key's name for the usage metrics and, when the key has token limits,
+ * the reservation to settle with what the job used.
+ */
+export interface JobTokens {
+  keyName: string;
+  reservation?: TokenReservation & TokenLimits;
 }
 
 /** A key's token limits, when it has any. */
@@ -82,16 +95,40 @@ export class TokenUsageService {
   end(context: RequestContext, model: string, outcome: AnswerOutcome): void {
     const reservation = context.tokens;
     context.tokens = undefined;
+    const limits = tokenLimitsOf(context.client);
+    this.account(context.client.id, context.client.name, reservation && limits ? { ...reservation, ...limits } : undefined, model, outcome);
+  }
+
+  /**
+   * What a request queued as a job carries for its accounting (see {@link JobTokens}). The request keeps
+   * its reservation until {@link handOver}: a submission that fails is still settled by {@link end}.
+   */
+  forJob(context: RequestContext): JobTokens {
+    const limits = tokenLimitsOf(context.client);
+    return { keyName: context.client.name, reservation: context.tokens && limits ? { ...context.tokens, ...limits } : undefined };
+  }
+
+  /** The request's job was queued: the worker that finishes it settles the reservation, this request no longer does. */
+  handOver(context: RequestContext): void {
+    context.tokens = undefined;
+  }
+
+  /** Ends a job's accounting where the job finished: counts its usage and settles the reservation it carried. */
+  endJob(clientId: string, tokens: JobTokens, model: string, outcome: AnswerOutcome): void {
+    this.account(clientId, tokens.keyName, tokens.reservation, model, outcome);
+  }
+
+  private account(clientId: string, keyName: string, reservation: (TokenReservation & TokenLimits) | undefined, model: string, outcome: AnswerOutcome): void {
     const promptEstimate = reservation?.promptTokens ?? 0;
     const counted: AnswerUsage | undefined =
       outcome.usage ?? (outcome.stream && outcome.answered ? { promptTokens: promptEstimate, completionTokens: outcome.relayed ?? 0, cachedTokens: 0 } : undefined);
-    if (counted) this.listeners.emit({ keyName: context.client.name, model, usage: counted });
-    const limits = tokenLimitsOf(context.client);
-    if (!reservation || !limits) return;
+    if (counted) this.listeners.emit({ keyName, model, usage: counted });
+    if (!reservation) return;
     let used: number;
     if (outcome.usage) used = outcome.usage.promptTokens + outcome.usage.completionTokens;
     else if (outcome.answered) used = outcome.stream ? promptEstimate + (outcome.relayed ?? 0) : reservation.reserved;
     else used = outcome.upstreamFailed ? promptEstimate + (outcome.relayed ?? 0) : 0;
-    if (used !== reservation.reserved) this.limiter.settle(context.client.id, limits, used - reservation.reserved);
+    const limits: TokenLimits = { perMinute: reservation.perMinute, perDay: reservation.perDay };
+    if (used !== reservation.reserved) this.limiter.settle(clientId, limits, used - reservation.reserved);
   }
 }

@@ -111,6 +111,34 @@ describe('settlement of a reservation', () => {
     assert.deepEqual(settled.map((s) => s.delta), [29 - 300, -300, 20 - 300], 'a JSON answer without usage keeps its reservation');
   });
 
+  it("hands a queued job's reservation to the worker that finishes it: the request settles nothing, the worker settles once by the job's usage", () => {
+    const { service, settled, events } = usageService();
+    const ctx = reserve();
+    const carried = service.forJob(ctx);
+    assert.deepEqual(carried, { keyName: 'team-a', reservation: { reserved: 300, promptTokens: 20, perMinute: 1000, perDay: undefined } });
+    service.handOver(ctx);
+    service.end(ctx, 'm', { answered: false, stream: false });
+    assert.deepEqual(settled, [], 'the request that queued the job settles nothing');
+    // What a job's JSON carries through BullMQ, then its worker on some instance.
+    const onWorker = JSON.parse(JSON.stringify(carried));
+    service.endJob('key_0000aaaa', onWorker, 'sim-small', { usage: readUsage({ prompt_tokens: 20, completion_tokens: 80 }), answered: true, stream: false });
+    assert.deepEqual(settled, [{ clientId: 'key_0000aaaa', limits: { perMinute: 1000, perDay: undefined }, delta: 100 - 300 }]);
+    assert.deepEqual(events.map((e) => [e.keyName, e.usage.completionTokens]), [['team-a', 80]]);
+  });
+
+  it("gives back a job's reservation when its submission fails; counts a job of a key without limits in the metrics only", () => {
+    const { service, settled, events } = usageService();
+    const refused = reserve();
+    service.forJob(refused);
+    service.end(refused, 'm', { answered: false, stream: false });
+    assert.deepEqual(settled.map((s) => s.delta), [-300], 'not handed over: the request gives it all back');
+    const plain = service.forJob(contextOf(client()));
+    assert.deepEqual(plain, { keyName: 'team-a', reservation: undefined });
+    service.endJob('key_0000aaaa', plain, 'm', { usage: readUsage({ prompt_tokens: 3, completion_tokens: 4 }), answered: true, stream: false });
+    assert.equal(settled.length, 1, 'no limits, nothing to settle');
+    assert.deepEqual(events.at(-1)?.usage, { promptTokens: 3, completionTokens: 4, cachedTokens: 0 });
+  });
+
   it('reads usage from chat, embeddings and Responses API shapes, and from the last chunk of a stream', () => {
     assert.deepEqual(readUsage({ input_tokens: 5, output_tokens: 3, input_tokens_details: { cached_tokens: 2 } }), { promptTokens: 5, completionTokens: 3, cachedTokens: 2 });
     assert.deepEqual(readUsage({ prompt_tokens: 4, total_tokens: 4 }), { promptTokens: 4, completionTokens: 0, cachedTokens: 0 });

@@ -1,5 +1,5 @@
 import { StreamUsageMeter, usageOfBody } from '../auth/answer-usage';
-import { TokenUsageService } from '../auth/token-usage.service';
+import { JobTokens, TokenUsageService } from '../auth/token-usage.service';
 import { RequestTimeoutError, UpstreamBadResponseError, UpstreamError, UpstreamTimeoutError } from '../common/errors';
 import type { RequestContext } from '../common/request-context';
 import type { ServiceTier } from '../common/service-tier';
@@ -33,7 +33,6 @@ export class AnswerAccount {
   private meter?: StreamUsageMeter;
   private json?: unknown;
   private answered = false;
-  private kept = false;
   private upstreamFailed = false;
   private ended = false;
 
@@ -80,9 +79,17 @@ export class AnswerAccount {
     return { [Symbol.asyncIterator]: () => iterator };
   }
 
-  /** An async job was queued: its answer is stored, not relayed here, so it keeps its whole reservation. */
-  keepReservation(): void {
-    this.kept = true;
+  /**
+   * What the request's job carries for its accounting, should it be queued as one (jobs API, background
+   * response): the worker that finishes the job counts its usage and settles its reservation.
+   */
+  forJob(): JobTokens {
+    return this.tokens.forJob(this.context);
+  }
+
+  /** Its job was queued: from here the job's worker accounts for it, and this request settles nothing. */
+  handOver(): void {
+    this.tokens.handOver(this.context);
   }
 
   /** The request failed; an upstream failure is charged the prompt (the upstream read it), any other refusal nothing. */
@@ -98,7 +105,7 @@ export class AnswerAccount {
     this.tokens.end(this.context, this.model, {
       usage: stream ? this.meter!.usage : usageOfBody(this.json),
       relayed: this.meter?.relayed,
-      answered: this.answered || this.kept,
+      answered: this.answered,
       stream,
       upstreamFailed: this.upstreamFailed,
     });

@@ -43,16 +43,16 @@ export class InferenceService {
         requestId: context.requestId,
       };
       if (path === '/responses' && shaped.background === true) {
-        // Like a job's, a background response's reservation is kept whole: its answer is never read here.
-        account.keepReservation();
-        await this.serveBackground(queued, context, reply);
+        // Like a job's, a background response's usage is accounted for by the worker that runs it.
+        await this.serveBackground({ ...queued, tokens: account.forJob() }, context, reply, () => account.handOver());
         return;
       }
       if (context.mode === 'async' && ASYNC_PATHS.has(path)) {
-        const submitted = await this.queue.submit(queued, idempotencyKey(request));
+        const submitted = await this.queue.submit({ ...queued, tokens: account.forJob() }, idempotencyKey(request));
         const view = submitted.job ? await this.jobs.submitted(submitted.job) : await this.jobs.get(submitted.id, admission.client.id);
+        // A replay queued nothing: its own reservation is given back when this request ends.
         if (submitted.replayed) void reply.header('idempotent-replayed', 'true');
-        account.keepReservation();
+        else account.handOver();
         void reply.status(202).header('location', `/v1/jobs/${view.id}`).header('x-queue-wait-ms', '0').send(view);
         return;
       }
@@ -96,8 +96,9 @@ export class InferenceService {
    * `stream: true`, with its events instead, live until its end (a dropped reader resumes through
    * GET /v1/responses/{id}?stream=true&starting_after=N on any instance; the response runs on regardless).
    */
-  private async serveBackground(queued: QueuedRequest, context: RequestContext, reply: FastifyReply): Promise<void> {
+  private async serveBackground(queued: QueuedRequest, context: RequestContext, reply: FastifyReply, queuedNow: () => void): Promise<void> {
     const object = await this.background.create(queued);
+    queuedNow();
     if (!queued.payload.stream) {
       void reply.status(200).send(object);
       return;

@@ -1,6 +1,7 @@
 import { InjectQueue } from '@nestjs/bullmq';
 import { Injectable } from '@nestjs/common';
 import type { Queue } from 'bullmq';
+import { NEVER_RAN, TokenUsageService } from '../auth/token-usage.service';
 import { CancellationService } from '../cancellation/cancellation.service';
 import { Clock } from '../common/clock';
 import { settleWithin, withDeadline } from '../common/deadline';
@@ -38,6 +39,7 @@ export class BackgroundResponses {
     private readonly cancellation: CancellationService,
     private readonly slots: SlotService,
     private readonly clock: Clock,
+    private readonly tokens: TokenUsageService,
   ) {}
 
   /** Stores and queues a background response; answers its object (`queued`). `stream`: its events are logged. */
@@ -141,8 +143,12 @@ export class BackgroundResponses {
   private async stop(id: string): Promise<void> {
     const job = await settleWithin(this.queue.getJob(id), JOB_LOOKUP_MS, undefined);
     const removed = job ? await settleWithin(job.remove().then(() => true), JOB_LOOKUP_MS, false) : false;
-    if (removed) await this.slots.forget(id).catch(() => undefined);
-    else await this.cancellation.cancel(id);
+    if (removed) {
+      await this.slots.forget(id).catch(() => undefined);
+      if (job?.data.tokens) this.tokens.endJob(job.data.clientId, job.data.tokens, job.data.model, NEVER_RAN);
+    } else {
+      await this.cancellation.cancel(id);
+    }
   }
 
   /**

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { AnswerUsage, usageOfBody } from '../auth/answer-usage';
 import { toErrorResponse } from '../common/error-response';
 import { CancelledError, UpstreamBadResponseError } from '../common/errors';
 import { asOurs, cancelledEvent, failedResponse, finalStatusOf, LAST_EVENT_TYPES, ResponseError, withStatus } from '../responses/response-object';
@@ -28,6 +29,8 @@ export const RERUN_AFTER_OUTPUT: ResponseError = {
 export class BackgroundRun {
   private readonly token = randomUUID();
   private stage = 0;
+  /** The usage of the final response object, once this run has ended the response with one that reports it. */
+  usage?: AnswerUsage;
 
   private constructor(
     private readonly store: ResponseStore,
@@ -108,6 +111,7 @@ export class BackgroundRun {
   private async end(status: FinalStatus, object: Json, lastEvent?: Event): Promise<void> {
     const outcome = await this.store.finish(this.id, this.token, status, { ...object, status }, lastEvent);
     if (outcome !== 'ok') throw new CancelledError('job_cancel');
+    this.usage = usageOfBody(object);
   }
 }
 

@@ -1,3 +1,4 @@
+import type { JobTokens } from '../auth/token-usage.service';
 import type { Priority } from '../common/priority';
 import type { InferencePath } from '../upstream/upstream.types';
 
@@ -53,6 +54,8 @@ export interface InferenceJobData {
   expectedServiceMs?: number;
   /** W3C trace context of the request that queued the job (tracing on): the worker, on any instance, continues its trace. */
   traceparent?: string;
+  /** Jobs and background responses: the token accounting that the worker finishing the job does. */
+  tokens?: JobTokens;
 }
 
 /** What a finished job stores (its BullMQ return value). */

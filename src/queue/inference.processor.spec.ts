@@ -70,6 +70,7 @@ function setup(options: {
     {} as never,
     {} as never,
     {} as never,
+    {} as never,
     { maxConcurrent: options.maxConcurrent ?? 10, workerEnabled: true, lockMs: 30_000 } as never,
   );
   (processor as unknown as { worker: unknown }).worker = worker;

@@ -3,6 +3,8 @@ import type { ConfigType } from '@nestjs/config';
 import { Job, Worker } from 'bullmq';
 import type Redis from 'ioredis';
 import { randomUUID } from 'node:crypto';
+import { AnswerUsage, usageOfBody } from '../auth/answer-usage';
+import { TokenUsageService } from '../auth/token-usage.service';
 import { Clock } from '../common/clock';
 import { settleWithin } from '../common/deadline';
 import { toErrorResponse } from '../common/error-response';
@@ -57,6 +59,7 @@ export class InferenceProcessor implements OnApplicationBootstrap, OnApplication
     private readonly redis: RedisService,
     private readonly tracing: TracingService,
     private readonly responses: ResponseStore,
+    private readonly tokens: TokenUsageService,
     @Inject(queueConfig.KEY) private readonly config: ConfigType<typeof queueConfig>,
   ) {}
 
@@ -170,8 +173,9 @@ export class InferenceProcessor implements OnApplicationBootstrap, OnApplication
   /** Runs a job under `lease` and settles it in BullMQ; the lease is given back at the end, whatever happened. */
   private async run(job: Job<InferenceJobData, InferenceJobResult>, token: string, lease: string): Promise<void> {
     let released = false;
+    const spent: JobSpend = { attempts: 0 };
     try {
-      const result = await this.process(job, lease);
+      const result = await this.process(job, lease, spent);
       if (result === 'hand_back') {
         await job.moveToWait(token);
         this.logger.log({ jobId: job.id }, 'job handed back to the queue at shutdown');
@@ -181,10 +185,12 @@ export class InferenceProcessor implements OnApplicationBootstrap, OnApplication
       } else {
         released = true;
         await this.complete(job, token, lease, result);
+        this.endTokens(job.data, result, spent);
       }
     } catch (error) {
       if (error instanceof AsyncJobFailure) {
         await job.moveToFailed(new Error(error.message), token, false).catch((e: Error) => this.logger.warn(`job ${job.id}: ${e.message}`));
+        this.endTokens(job.data, undefined, spent);
       } else {
         // The lock was lost (this instance stalled): another worker owns the job now.
         this.logger.warn(`job ${job.id}: ${(error as Error).message}`);
@@ -192,6 +198,22 @@ export class InferenceProcessor implements OnApplicationBootstrap, OnApplication
     } finally {
       if (!released) void this.slots.release(lease);
     }
+  }
+
+  /**
+   * A job (jobs API, background response) has ended here for good: its usage is counted and the token
+   * reservation it carries is settled, once, by this worker (a sync request's handler does its own).
+   * `result` undefined: it failed.
+   */
+  private endTokens(data: InferenceJobData, result: InferenceJobResult | undefined, spent: JobSpend): void {
+    if (!data.tokens || data.mode === 'sync') return;
+    const succeeded = result?.outcome === 'succeeded';
+    this.tokens.endJob(data.clientId, data.tokens, succeeded ? result.model : data.model, {
+      usage: spent.usage,
+      answered: succeeded,
+      stream: false,
+      upstreamFailed: !succeeded && spent.attempts > 0,
+    });
   }
 
   /** Completes `job` in BullMQ and gives its slot back, in one round trip. */
@@ -208,7 +230,7 @@ export class InferenceProcessor implements OnApplicationBootstrap, OnApplication
   }
 
   /** Runs one job to its result; throws AsyncJobFailure for an async job that failed for good. */
-  async process(job: Job<InferenceJobData>, lease: string): Promise<InferenceJobResult | 'hand_back' | 'key_at_cap'> {
+  async process(job: Job<InferenceJobData>, lease: string, spent: JobSpend = { attempts: 0 }): Promise<InferenceJobResult | 'hand_back' | 'key_at_cap'> {
     const data = job.data;
     const jobId = String(job.id);
     const { committed, originAlive, keyAtCap } = await this.slots.bind(jobId, data.priority, fairTagOf(job.priority), data.mode === 'sync' ? data.origin : undefined, lease, {
@@ -253,16 +275,18 @@ export class InferenceProcessor implements OnApplicationBootstrap, OnApplication
       const answer = await this.tracing.runWithParent(data.traceparent, () =>
         this.dispatcher.dispatch(
           { path: data.path, model: data.model, body: data.body, stream: data.stream, affinityKey: data.affinityKey },
-          { signal: controller.signal, deadlineAt: data.deadlineAt, retriesAllowed: data.retriesAllowed, onAttempt: () => attempts++ },
+          { signal: controller.signal, deadlineAt: data.deadlineAt, retriesAllowed: data.retriesAllowed, onAttempt: () => (attempts = ++spent.attempts) },
         ),
       );
       if (background) {
         await background.record(answer);
+        spent.usage = background.usage;
         served = true;
         return { outcome: 'succeeded', status: answer.status, upstream: answer.upstream, model: answer.model, queueWaitMs, durationMs: this.clock.now() - startedAt, attempts };
       }
       if (data.mode === 'async') {
         if (answer.kind !== 'json') throw new Error('async jobs are never streamed');
+        spent.usage = usageOfBody(answer.body);
         served = true;
         const durationMs = this.clock.now() - startedAt;
         return { outcome: 'succeeded', status: answer.status, body: answer.body, upstream: answer.upstream, model: answer.model, queueWaitMs, durationMs, attempts };
@@ -300,6 +324,12 @@ export class InferenceProcessor implements OnApplicationBootstrap, OnApplication
       this.figures.jobFinished(served ? this.clock.now() - startedAt : undefined);
     }
   }
+}
+
+/** What running a job spent, for its token accounting: upstream calls made, and the usage its answer reported. */
+interface JobSpend {
+  attempts: number;
+  usage?: AnswerUsage;
 }
 
 /** An async job failed for good; its message is the contract-shaped error, kept in the dead-letter list. */

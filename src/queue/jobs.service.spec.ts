@@ -4,6 +4,7 @@ import { describe, it } from 'node:test';
 import { JobNotCancellableError, NotFoundError } from '../common/errors';
 import type { InferenceJobData, InferenceJobResult } from './inference-job';
 import { JobsService } from './jobs.service';
+import type { AnswerOutcome, JobTokens } from '../auth/token-usage.service';
 
 type State = 'prioritized' | 'waiting' | 'active' | 'completed' | 'failed';
 
@@ -72,6 +73,11 @@ function setup(jobs: FakeJob[], options: { cancelRequested?: string[]; rank?: nu
     cancelRequested: async (id: string) => (options.cancelRequested ?? []).includes(id),
   };
   const slots = { forget: async (id: string) => void forgotten.push(id) };
+  const settled: { clientId: string; reserved?: number; answered: boolean }[] = [];
+  const tokens = {
+    endJob: (clientId: string, carried: JobTokens, _model: string, outcome: AnswerOutcome) =>
+      void settled.push({ clientId, reserved: carried.reservation?.reserved, answered: outcome.answered }),
+  };
   const service = new JobsService(
     queue as never,
     { jobResultTtlMs: 60_000, maxQueueSize: 10, maxConcurrent: 2 } as never,
@@ -79,8 +85,9 @@ function setup(jobs: FakeJob[], options: { cancelRequested?: string[]; rank?: nu
     {} as never,
     redis as never,
     slots as never,
+    tokens as never,
   );
-  return { service, cancelled, forgotten, store };
+  return { service, cancelled, forgotten, store, settled };
 }
 
 describe('JobsService', () => {
@@ -137,12 +144,14 @@ describe('JobsService', () => {
 
   it('cancels a queued job at once: removed, cancelled, readable afterwards, its queue place forgotten', async () => {
     const queued = job('q', 'prioritized');
-    const { service, forgotten, cancelled } = setup([queued], { rank: 0 });
+    queued.data.tokens = { keyName: 'alice-key', reservation: { reserved: 1004, promptTokens: 4, perMinute: 6000 } };
+    const { service, forgotten, cancelled, settled } = setup([queued], { rank: 0 });
     const view = await service.cancel('q', 'alice');
     assert.equal(view.status, 'cancelled');
     assert.equal(queued.removed, true);
     assert.deepEqual(forgotten, ['q']);
     assert.deepEqual(cancelled, []);
+    assert.deepEqual(settled, [{ clientId: 'alice', reserved: 1004, answered: false }], 'its whole reservation is given back, once');
     // Gone from BullMQ, the job is still answered from its tombstone, to its owner only.
     assert.equal((await service.get('q', 'alice')).status, 'cancelled');
     await assert.rejects(service.get('q', 'mallory'), NotFoundError);

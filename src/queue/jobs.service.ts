@@ -2,6 +2,7 @@ import { InjectQueue } from '@nestjs/bullmq';
 import { Inject, Injectable } from '@nestjs/common';
 import type { ConfigType } from '@nestjs/config';
 import type { Job, Queue } from 'bullmq';
+import { NEVER_RAN, TokenUsageService } from '../auth/token-usage.service';
 import { JobNotCancellableError, NotFoundError } from '../common/errors';
 import { queueConfig } from '../config/sections';
 import { RedisService } from '../redis/redis.service';
@@ -46,6 +47,7 @@ export class JobsService {
     private readonly figures: QueueFigures,
     private readonly redis: RedisService,
     private readonly slots: SlotService,
+    private readonly tokens: TokenUsageService,
   ) {}
 
   /** A job of `clientId`'s; another caller's job is reported as not found, revealing nothing. */
@@ -81,6 +83,7 @@ export class JobsService {
       );
       if (removed) {
         await this.slots.forget(id).catch(() => undefined);
+        if (job.data.tokens) this.tokens.endJob(clientId, job.data.tokens, job.data.model, NEVER_RAN);
         const view: JobView = { ...current, status: 'cancelled', position: null, finished_at: seconds(Date.now()) };
         await this.redis.client.set(TOMBSTONE_PREFIX + id, JSON.stringify({ ...view, owner: clientId }), 'PX', this.config.jobResultTtlMs);
         return view;

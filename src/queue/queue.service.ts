@@ -21,6 +21,7 @@ import { CancellationService } from '../cancellation/cancellation.service';
 import { SlotService } from './slot.service';
 import { TracingService } from '../tracing/tracing.service';
 import type { Admission } from './admission';
+import type { JobTokens } from '../auth/token-usage.service';
 
 /** Longest wait for Redis to admit a request. */
 const ADMIT_TIMEOUT_MS = 2000;
@@ -38,6 +39,8 @@ export interface QueuedRequest {
   requestId: string;
   /** Told about once a second where the request stands while it waits in the queue, from when it is queued. */
   onWaiting?: (status: QueueStatus) => void;
+  /** A job's token accounting (jobs API, background responses), settled by the worker that finishes it. */
+  tokens?: JobTokens;
 }
 
 export interface RunningAnswer {
@@ -172,6 +175,7 @@ export class QueueService implements OnApplicationBootstrap, OnApplicationShutdo
       expectedServiceMs: admission.expectedServiceMs,
       // The worker, on whichever instance, continues the request's trace.
       traceparent: this.tracing.carrier(),
+      tokens: request.tokens,
     };
   }
 
