@@ -11,13 +11,13 @@ const MODEL = 'sim-small';
 const CHAT = '/v1/chat/completions';
 
 /** The simulator of the stack (`r0`) and two more replicas, each with its own prefix cache. */
-async function fleet(options: ConstructorParameters<typeof UpstreamSimulator>[0], env: Record<string, string>, hedge?: unknown) {
+async function fleet(options: ConstructorParameters<typeof UpstreamSimulator>[0], env: Record<string, string>, hedge?: unknown, weights?: number[]) {
   const extra = [new UpstreamSimulator(options), new UpstreamSimulator(options)];
   const urls = await Promise.all(extra.map(async (s) => (await s.start()).baseUrl));
   const stack = await startStack({
     simulator: options,
     upstreams: (first) => ({
-      upstreams: [first, ...urls].map((url, i) => ({ name: `r${i}`, url, models: [MODEL] })),
+      upstreams: [first, ...urls].map((url, i) => ({ name: `r${i}`, url, models: [MODEL], ...(weights ? { weight: weights[i] } : {}) })),
       ...(hedge ? { hedge } : {}),
     }),
     env: { UPSTREAM_METRICS_POLL_MS: '0', MAX_CONCURRENT_REQUESTS: '40', MAX_QUEUE_SIZE: '200', ...env },
@@ -135,10 +135,13 @@ describe('hedged attempts across gateway instances', () => {
   const REQUESTS = 20;
 
   before(async () => {
+    // Weighted routing sends about 8 calls in 10 to r0, so more calls want a hedge than the budget allows,
+    // whatever the machine's timing (least-loaded routing would learn to avoid r0).
     setup = await fleet(
       { latencyMs: 0, chunkIntervalMs: 1 },
-      { ROUTING: 'least-loaded', HEDGE_BUDGET_RATIO: String(RATIO) },
+      { ROUTING: 'weighted', HEDGE_BUDGET_RATIO: String(RATIO) },
       { [MODEL]: { minDelayMs: 400, maxDelayMs: 400 } },
+      [8, 1, 1],
     );
     // r0 holds back every call for 2 s: a hedge (within the budget) answers for it from r1 or r2.
     setup.replicas[0].configure({ stall: { share: 1, ms: 2000 } });
