@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type Redis from 'ioredis';
 import { ClusterMember, clusterMember } from '../../test/support/cluster';
+import { startMonitor } from '../../test/support/redis-monitor';
 import { startRedis, TestRedis } from '../../test/support/redis-server';
 import { waitFor } from '../../test/support/wait';
 import { HEARTBEAT_KEY } from './lease-scripts';
@@ -58,17 +59,20 @@ describe('ClusterLeases on a real redis-server', () => {
     await m.leases.renew(); // loads the script, so the renewal watched below is one call
 
     const startedAt = await redisNow(m.redis.client);
-    const monitor = await probe.redis.client.monitor();
+    const monitor = await startMonitor(redis.url);
     const localPort = (m.redis.client as unknown as { stream: { localPort: number } }).stream.localPort;
     const sent: string[] = [];
     monitor.on('monitor', (_time: string, args: string[], source: string) => {
       if (source.endsWith(`:${localPort}`)) sent.push(args[0].toLowerCase());
       if (args[0].toLowerCase() === 'echo' && args[1] === 'watched') sent.push('end');
     });
-    await m.leases.renew();
-    await probe.redis.client.echo('watched');
-    await waitFor('the watch to end', () => sent.includes('end') || undefined);
-    monitor.disconnect();
+    try {
+      await m.leases.renew();
+      await probe.redis.client.echo('watched');
+      await waitFor('the watch to end', () => sent.includes('end') || undefined);
+    } finally {
+      monitor.disconnect();
+    }
     assert.deepEqual(sent, ['evalsha', 'end'], 'one command from the renewing instance');
 
     const score = async (set: string, member: string) => Number(await probe.redis.client.zscore(set, member));
